@@ -1,0 +1,152 @@
+//! Audit events: one row per authentication decision, written by the store in the same
+//! transaction as the decision it records.
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::domain::session::SessionId;
+use crate::domain::user::UserId;
+
+/// What was decided. The string forms are stable: operators filter on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuditKind {
+    #[serde(rename = "login.success")]
+    LoginSuccess,
+    #[serde(rename = "login.failure")]
+    LoginFailure,
+    #[serde(rename = "login.throttled")]
+    LoginThrottled,
+    #[serde(rename = "logout")]
+    Logout,
+    #[serde(rename = "session.revoked")]
+    SessionRevoked,
+    #[serde(rename = "user.created")]
+    UserCreated,
+    #[serde(rename = "user.password_changed")]
+    UserPasswordChanged,
+    #[serde(rename = "user.disabled")]
+    UserDisabled,
+    #[serde(rename = "user.enabled")]
+    UserEnabled,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoginSuccess => "login.success",
+            Self::LoginFailure => "login.failure",
+            Self::LoginThrottled => "login.throttled",
+            Self::Logout => "logout",
+            Self::SessionRevoked => "session.revoked",
+            Self::UserCreated => "user.created",
+            Self::UserPasswordChanged => "user.password_changed",
+            Self::UserDisabled => "user.disabled",
+            Self::UserEnabled => "user.enabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// Who or what acted: the request's IP and id, or the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        Self {
+            ip: None,
+            request_id: Some("cli".into()),
+        }
+    }
+}
+
+/// One audit row. `details` never holds a credential.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    pub kind: AuditKind,
+    pub outcome: Outcome,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<String>,
+    pub session_id: Option<SessionId>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Value,
+}
+
+impl AuditEvent {
+    pub fn new(at: OffsetDateTime, kind: AuditKind, outcome: Outcome, actor: &Actor) -> Self {
+        Self {
+            at,
+            kind,
+            outcome,
+            user_id: None,
+            client_id: None,
+            session_id: None,
+            ip: actor.ip.clone(),
+            request_id: actor.request_id.clone(),
+            details: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn user(mut self, user_id: UserId) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn session(mut self, session_id: SessionId) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    /// Adds `key: value` to the details object.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Value::Object(map) = &mut self.details {
+            map.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+}
+
+/// An audit row as read back (CLI, admin API, tests).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub outcome: String,
+    pub user_id: Option<UserId>,
+    pub client_id: Option<String>,
+    pub session_id: Option<SessionId>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Value,
+}
+
+/// Filters for listing audit rows, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub kind: Option<String>,
+    pub user_id: Option<UserId>,
+    pub limit: u32,
+}

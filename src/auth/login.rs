@@ -1,0 +1,297 @@
+//! Sign-in: the login transaction that a form is bound to, and the password check with
+//! per-account and per-IP throttling. Every decision is audited.
+
+use std::net::IpAddr;
+
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::secret::{OpaqueToken, TokenHash, constant_time_eq};
+use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
+use crate::domain::throttle::retry_after_secs;
+use crate::domain::user::{Password, UserId, Username};
+use crate::password::HashError;
+use crate::storage::{CompletedLogin, LoginTransaction, NewSession, StoreError};
+
+use super::Authenticator;
+
+/// A submitted sign-in form whose transaction and CSRF token were already checked.
+#[derive(Debug)]
+pub struct LoginAttempt<'a> {
+    pub transaction: &'a LoginTransaction,
+    pub username: &'a str,
+    pub password: String,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    pub actor: &'a Actor,
+    /// The hash of a session cookie the browser already sent; that session is replaced.
+    pub replaces: Option<TokenHash>,
+}
+
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Signed in: set `cookie` and go to `return_to`.
+    Success {
+        cookie: OpaqueToken,
+        session: Box<BrowserSession>,
+        return_to: String,
+    },
+    /// Wrong credentials, shown as one generic message whatever the cause.
+    Rejected(LoginFailure),
+    /// Too many failures for this account or address.
+    Throttled { retry_after: u64 },
+}
+
+/// Why a sign-in failed; only the audit trail sees the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    UnknownUser,
+    BadPassword,
+    Disabled,
+    InvalidInput,
+}
+
+impl LoginFailure {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::UnknownUser => "unknown_user",
+            Self::BadPassword => "bad_password",
+            Self::Disabled => "disabled",
+            Self::InvalidInput => "invalid_input",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The transaction was consumed or expired while the password was checked.
+    #[error("the sign-in form has expired")]
+    Expired,
+    /// Password hashing stayed saturated for the whole queue timeout.
+    #[error("too many sign-ins at once")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("password verification failed: {0}")]
+    Hash(String),
+}
+
+impl Authenticator {
+    /// Creates the server-side record a sign-in form is bound to. Returns the
+    /// transaction id to embed in the form; `binding` is the browser's binding cookie.
+    pub async fn start_login(
+        &self,
+        binding: &OpaqueToken,
+        return_to: &str,
+        request: Option<serde_json::Value>,
+    ) -> Result<OpaqueToken, StoreError> {
+        let id = OpaqueToken::generate();
+        let now = self.clock.now();
+        self.store
+            .insert_login_transaction(&LoginTransaction {
+                id_hash: id.hash(),
+                binding_hash: binding.hash(),
+                return_to: return_to.to_owned(),
+                request,
+                created_at: now,
+                expires_at: now + self.transaction_lifetime,
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// The live transaction `id`, provided it was issued to this browser.
+    pub async fn load_login(
+        &self,
+        id: &OpaqueToken,
+        binding: &OpaqueToken,
+    ) -> Result<Option<LoginTransaction>, StoreError> {
+        let tx = self
+            .store
+            .find_login_transaction(&id.hash(), self.clock.now())
+            .await?;
+        // SECURITY: the form only works in the browser it was served to (login CSRF).
+        Ok(tx.filter(|t| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                t.binding_hash.as_bytes(),
+                binding.hash().as_bytes(),
+            ))
+        }))
+    }
+
+    /// The CSRF token of a sign-in form: bound to the transaction and the browser.
+    pub fn login_csrf_token(id: &OpaqueToken, binding: &OpaqueToken) -> String {
+        binding.derive("login-csrf", id.expose())
+    }
+
+    pub fn check_login_csrf(id: &OpaqueToken, binding: &OpaqueToken, presented: &str) -> bool {
+        constant_time_eq(&Self::login_csrf_token(id, binding), presented)
+    }
+
+    pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<LoginOutcome, LoginError> {
+        let now = self.clock.now();
+        let actor = attempt.actor;
+
+        if let Some(until) = attempt
+            .ip
+            .and_then(|ip| self.ip_limiter.blocked_until(ip, now))
+        {
+            let audit = AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                .detail("reason", "ip_limit");
+            self.store.record_audit(&audit).await?;
+            return Ok(LoginOutcome::Throttled {
+                retry_after: retry_after_secs(now, until),
+            });
+        }
+
+        let username = Username::parse(attempt.username).ok();
+        if let Some(name) = &username {
+            if let Some(until) = self.store.throttle_locked_until(name.as_str(), now).await? {
+                let audit =
+                    AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                        .detail("reason", "account_locked")
+                        .detail("username", name.as_str());
+                self.store.record_audit(&audit).await?;
+                return Ok(LoginOutcome::Throttled {
+                    retry_after: retry_after_secs(now, until),
+                });
+            }
+        }
+
+        // An over-long password cannot match; it is still verified (as empty) for timing.
+        let password = Password::presented(attempt.password).unwrap_or_else(|_| Password::empty());
+        let password_for_rehash = password.duplicate();
+        let found = match &username {
+            Some(name) => self.store.find_user(name).await?,
+            None => None,
+        };
+        let (user, stored_hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, None),
+        };
+        // SECURITY: always run one argon2 verification, against a dummy hash when there is
+        // no usable one, so timing does not tell unknown users from wrong passwords.
+        let verification = self
+            .hasher
+            .verify(
+                password,
+                stored_hash
+                    .clone()
+                    .filter(|_| user.as_ref().is_some_and(|u| !u.disabled)),
+            )
+            .await
+            .map_err(|e| match e {
+                HashError::Busy => LoginError::Busy,
+                HashError::Failed(m) => LoginError::Hash(m),
+            })?;
+
+        let failure = match (&username, &user) {
+            (None, _) => Some(LoginFailure::InvalidInput),
+            (Some(_), None) => Some(LoginFailure::UnknownUser),
+            (Some(_), Some(u)) if u.disabled => Some(LoginFailure::Disabled),
+            (Some(_), Some(_)) if !verification.matches => Some(LoginFailure::BadPassword),
+            _ => None,
+        };
+        if let Some(failure) = failure {
+            if let Some(ip) = attempt.ip {
+                self.ip_limiter.record_failure(ip, now);
+            }
+            let mut audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
+                .detail("reason", failure.reason());
+            if let Some(u) = &user {
+                audit = audit.user(u.id);
+            }
+            let Some(name) = &username else {
+                self.store.record_audit(&audit).await?;
+                return Ok(LoginOutcome::Rejected(failure));
+            };
+            let audit = audit.detail("username", name.as_str());
+            let state = self
+                .store
+                .record_login_failure(name.as_str(), now, &self.throttle, &audit)
+                .await?;
+            return Ok(match state.locked_until {
+                Some(until) => LoginOutcome::Throttled {
+                    retry_after: retry_after_secs(now, until),
+                },
+                None => LoginOutcome::Rejected(failure),
+            });
+        }
+        let (Some(user), Some(name)) = (user, username) else {
+            return Ok(LoginOutcome::Rejected(LoginFailure::UnknownUser));
+        };
+
+        let cookie = OpaqueToken::generate();
+        let (idle_expires_at, absolute_expires_at) = self.sessions.expiry_for_new(now);
+        let session = BrowserSession {
+            id: SessionId::new(),
+            user_id: user.id,
+            auth_time: now,
+            amr: vec!["pwd".to_owned()],
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at,
+            absolute_expires_at,
+            ip: attempt.ip.map(|ip| ip.to_string()),
+            user_agent: attempt.user_agent.map(truncate_user_agent),
+        };
+        let new_session = NewSession {
+            id_hash: cookie.hash(),
+            session,
+        };
+        let audit = AuditEvent::new(now, AuditKind::LoginSuccess, Outcome::Success, actor)
+            .user(user.id)
+            .session(new_session.session.id)
+            .detail("amr", "pwd");
+        let completed = self
+            .store
+            .complete_login(
+                &CompletedLogin {
+                    transaction: attempt.transaction.id_hash,
+                    session: &new_session,
+                    throttle_key: name.as_str(),
+                    replaces: attempt.replaces,
+                    audit: &audit,
+                },
+                now,
+            )
+            .await?;
+        if !completed {
+            return Err(LoginError::Expired);
+        }
+        if verification.needs_rehash {
+            self.upgrade_hash_in_background(user.id, password_for_rehash);
+        }
+        Ok(LoginOutcome::Success {
+            cookie,
+            session: Box::new(new_session.session),
+            return_to: attempt.transaction.return_to.clone(),
+        })
+    }
+
+    /// The stored hash used weaker parameters than configured now: replace it, off the
+    /// request path. A failure only means the upgrade waits for the next sign-in.
+    fn upgrade_hash_in_background(&self, user: UserId, password: Password) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = match this.hasher.hash(password).await {
+                Ok(hash) => this
+                    .store
+                    .set_password_hash(user, &hash, this.clock.now(), None)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%user, %error, "could not upgrade a password hash");
+            }
+        });
+    }
+}
+
+fn truncate_user_agent(ua: &str) -> String {
+    let mut end = ua.len().min(MAX_USER_AGENT_LEN);
+    while !ua.is_char_boundary(end) {
+        end -= 1;
+    }
+    ua[..end].to_owned()
+}

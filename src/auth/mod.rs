@@ -1,0 +1,63 @@
+//! Browser authentication: sign-in forms, password checks with throttling, and the
+//! server-side sessions behind the login cookie. No HTTP types here.
+
+mod ip_limit;
+mod login;
+mod session;
+
+use std::sync::Arc;
+
+pub use ip_limit::IpLimiter;
+pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome};
+pub use session::CurrentSession;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::session::SessionPolicy;
+use crate::domain::throttle::ThrottlePolicy;
+use crate::password::PasswordHasher;
+use crate::storage::Store;
+
+/// The services sign-in and sessions need, shared by every request.
+#[derive(Clone)]
+pub struct Authenticator {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: PasswordHasher,
+    pub sessions: SessionPolicy,
+    pub throttle: ThrottlePolicy,
+    pub ip_limiter: Arc<IpLimiter>,
+    pub transaction_lifetime: time::Duration,
+}
+
+impl Authenticator {
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
+        Self {
+            store,
+            clock,
+            hasher,
+            sessions: SessionPolicy {
+                idle_timeout: d(settings.session.idle_timeout),
+                absolute_lifetime: d(settings.session.absolute_lifetime),
+                touch_interval: d(settings.session.touch_interval),
+            },
+            throttle: ThrottlePolicy {
+                max_failures: settings.login.max_failures,
+                failure_window: d(settings.login.failure_window),
+                lockout_base: d(settings.login.lockout_base),
+                lockout_max: d(settings.login.lockout_max),
+            },
+            ip_limiter: Arc::new(IpLimiter::new(
+                settings.login.ip_max_failures,
+                d(settings.login.ip_window),
+            )),
+            transaction_lifetime: d(settings.login.transaction_lifetime),
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The command line: `serve`, `migrate`, `users …`, `sessions …`, `audit …`. Commands work
+//! directly on the database named by the configuration and call the same functions as the
+//! server. Secrets are read from a prompt, or from stdin when it is not a terminal, never
+//! from arguments (which end up in shell history and `ps`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::audit::{Actor, AuditEvent, AuditKind, AuditQuery, Outcome};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Settings, Sources};
+use crate::domain::user::{NewUser, Password, User, Username};
+use crate::password::PasswordHasher;
+use crate::startup::Application;
+use crate::storage::{self, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An OAuth 2.0 / OpenID Connect provider"
+)]
+pub struct Cli {
+    /// A configuration file layered over everything else.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (applies pending migrations first unless disabled).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage browser sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from a prompt or stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Create the account without a password (it cannot sign in until one is set).
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Replace a user's password (read from a prompt or stdin) and sign out their sessions.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+    },
+    /// Disable a user: no sign-in, and every session ends.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Re-enable a disabled user.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Sign a user out everywhere.
+    Revoke {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest audit events.
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&Sources::from_env(cli.config.clone()))?;
+    let json = cli.json;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let store = open(&settings).await?;
+            store.migrate().await.context("applying migrations")?;
+            store.close().await;
+            emit(json, &json!({ "migrated": true }), "Migrations applied.");
+            Ok(())
+        }
+        Command::Users(cmd) => {
+            let store = open_migrated(&settings).await?;
+            let result = users(&settings, store.as_ref(), cmd, json).await;
+            store.close().await;
+            result
+        }
+        Command::Sessions(SessionsCommand::Revoke { user }) => {
+            let store = open_migrated(&settings).await?;
+            let result = async {
+                let user = find(store.as_ref(), &user).await?;
+                let now = SystemClock.now();
+                let audit = AuditEvent::new(
+                    now,
+                    AuditKind::SessionRevoked,
+                    Outcome::Success,
+                    &Actor::cli(),
+                )
+                .user(user.id)
+                .detail("scope", "all");
+                let n = store
+                    .revoke_user_sessions(user.id, now, "admin_revoked", &audit)
+                    .await?;
+                emit(
+                    json,
+                    &json!({ "username": user.username, "revoked_sessions": n }),
+                    &format!("Revoked {n} session(s) of {}.", user.username),
+                );
+                Ok(())
+            }
+            .await;
+            store.close().await;
+            result
+        }
+        Command::Audit(AuditCommand::List { kind, user, limit }) => {
+            let store = open_migrated(&settings).await?;
+            let result = async {
+                let user_id = match user {
+                    Some(u) => Some(find(store.as_ref(), &u).await?.id),
+                    None => None,
+                };
+                let rows = store
+                    .list_audit(&AuditQuery {
+                        kind,
+                        user_id,
+                        limit,
+                    })
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    for r in rows {
+                        println!(
+                            "{}  {:<22} {:<8} user={} ip={} {}",
+                            crate::http::pages::format_time(r.at),
+                            r.kind,
+                            r.outcome,
+                            r.user_id
+                                .map(|u| u.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            r.ip.as_deref().unwrap_or("-"),
+                            r.details
+                        );
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bind = settings.server.bind.clone();
+    let issuer = settings.issuer.clone();
+    let db = redact_url(&settings.database.url);
+    let app = Application::build(settings, Arc::new(SystemClock)).await?;
+    tracing::info!(%bind, %issuer, database = %db, "portcullis is listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    storage::connect(&settings.database)
+        .await
+        .with_context(|| format!("opening {}", redact_url(&settings.database.url)))
+}
+
+async fn open_migrated(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = open(settings).await?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+async fn users(
+    settings: &Settings,
+    store: &dyn Store,
+    cmd: UsersCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let actor = Actor::cli();
+    match cmd {
+        UsersCommand::Create {
+            username,
+            email,
+            name,
+            no_password,
+        } => {
+            let username = Username::parse(&username).context("invalid --username")?;
+            let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+            if let Some(e) = &email {
+                if !e.contains('@') || e.len() > 254 {
+                    bail!("invalid --email: expected an address like alice@example.com");
+                }
+            }
+            let password_hash = if no_password {
+                None
+            } else {
+                let password = read_new_password(settings)?;
+                Some(hasher(settings)?.hash(password).await?)
+            };
+            let now = clock.now();
+            let audit = AuditEvent::new(now, AuditKind::UserCreated, Outcome::Success, &actor)
+                .detail("username", username.as_str());
+            let user = store
+                .create_user(
+                    &NewUser {
+                        username,
+                        email,
+                        name: name.filter(|n| !n.trim().is_empty()),
+                        password_hash,
+                    },
+                    now,
+                    &audit,
+                )
+                .await?;
+            emit(
+                json,
+                &serde_json::to_value(&user)?,
+                &format!("Created user {} ({}).", user.username, user.id),
+            );
+        }
+        UsersCommand::SetPassword { username } => {
+            let user = find(store, &username).await?;
+            let password = read_new_password(settings)?;
+            let hash = hasher(settings)?.hash(password).await?;
+            let now = clock.now();
+            let audit = AuditEvent::new(
+                now,
+                AuditKind::UserPasswordChanged,
+                Outcome::Success,
+                &actor,
+            )
+            .user(user.id);
+            store
+                .set_password_hash(user.id, &hash, now, Some(&audit))
+                .await?;
+            emit(
+                json,
+                &json!({ "username": user.username, "password_changed": true }),
+                &format!(
+                    "Password of {} changed; their sessions were signed out.",
+                    user.username
+                ),
+            );
+        }
+        UsersCommand::Disable { username } => {
+            set_disabled(store, &username, true, json).await?;
+        }
+        UsersCommand::Enable { username } => {
+            set_disabled(store, &username, false, json).await?;
+        }
+        UsersCommand::List { limit } => {
+            let users = store.list_users(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{}  {:<24} {:<28} {}",
+                        u.id,
+                        u.username,
+                        u.email.as_deref().unwrap_or("-"),
+                        if u.disabled { "disabled" } else { "active" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(
+    store: &dyn Store,
+    username: &str,
+    disabled: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let user = find(store, username).await?;
+    let now = SystemClock.now();
+    let kind = if disabled {
+        AuditKind::UserDisabled
+    } else {
+        AuditKind::UserEnabled
+    };
+    let audit = AuditEvent::new(now, kind, Outcome::Success, &Actor::cli()).user(user.id);
+    let changed = store
+        .set_user_disabled(user.id, disabled, now, &audit)
+        .await?;
+    let state = if disabled { "disabled" } else { "enabled" };
+    emit(
+        json,
+        &json!({ "username": user.username, "disabled": disabled, "changed": changed }),
+        &if changed {
+            format!("User {} is now {state}.", user.username)
+        } else {
+            format!("User {} was already {state}.", user.username)
+        },
+    );
+    Ok(())
+}
+
+async fn find(store: &dyn Store, username: &str) -> anyhow::Result<User> {
+    let name = Username::parse(username).context("invalid username")?;
+    match store.find_user(&name).await? {
+        Some((user, _)) => Ok(user),
+        None => bail!("no user named {name}"),
+    }
+}
+
+fn hasher(settings: &Settings) -> anyhow::Result<PasswordHasher> {
+    Ok(PasswordHasher::new(&settings.password)?)
+}
+
+/// From a hidden prompt (asked twice) on a terminal; otherwise the first line of stdin.
+fn read_new_password(settings: &Settings) -> anyhow::Result<Password> {
+    let raw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let second = rpassword::prompt_password("Repeat the password: ")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok(Password::new_password(raw, settings.password.min_length)?)
+}
+
+fn emit(json: bool, value: &serde_json::Value, text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(out, "{value}")
+    } else {
+        writeln!(out, "{text}")
+    };
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}

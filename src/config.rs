@@ -1,0 +1,425 @@
+//! Layered settings: built-in defaults (`config/default.toml`) < `config/$PORTCULLIS_ENV.toml`
+//! < `PORTCULLIS__SECTION__KEY` environment variables < `--config FILE`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// The documented defaults; the same file ships in `config/` for reference.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The issuer identifier. Never derived from a request.
+    pub issuer: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub session: SessionSettings,
+    pub login: LoginSettings,
+    pub password: PasswordSettings,
+    pub log: LogSettings,
+    pub housekeeping: HousekeepingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub max_form_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub absolute_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub touch_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSettings {
+    #[serde(with = "humantime_serde")]
+    pub transaction_lifetime: Duration,
+    pub max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lockout_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lockout_max: Duration,
+    pub ip_max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub ip_window: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub max_concurrent: usize,
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    pub min_length: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HousekeepingSettings {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub batch_size: u32,
+}
+
+/// Where the layers come from; `Default` reads the process environment.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `PORTCULLIS_ENV`: loads `config/<env>.toml` when set.
+    pub environment: Option<String>,
+    /// `--config FILE`: the last layer.
+    pub file: Option<PathBuf>,
+    /// The directory holding `<env>.toml`; `./config` when unset.
+    pub config_dir: Option<PathBuf>,
+    /// Skip `PORTCULLIS__…` variables (tests build settings without the host's env).
+    pub ignore_env_vars: bool,
+}
+
+impl Sources {
+    pub fn from_env(file: Option<PathBuf>) -> Self {
+        Self {
+            environment: std::env::var("PORTCULLIS_ENV")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            file,
+            config_dir: None,
+            ignore_env_vars: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads every layer and validates the result; any problem names the offending key.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(env) = &sources.environment {
+            if !env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    "PORTCULLIS_ENV",
+                    "may contain only letters, digits, '-' and '_'",
+                ));
+            }
+            let dir = sources
+                .config_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("config"));
+            let path = dir.join(format!("{env}.toml"));
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        if !sources.ignore_env_vars {
+            builder = builder.add_source(
+                Environment::with_prefix("PORTCULLIS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("server.trusted_proxies"),
+            );
+        }
+        if let Some(file) = &sources.file {
+            builder = builder.add_source(File::from(file.as_path()).required(true));
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validated()
+    }
+
+    /// Defaults only: what tests start from.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(&Sources {
+            ignore_env_vars: true,
+            ..Sources::default()
+        })
+    }
+
+    /// Checks the rules serde cannot express and normalises the issuer.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        self.issuer = validate_issuer(&self.issuer)?;
+        if self.server.max_form_bytes < 1024 {
+            return Err(invalid("server.max_form_bytes", "must be at least 1024"));
+        }
+        if !(self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://")
+            || self.database.url.starts_with("sqlite:"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let s = &self.session;
+        if s.idle_timeout.is_zero() {
+            return Err(invalid("session.idle_timeout", "must be positive"));
+        }
+        if s.absolute_lifetime < s.idle_timeout {
+            return Err(invalid(
+                "session.absolute_lifetime",
+                "must be at least session.idle_timeout",
+            ));
+        }
+        let l = &self.login;
+        if l.transaction_lifetime < Duration::from_secs(60) {
+            return Err(invalid("login.transaction_lifetime", "must be at least 1m"));
+        }
+        if l.max_failures == 0 {
+            return Err(invalid("login.max_failures", "must be at least 1"));
+        }
+        if l.lockout_base.is_zero() || l.lockout_max < l.lockout_base {
+            return Err(invalid(
+                "login.lockout_max",
+                "must be at least login.lockout_base, which must be positive",
+            ));
+        }
+        if l.ip_max_failures == 0 || l.ip_window.is_zero() {
+            return Err(invalid(
+                "login.ip_max_failures",
+                "ip_max_failures and ip_window must be positive",
+            ));
+        }
+        let p = &self.password;
+        // SECURITY: OWASP's floor for argon2id is m=19 MiB, t=2, p=1 (or an equivalent trade).
+        if p.memory_kib < 8 * 1024 || p.iterations == 0 || p.parallelism == 0 {
+            return Err(invalid(
+                "password.memory_kib",
+                "argon2id needs memory_kib >= 8192, iterations >= 1 and parallelism >= 1",
+            ));
+        }
+        if p.min_length < 8 {
+            return Err(invalid("password.min_length", "must be at least 8"));
+        }
+        if self.housekeeping.interval.is_zero() || self.housekeeping.batch_size == 0 {
+            return Err(invalid(
+                "housekeeping.interval",
+                "interval and batch_size must be positive",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// True when the issuer is https: cookies get the `__Host-` prefix and HSTS is sent.
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// `scheme://host[:port]` of the issuer, for Origin checks.
+    pub fn issuer_origin(&self) -> String {
+        Url::parse(&self.issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    /// The SQLite file behind a `sqlite:` URL, if any.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        let rest = self.database.url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+    }
+}
+
+/// OpenID Connect Discovery §3 / RFC 8414 §2: the issuer is an https URL with no query or
+/// fragment. Plain http is accepted only for loopback hosts (local development).
+fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| invalid("issuer", format!("not an absolute URL ({e})")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                "issuer",
+                "must use https (plain http is allowed only for localhost/loopback)",
+            ));
+        }
+        other => return Err(invalid("issuer", format!("unsupported scheme `{other}`"))),
+    }
+    if url.host().is_none() {
+        return Err(invalid("issuer", "must have a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("issuer", "must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("issuer", "must not contain credentials"));
+    }
+    let mut s = url.to_string();
+    if s.ends_with('/') {
+        s.pop();
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_issuer(issuer: &str) -> Result<Settings, ConfigError> {
+        let mut s = Settings::defaults()?;
+        s.issuer = issuer.into();
+        s.validated()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.sqlite_path(), Some(Path::new("data/portcullis.db")));
+        assert!(!s.is_https());
+    }
+
+    #[test]
+    fn issuer_rules() {
+        let ok = [
+            "https://id.example.com",
+            "https://example.com/tenant",
+            "http://localhost:8080/",
+        ];
+        for issuer in ok {
+            assert!(with_issuer(issuer).is_ok(), "{issuer} should be accepted");
+        }
+        let bad = [
+            "http://id.example.com",
+            "https://id.example.com?x=1",
+            "https://id.example.com#f",
+            "ftp://id.example.com",
+            "not a url",
+            "https://user:pw@id.example.com",
+        ];
+        for issuer in bad {
+            match with_issuer(issuer) {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "issuer"),
+                other => panic!("{issuer}: expected an issuer error, got {other:?}"),
+            }
+        }
+        let trimmed = with_issuer("http://localhost:8080/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(trimmed.issuer, "http://localhost:8080");
+    }
+
+    #[test]
+    fn a_bad_value_in_a_file_names_the_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[session]\nidle_timeout = \"forever\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = Settings::load(&Sources {
+            file: Some(path),
+            ignore_env_vars: true,
+            ..Sources::default()
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("session.idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[session]\nidle_timeot = \"1h\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = Settings::load(&Sources {
+            file: Some(path),
+            ignore_env_vars: true,
+            ..Sources::default()
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("idle_timeot"), "{err}");
+    }
+
+    #[test]
+    fn environment_file_layers_over_defaults() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("staging.toml"),
+            "[login]\nmax_failures = 9\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = Settings::load(&Sources {
+            environment: Some("staging".into()),
+            config_dir: Some(dir.path().to_path_buf()),
+            ignore_env_vars: true,
+            file: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.login.max_failures, 9);
+        assert_eq!(s.login.ip_max_failures, 20);
+    }
+}

@@ -1,0 +1,6 @@
+//! Pure types and rules: no I/O, no actix, no sqlx, no system time.
+
+pub mod secret;
+pub mod session;
+pub mod throttle;
+pub mod user;

@@ -1,0 +1,137 @@
+//! Opaque high-entropy secrets (session ids, login transactions, later codes and refresh
+//! tokens) and the SHA-256 hashes that are all the database ever stores of them.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Length of the base64url form of 32 random bytes.
+const ENCODED_LEN: usize = 43;
+
+/// A 256-bit random value shown to a browser or client exactly once.
+pub struct OpaqueToken(SecretString);
+
+impl OpaqueToken {
+    /// 32 bytes from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(SecretString::from(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Accepts a presented value only if it has the exact shape we issue, so oversized or
+    /// malformed input never reaches the database.
+    pub fn parse(presented: &str) -> Option<Self> {
+        let ok = presented.len() == ENCODED_LEN
+            && presented
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(SecretString::from(presented.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// SHA-256: the value has 256 bits of entropy, so a fast hash is enough (no argon2 on
+    /// hot paths).
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.expose().as_bytes()).into())
+    }
+
+    /// A value derived from this secret for another purpose (e.g. a CSRF token bound to
+    /// a session). Knowing the derived value reveals nothing about the secret.
+    pub fn derive(&self, purpose: &str, context: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"portcullis/");
+        h.update(purpose.as_bytes());
+        h.update([0u8]);
+        h.update(context.as_bytes());
+        h.update([0u8]);
+        h.update(self.expose().as_bytes());
+        URL_SAFE_NO_PAD.encode(h.finalize())
+    }
+}
+
+impl std::fmt::Debug for OpaqueToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpaqueToken(..)")
+    }
+}
+
+/// SHA-256 of an opaque token: what the database stores and looks up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// SECURITY: constant-time comparison for anything secret-derived (CSRF tokens).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_unique_and_parse_back() {
+        let a = OpaqueToken::generate();
+        let b = OpaqueToken::generate();
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), ENCODED_LEN);
+        let parsed = OpaqueToken::parse(a.expose()).map(|t| t.hash());
+        assert_eq!(parsed, Some(a.hash()));
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", "a".repeat(42)),
+            &"é".repeat(22),
+        ] {
+            assert!(OpaqueToken::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let t = OpaqueToken::generate();
+        assert!(!format!("{t:?}").contains(t.expose()));
+    }
+
+    #[test]
+    fn derived_values_depend_on_purpose_and_context() {
+        let t = OpaqueToken::generate();
+        assert_ne!(t.derive("csrf", "a"), t.derive("csrf", "b"));
+        assert_ne!(t.derive("csrf", "a"), t.derive("other", "a"));
+        assert_eq!(t.derive("csrf", "a"), t.derive("csrf", "a"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_values() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+    }
+}

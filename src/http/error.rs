@@ -1,0 +1,121 @@
+//! How failures become responses. Pages get an HTML error page carrying the request id;
+//! a 500 logs its full cause and shows only a generic message.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use super::middleware::current_request_id;
+use super::pages::{self, ErrorPage};
+use crate::auth::LoginError;
+use crate::storage::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u64 },
+    #[error("service unavailable")]
+    Unavailable { retry_after: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<LoginError> for PageError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Expired => Self::Forbidden(
+                "This sign-in form has expired or was already used. Please start again.".into(),
+            ),
+            LoginError::Busy => Self::TooManyRequests { retry_after: 5 },
+            LoginError::Store(e) => e.into(),
+            LoginError::Hash(m) => Self::Internal(m),
+        }
+    }
+}
+
+impl PageError {
+    fn title_and_message(&self) -> (&'static str, String) {
+        match self {
+            Self::BadRequest(m) => ("Bad request", m.clone()),
+            Self::Forbidden(m) => ("Request refused", m.clone()),
+            Self::NotFound => ("Page not found", "There is nothing at this address.".into()),
+            Self::MethodNotAllowed => (
+                "Method not allowed",
+                "This address does not accept that kind of request.".into(),
+            ),
+            Self::PayloadTooLarge => ("Request too large", "The form sent was too large.".into()),
+            Self::UnsupportedMediaType(m) => ("Unsupported request", m.clone()),
+            Self::TooManyRequests { .. } => (
+                "Too many attempts",
+                "Too many attempts. Please wait a moment and try again.".into(),
+            ),
+            Self::Unavailable { .. } => (
+                "Temporarily unavailable",
+                "The service is busy. Please try again shortly.".into(),
+            ),
+            Self::Internal(_) => (
+                "Something went wrong",
+                "An unexpected error occurred. Please try again; if it persists, contact \
+                 support with the request ID below."
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let request_id = current_request_id();
+        if let Self::Internal(cause) = self {
+            tracing::error!(%request_id, error = %cause, "request failed with an internal error");
+        }
+        let (title, message) = self.title_and_message();
+        let html = pages::render(&ErrorPage {
+            css_href: pages::css_href(),
+            status: status.as_u16(),
+            title,
+            message: &message,
+            request_id: &request_id,
+        });
+        let mut res = pages::html(status, html);
+        if let Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}

@@ -1,0 +1,278 @@
+//! `GET /login` shows the sign-in form; `POST /login` checks it.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{actor, check_same_origin, request_ip, see_other};
+use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
+use crate::domain::secret::OpaqueToken;
+use crate::http::AppState;
+use crate::http::cookies::{self, binding_cookie, session_cookie};
+use crate::http::error::PageError;
+use crate::http::form::{StrictForm, StrictQuery};
+use crate::http::pages::{self, LoginPage};
+
+/// Where a plain sign-in (not part of an authorization request) lands.
+const DEFAULT_RETURN_TO: &str = "/account";
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    tx: Option<String>,
+    signed_out: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    tx: String,
+    csrf_token: String,
+    username: String,
+    password: String,
+}
+
+/// What a rendered form needs besides its messages.
+struct FormContext {
+    tx: OpaqueToken,
+    binding: OpaqueToken,
+    set_binding: bool,
+}
+
+#[derive(Default)]
+struct Messages<'a> {
+    username: &'a str,
+    error: Option<&'a str>,
+    username_error: Option<&'a str>,
+    password_error: Option<&'a str>,
+    notice: Option<&'a str>,
+}
+
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictQuery(query): StrictQuery<LoginQuery>,
+) -> Result<HttpResponse, PageError> {
+    let auth = &state.auth;
+    let (binding, set_binding) = browser_binding(&req, &state);
+    let pending = match query.tx.as_deref().and_then(OpaqueToken::parse) {
+        Some(tx) => auth.load_login(&tx, &binding).await?.map(|t| (tx, t)),
+        None => None,
+    };
+    if pending.is_none() {
+        let cookie = cookies::read(&req, &state.cookies.session);
+        if auth.current_session(cookie.as_deref()).await?.is_some() {
+            return Ok(see_other(DEFAULT_RETURN_TO));
+        }
+    }
+    let tx = match pending {
+        Some((tx, _)) => tx,
+        None => auth.start_login(&binding, DEFAULT_RETURN_TO, None).await?,
+    };
+    let notice = query
+        .signed_out
+        .is_some()
+        .then_some("You have been signed out.");
+    Ok(render_form(
+        &state,
+        StatusCode::OK,
+        &FormContext {
+            tx,
+            binding,
+            set_binding,
+        },
+        &Messages {
+            notice,
+            ..Messages::default()
+        },
+        None,
+    ))
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictForm(form): StrictForm<LoginForm>,
+) -> Result<HttpResponse, PageError> {
+    check_same_origin(&req, &state.issuer_origin)?;
+    let auth = &state.auth;
+    let binding = cookies::read(&req, &state.cookies.binding)
+        .as_deref()
+        .and_then(OpaqueToken::parse);
+    let tx_id = OpaqueToken::parse(&form.tx);
+    let transaction = match (&tx_id, &binding) {
+        (Some(tx), Some(binding))
+            if Authenticator::check_login_csrf(tx, binding, &form.csrf_token) =>
+        {
+            auth.load_login(tx, binding).await?
+        }
+        _ => None,
+    };
+    let (Some(tx_id), Some(binding), Some(transaction)) = (tx_id, binding, transaction) else {
+        return expired_form(&req, &state).await;
+    };
+    let ctx = FormContext {
+        tx: tx_id,
+        binding,
+        set_binding: false,
+    };
+
+    let username = form.username.trim();
+    if username.is_empty() || form.password.is_empty() {
+        return Ok(render_form(
+            &state,
+            StatusCode::OK,
+            &ctx,
+            &Messages {
+                username,
+                username_error: username.is_empty().then_some("Enter your username."),
+                password_error: form.password.is_empty().then_some("Enter your password."),
+                ..Messages::default()
+            },
+            None,
+        ));
+    }
+
+    let ip = request_ip(&req, &state);
+    let actor = actor(ip);
+    let old_session = cookies::read(&req, &state.cookies.session)
+        .as_deref()
+        .and_then(OpaqueToken::parse)
+        .map(|t| t.hash());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let outcome = auth
+        .login(LoginAttempt {
+            transaction: &transaction,
+            username,
+            password: form.password,
+            ip,
+            user_agent,
+            actor: &actor,
+            replaces: old_session,
+        })
+        .await?;
+    match outcome {
+        LoginOutcome::Success {
+            cookie,
+            session,
+            return_to,
+        } => {
+            let max_age = session.remaining_absolute(auth.clock.now()).whole_seconds();
+            // The return path was chosen by the server; refuse anything but a local path.
+            let target = if return_to.starts_with('/') && !return_to.starts_with("//") {
+                return_to.as_str()
+            } else {
+                DEFAULT_RETURN_TO
+            };
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target))
+                .cookie(session_cookie(&state.cookies, cookie.expose(), max_age))
+                .finish())
+        }
+        LoginOutcome::Rejected(_) => Ok(render_form(
+            &state,
+            StatusCode::OK,
+            &ctx,
+            &Messages {
+                username,
+                error: Some("Incorrect username or password."),
+                ..Messages::default()
+            },
+            None,
+        )),
+        LoginOutcome::Throttled { retry_after } => {
+            let message = format!(
+                "Too many failed sign-in attempts. Please try again in {}.",
+                describe_wait(retry_after)
+            );
+            Ok(render_form(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &ctx,
+                &Messages {
+                    username,
+                    error: Some(&message),
+                    ..Messages::default()
+                },
+                Some(retry_after),
+            ))
+        }
+    }
+}
+
+/// A post whose form is unknown, expired, used, served to another browser or missing its
+/// CSRF token: nothing happens except that a fresh form is shown.
+async fn expired_form(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, PageError> {
+    let (binding, set_binding) = browser_binding(req, state);
+    let tx = state
+        .auth
+        .start_login(&binding, DEFAULT_RETURN_TO, None)
+        .await?;
+    Ok(render_form(
+        state,
+        StatusCode::FORBIDDEN,
+        &FormContext {
+            tx,
+            binding,
+            set_binding,
+        },
+        &Messages {
+            error: Some(
+                "This sign-in form has expired or could not be verified. Please try again.",
+            ),
+            ..Messages::default()
+        },
+        None,
+    ))
+}
+
+/// The browser's binding cookie, or a new one to set.
+fn browser_binding(req: &HttpRequest, state: &AppState) -> (OpaqueToken, bool) {
+    match cookies::read(req, &state.cookies.binding)
+        .as_deref()
+        .and_then(OpaqueToken::parse)
+    {
+        Some(existing) => (existing, false),
+        None => (OpaqueToken::generate(), true),
+    }
+}
+
+fn render_form(
+    state: &AppState,
+    status: StatusCode,
+    ctx: &FormContext,
+    messages: &Messages<'_>,
+    retry_after: Option<u64>,
+) -> HttpResponse {
+    let csrf = Authenticator::login_csrf_token(&ctx.tx, &ctx.binding);
+    let html = pages::render(&LoginPage {
+        css_href: pages::css_href(),
+        tx: ctx.tx.expose(),
+        csrf_token: &csrf,
+        username: messages.username,
+        error: messages.error,
+        username_error: messages.username_error,
+        password_error: messages.password_error,
+        notice: messages.notice,
+        client_name: None,
+    });
+    let mut builder = pages::html_builder(status);
+    if ctx.set_binding {
+        builder.cookie(binding_cookie(&state.cookies, ctx.binding.expose()));
+    }
+    if let Some(secs) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            builder.insert_header((header::RETRY_AFTER, v));
+        }
+    }
+    builder.body(html)
+}
+
+fn describe_wait(secs: u64) -> String {
+    match secs {
+        0..=60 => "a minute".to_owned(),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}

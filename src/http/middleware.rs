@@ -1,0 +1,134 @@
+//! Request ids, request logging and security headers.
+//!
+//! SECURITY: the request log records method, path (never the query string), status,
+//! latency and client address; never headers, cookies or bodies, so credentials cannot
+//! reach the logs through it.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use futures_util::future::LocalBoxFuture;
+use tracing::Instrument;
+use uuid::Uuid;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served, for error pages and audit rows.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The Content-Security-Policy of every HTML page (DESIGN.md principle 5). Pages whose
+/// forms post elsewhere extend `form-action` themselves.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Security headers for every response; a handler's own value for a header wins.
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let mut headers = DefaultHeaders::new()
+        .add(("Content-Security-Policy", PAGE_CSP))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+        ))
+        .add(("Cache-Control", "no-store"));
+    if https {
+        headers = headers.add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ));
+    }
+    headers
+}
+
+/// Gives each request an id (also in the `X-Request-Id` response header), runs it inside
+/// a tracing span carrying that id, and logs one line when it completes.
+pub struct RequestContext;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestContext
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = RequestContextMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestContextMiddleware {
+            service: Rc::new(service),
+        }))
+    }
+}
+
+pub struct RequestContextMiddleware<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestContextMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let request_id = Uuid::new_v4().simple().to_string();
+        let method = req.method().to_string();
+        let path = req.path().to_owned();
+        let peer = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let service = Rc::clone(&self.service);
+        let started = Instant::now();
+        let id_for_header = request_id.clone();
+        let fut = async move {
+            let result = service.call(req).await;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match &result {
+                Ok(res) => tracing::info!(
+                    target: "portcullis::http",
+                    %method, %path, status = res.status().as_u16(), latency_ms, peer = %peer,
+                    "request completed"
+                ),
+                Err(error) => tracing::warn!(
+                    target: "portcullis::http",
+                    %method, %path, latency_ms, peer = %peer, error = %error,
+                    "request failed"
+                ),
+            }
+            result.map(|mut res| {
+                if let Ok(value) = HeaderValue::from_str(&id_for_header) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+                }
+                res
+            })
+        };
+        Box::pin(REQUEST_ID.scope(request_id, fut.instrument(span)))
+    }
+}

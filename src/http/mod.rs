@@ -1,0 +1,26 @@
+//! HTTP: routes, thin handlers, extractors, middleware and the mapping of errors to
+//! responses.
+
+pub mod client_ip;
+pub mod cookies;
+pub mod error;
+pub mod form;
+pub mod handlers;
+pub mod middleware;
+pub mod pages;
+pub mod routes;
+
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub auth: Authenticator,
+    pub cookies: cookies::CookieNames,
+    /// `scheme://host[:port]` of the issuer: the only Origin accepted on form posts.
+    pub issuer_origin: String,
+}

@@ -1,0 +1,100 @@
+//! The askama pages (escaping on by default) and the one stylesheet they use.
+
+use std::sync::OnceLock;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use askama::Template;
+use sha2::{Digest, Sha256};
+
+/// Embedded so the binary is self-contained.
+pub const CSS: &str = include_str!("../../static/portcullis.css");
+
+/// The stylesheet URL with a content hash, so it can be cached forever.
+pub fn css_href() -> &'static str {
+    static HREF: OnceLock<String> = OnceLock::new();
+    HREF.get_or_init(|| {
+        let digest = Sha256::digest(CSS.as_bytes());
+        let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("/static/portcullis.css?v={tag}")
+    })
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub css_href: &'a str,
+    pub tx: &'a str,
+    pub csrf_token: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub username_error: Option<&'a str>,
+    pub password_error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage<'a> {
+    pub css_href: &'a str,
+    pub csrf_token: &'a str,
+    pub display_name: &'a str,
+    pub username: &'a str,
+    pub email: Option<&'a str>,
+    pub sessions: &'a [SessionView],
+    pub notice: Option<&'a str>,
+}
+
+/// One row of the account page's session list.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub last_seen: String,
+    pub signed_in: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub css_href: &'a str,
+    pub status: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub request_id: &'a str,
+}
+
+/// Renders a page; a template failure (a bug, not input) degrades to a plain message.
+pub fn render(page: &impl Template) -> String {
+    page.render().unwrap_or_else(|error| {
+        tracing::error!(%error, "template rendering failed");
+        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
+    })
+}
+
+/// An HTML response that is never cached (pages carry CSRF tokens and personal data).
+pub fn html(status: StatusCode, body: String) -> HttpResponse {
+    html_builder(status).body(body)
+}
+
+pub fn html_builder(status: StatusCode) -> HttpResponseBuilder {
+    let mut b = HttpResponse::build(status);
+    b.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    ))
+    .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    b
+}
+
+/// `2026-11-23 18:40 UTC`
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}

@@ -1,0 +1,13 @@
+//! Portcullis: a standalone OAuth 2.0 / OpenID Connect provider.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod password;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,135 @@
+//! Builds the server from settings; used by `main` and by the integration tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::handlers::not_found;
+use crate::http::middleware::{RequestContext, security_headers};
+use crate::http::{AppState, cookies::CookieNames, routes};
+use crate::password::PasswordHasher;
+use crate::storage::{self, PurgeCutoffs, Store};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Arc<dyn Store>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects to the database (migrating if configured), and binds `server.bind`.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.server.bind)
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        Self::build_with_listener(settings, clock, listener).await
+    }
+
+    /// As `build`, on an already bound listener (tests bind port 0 first, so the issuer
+    /// can name the port).
+    pub async fn build_with_listener(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let store = storage::connect(&settings.database)
+            .await
+            .context("connecting to the database")?;
+        if settings.database.migrate_on_start {
+            store.migrate().await.context("applying migrations")?;
+        }
+        let hasher = PasswordHasher::new(&settings.password).context("password hasher")?;
+        let auth = Authenticator::new(&settings, Arc::clone(&store), Arc::clone(&clock), hasher);
+        let state = AppState {
+            cookies: CookieNames::new(settings.is_https()),
+            issuer_origin: settings.issuer_origin(),
+            settings: Arc::new(settings.clone()),
+            auth,
+        };
+        let https = settings.is_https();
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(security_headers(https))
+                .wrap(RequestContext)
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&store), clock, settings));
+        Ok(Self {
+            port,
+            server,
+            store,
+            housekeeping,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (signal or handle), then closes the pools.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.housekeeping.abort();
+        self.store.close().await;
+        result
+    }
+}
+
+/// Purges expired rows in bounded batches, off the request path.
+async fn housekeeping(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) {
+    let h = &settings.housekeeping;
+    let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
+    let keep_throttles = d(settings
+        .login
+        .failure_window
+        .max(settings.login.lockout_max));
+    let mut ticker = tokio::time::interval(h.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = clock.now();
+        let cutoffs = PurgeCutoffs {
+            now,
+            revoked_before: now - time::Duration::days(1),
+            throttle_before: now - keep_throttles,
+        };
+        // Several rounds while batches come back full, then wait for the next tick.
+        for _ in 0..10 {
+            match store.purge_expired(&cutoffs, h.batch_size).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(purged = n, "housekeeping");
+                    }
+                    if n < u64::from(h.batch_size) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "housekeeping failed");
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}

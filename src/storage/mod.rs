@@ -1,0 +1,200 @@
+//! The `Store`: every query Portcullis makes, behind one interface with a Postgres and a
+//! SQLite implementation chosen by the database URL's scheme. SQL lives only here.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
+use crate::config::DatabaseSettings;
+use crate::domain::secret::TokenHash;
+use crate::domain::session::{BrowserSession, SessionId};
+use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
+use crate::domain::user::{NewUser, PasswordHash, User, UserId, Username};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. the username is taken).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not open the database: {0}")]
+    Open(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A sign-in form waiting to be submitted.
+#[derive(Debug, Clone)]
+pub struct LoginTransaction {
+    pub id_hash: TokenHash,
+    pub binding_hash: TokenHash,
+    /// A server-chosen local path; never taken from a request.
+    pub return_to: String,
+    pub request: Option<serde_json::Value>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A new browser session to insert (the cookie value is not part of it, only its hash).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id_hash: TokenHash,
+    pub session: BrowserSession,
+}
+
+/// Everything a successful sign-in changes, applied in one transaction.
+#[derive(Debug)]
+pub struct CompletedLogin<'a> {
+    pub transaction: TokenHash,
+    pub session: &'a NewSession,
+    pub throttle_key: &'a str,
+    /// The hash of a session cookie the browser already held: that session is replaced.
+    pub replaces: Option<TokenHash>,
+    pub audit: &'a AuditEvent,
+}
+
+/// Rows older than these instants are purged.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeCutoffs {
+    pub now: OffsetDateTime,
+    /// Revoked sessions are kept until then (for the account page and investigations).
+    pub revoked_before: OffsetDateTime,
+    /// Throttle rows whose last failure is older, and which are not locked, go.
+    pub throttle_before: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+
+    async fn create_user(
+        &self,
+        user: &NewUser,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<User, StoreError>;
+    async fn find_user(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, Option<PasswordHash>)>, StoreError>;
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self, limit: u32) -> Result<Vec<User>, StoreError>;
+    /// Replaces the password hash. With `audit` (an administrative change) every session of
+    /// the user is revoked too; without (a transparent rehash at sign-in) nothing else changes.
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: OffsetDateTime,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError>;
+    /// Disabling also revokes every session of the user.
+    async fn set_user_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    async fn insert_login_transaction(&self, tx: &LoginTransaction) -> Result<(), StoreError>;
+    /// An unexpired, unconsumed transaction.
+    async fn find_login_transaction(
+        &self,
+        id_hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, StoreError>;
+
+    /// When the key is locked at `now`, until when.
+    async fn throttle_locked_until(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
+    /// Counts a failure, locks the key if the policy says so, and writes `audit` (plus a
+    /// `login.throttled` row when this failure starts a lockout) in the same transaction.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        policy: &ThrottlePolicy,
+        audit: &AuditEvent,
+    ) -> Result<ThrottleState, StoreError>;
+    /// Consumes the transaction, creates the session, clears the throttle and writes the
+    /// audit row atomically. False when the transaction was already used or has expired.
+    async fn complete_login(
+        &self,
+        login: &CompletedLogin<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// A live session (not revoked, not expired, user not disabled) and its user.
+    async fn find_session(
+        &self,
+        id_hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<(BrowserSession, User)>, StoreError>;
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<BrowserSession>, StoreError>;
+    /// Revokes one session of `user`, writing `audit` if it was live.
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: OffsetDateTime,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every session of `user`; returns how many were live.
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+
+    /// For decisions that change nothing else (e.g. a refused, throttled attempt).
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes up to `batch` expired rows per table; returns how many went.
+    async fn purge_expired(&self, cutoffs: &PurgeCutoffs, batch: u32) -> Result<u64, StoreError>;
+}
+
+/// Opens the store named by `database.url`: `postgres://…` or `sqlite:…`.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if settings.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(settings).await?))
+    } else {
+        Ok(Arc::new(PgStore::connect(settings).await?))
+    }
+}

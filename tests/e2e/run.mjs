@@ -1,0 +1,472 @@
+#!/usr/bin/env node
+// Real-browser end-to-end test for Portcullis.
+//
+// Drives Debian's chromium (/usr/bin/chromium) with playwright-core against a
+// freshly migrated `portcullis serve` on a free loopback port:
+//   login page -> wrong password (error shown) -> right password -> /account
+//   -> session cookie flags -> sign out -> /account redirects to /login,
+// and fails on any console error, page error, CSP violation, failed request
+// or 5xx response seen along the way. Screenshots go to docs/images/.
+//
+// Environment:
+//   PORTCULLIS_BIN      path to the built `portcullis` binary (required)
+//   E2E_DB              sqlite (default) | postgres
+//   E2E_PG_URL          admin URL used to create/drop the throwaway database
+//                       (default: $TEST_DATABASE_URL, else
+//                       postgres://postgres@127.0.0.1:5432/postgres)
+//   CHROMIUM_PATH       browser executable (default /usr/bin/chromium)
+//   E2E_SCREENSHOT_DIR  where screenshots go (default <repo>/docs/images)
+//
+// Prints `e2e: N passed, 0 failed` and exits 0 on success; on failure prints
+// what failed plus the server's last 50 log lines and exits 1.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = path.resolve(HERE, '..', '..');
+const SCREENSHOT_DIR = process.env.E2E_SCREENSHOT_DIR
+  ? path.resolve(process.env.E2E_SCREENSHOT_DIR)
+  : path.join(REPO_ROOT, 'docs', 'images');
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const DB_KIND = (process.env.E2E_DB || 'sqlite').toLowerCase();
+const PG_ADMIN_URL =
+  process.env.E2E_PG_URL ||
+  process.env.TEST_DATABASE_URL ||
+  'postgres://postgres@127.0.0.1:5432/postgres';
+
+const USERNAME = 'alice';
+const DISPLAY_NAME = 'Alice Example';
+const EMAIL = 'alice@example.com';
+const PASSWORD = 'correct horse battery staple';
+const WRONG_PASSWORD = 'Tr0ub4dor&3';
+
+const READY_TIMEOUT_MS = 30_000;
+const CLI_TIMEOUT_MS = 60_000;
+const ACTION_TIMEOUT_MS = 15_000;
+const OVERALL_TIMEOUT_MS = 240_000;
+
+// ---------------------------------------------------------------- helpers --
+
+let passed = 0;
+/** Run one named check; counts it when it does not throw. */
+async function check(name, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    const e = new Error(`check failed: ${name}\n  ${err?.message ?? err}`);
+    e.cause = err;
+    throw e;
+  }
+  passed += 1;
+  console.log(`  ok ${passed} - ${name}`);
+}
+
+const serverLog = [];
+function keepLog(prefix, chunk) {
+  for (const line of chunk.toString('utf8').split(/\r?\n/)) {
+    if (line.length === 0) continue;
+    serverLog.push(`${prefix}${line}`);
+    if (serverLog.length > 2000) serverLog.splice(0, serverLog.length - 2000);
+  }
+}
+
+/** Run a command to completion; resolves { code, signal, stdout, stderr }. */
+function run(cmd, args, { input, cwd, env, timeoutMs = CLI_TIMEOUT_MS } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${path.basename(cmd)} ${args.join(' ')} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${cmd}: ${err.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.on('error', () => {}); // EPIPE if the child exits early
+    child.stdin.end(input ?? '');
+  });
+}
+
+function describeRun(what, r) {
+  return (
+    `${what} exited with ${r.code ?? r.signal}\n` +
+    `--- stdout ---\n${r.stdout.trimEnd()}\n--- stderr ---\n${r.stderr.trimEnd()}`
+  );
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function psql(sql) {
+  const r = await run('psql', [PG_ADMIN_URL, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+  });
+  if (r.code !== 0) throw new Error(describeRun(`psql -c ${JSON.stringify(sql)}`, r));
+}
+
+/** Stop a spawned process: SIGTERM, then SIGKILL after a grace period. */
+async function stop(child, graceMs = 5_000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!done) {
+    child.kill('SIGKILL');
+    await Promise.race([exited, sleep(2_000)]);
+  }
+}
+
+const pathOf = (u) => new URL(u).pathname;
+const safePath = (u) => {
+  try {
+    return new URL(u).pathname;
+  } catch {
+    return '';
+  }
+};
+
+// What must be torn down even if we are cut short (watchdog, Ctrl-C).
+const live = { tmp: null, pgDb: null, server: null };
+
+/** Last-resort synchronous cleanup before process.exit(). */
+function emergencyCleanup() {
+  try {
+    live.server?.kill('SIGKILL');
+  } catch {}
+  if (live.pgDb) {
+    spawnSync('psql', [PG_ADMIN_URL, '-X', '-q', '-c', `DROP DATABASE IF EXISTS "${live.pgDb}" WITH (FORCE)`], {
+      stdio: 'ignore',
+      timeout: 15_000,
+    });
+  }
+  if (live.tmp) rmSync(live.tmp, { recursive: true, force: true });
+}
+
+// ------------------------------------------------------------------- main --
+
+async function main() {
+  const bin = process.env.PORTCULLIS_BIN;
+  if (!bin) throw new Error('PORTCULLIS_BIN is not set (path to the built portcullis binary)');
+  if (!existsSync(bin)) throw new Error(`PORTCULLIS_BIN=${bin} does not exist; run cargo build --bin portcullis`);
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium: apt-get install chromium`);
+  }
+  if (DB_KIND !== 'sqlite' && DB_KIND !== 'postgres') {
+    throw new Error(`E2E_DB must be sqlite or postgres, got ${JSON.stringify(DB_KIND)}`);
+  }
+
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'portcullis-e2e-'));
+  live.tmp = tmp;
+  let pgDb = null;
+  let server = null;
+  let browser = null;
+  let serverExit = null;
+
+  const consoleErrors = [];
+  const pageErrors = [];
+  const cspViolations = [];
+  const failedRequests = [];
+  const serverErrors = [];
+  // Console errors we provoke on purpose (e.g. a 4xx document for the wrong
+  // password) are tolerated only while this predicate is set.
+  let tolerateConsole = null;
+  const notes = new Set();
+
+  try {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+
+    let dbUrl;
+    if (DB_KIND === 'postgres') {
+      pgDb = `e2e_${randomBytes(6).toString('hex')}`;
+      await psql(`CREATE DATABASE "${pgDb}"`);
+      live.pgDb = pgDb;
+      const u = new URL(PG_ADMIN_URL);
+      u.pathname = `/${pgDb}`;
+      dbUrl = u.toString();
+    } else {
+      dbUrl = `sqlite://${path.join(tmp, 'portcullis.db')}`;
+    }
+    console.log(`e2e: backend=${DB_KIND} issuer=${base} workdir=${tmp}`);
+
+    const env = {
+      ...process.env,
+      PORTCULLIS__ISSUER: base,
+      PORTCULLIS__SERVER__BIND: `127.0.0.1:${port}`,
+      PORTCULLIS__DATABASE__URL: dbUrl,
+      PORTCULLIS__LOG__FORMAT: 'json',
+    };
+
+    await check('portcullis migrate exits 0', async () => {
+      const r = await run(bin, ['migrate'], { cwd: tmp, env });
+      keepLog('[migrate] ', r.stdout + r.stderr);
+      assert.equal(r.code, 0, describeRun('portcullis migrate', r));
+    });
+
+    await check('portcullis users create (password on stdin) exits 0', async () => {
+      const r = await run(
+        bin,
+        ['users', 'create', '--username', USERNAME, '--name', DISPLAY_NAME, '--email', EMAIL],
+        { cwd: tmp, env, input: `${PASSWORD}\n` },
+      );
+      keepLog('[users create] ', r.stdout + r.stderr);
+      assert.equal(r.code, 0, describeRun('portcullis users create', r));
+    });
+
+    server = spawn(bin, ['serve'], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.server = server;
+    server.stdout.on('data', (d) => keepLog('', d));
+    server.stderr.on('data', (d) => keepLog('', d));
+    server.on('exit', (code, signal) => {
+      serverExit = { code, signal };
+    });
+    server.on('error', (err) => {
+      serverExit = { code: null, signal: null, error: err.message };
+    });
+
+    await check('GET /readyz returns 200 within 30 s', async () => {
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      let last = 'no response';
+      for (;;) {
+        if (serverExit) {
+          throw new Error(`portcullis serve exited early: ${JSON.stringify(serverExit)}`);
+        }
+        try {
+          const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) });
+          if (res.status === 200) return;
+          last = `HTTP ${res.status}`;
+        } catch (err) {
+          last = err?.cause?.code || err?.message || String(err);
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`/readyz not 200 after ${READY_TIMEOUT_MS} ms (last: ${last})`);
+        }
+        await sleep(200);
+      }
+    });
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM_PATH,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 60_000,
+    });
+    const context = await browser.newContext({
+      baseURL: base,
+      viewport: { width: 1280, height: 800 },
+      locale: 'en-US',
+    });
+    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
+    context.setDefaultNavigationTimeout(ACTION_TIMEOUT_MS);
+
+    const page = await context.newPage();
+    page.on('console', (msg) => {
+      const text = msg.text();
+      const where = msg.location()?.url || page.url();
+      if (/Content[- ]Security[- ]Policy/i.test(text)) {
+        cspViolations.push(`${where}: ${text}`);
+        return;
+      }
+      if (msg.type() !== 'error') return;
+      // Chromium fetches /favicon.ico on its own; a 404 there is cosmetic,
+      // so note it instead of failing the run.
+      if (/^Failed to load resource/.test(text) && safePath(where) === '/favicon.ico') {
+        notes.add(`/favicon.ico: ${text} (ignored)`);
+        return;
+      }
+      if (tolerateConsole && tolerateConsole(text, where)) {
+        console.log(`  (expected console message: ${text})`);
+        return;
+      }
+      consoleErrors.push(`${where}: ${text}`);
+    });
+    page.on('pageerror', (err) => pageErrors.push(`${page.url()}: ${err?.stack || err}`));
+    context.on('requestfailed', (req) =>
+      failedRequests.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText ?? 'failed'}`),
+    );
+    context.on('response', (res) => {
+      if (res.status() >= 500) serverErrors.push(`${res.request().method()} ${res.url()} -> ${res.status()}`);
+    });
+
+    await mkdir(SCREENSHOT_DIR, { recursive: true });
+    const signIn = () => page.getByRole('button', { name: 'Sign in' });
+
+    // 1. Login page.
+    await check('GET /login renders the sign-in form', async () => {
+      const res = await page.goto('/login', { waitUntil: 'load' });
+      assert.ok(res, 'no response for /login');
+      assert.equal(res.status(), 200, `/login status ${res.status()}`);
+      await page.locator('#username').waitFor({ state: 'visible' });
+      await page.locator('#password').waitFor({ state: 'visible' });
+      await signIn().waitFor({ state: 'visible' });
+    });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'login.png'), fullPage: true });
+
+    // 2. Wrong password: error shown, still on /login.
+    await check('wrong password shows an error and stays on /login', async () => {
+      await page.locator('#username').fill(USERNAME);
+      await page.locator('#password').fill(WRONG_PASSWORD);
+      // A 4xx status for the failed sign-in document is legitimate; Chromium
+      // logs it as "Failed to load resource: ... status of 4xx".
+      tolerateConsole = (text) => /Failed to load resource: the server responded with a status of 4\d\d/.test(text);
+      const posted = page.waitForResponse(
+        (r) => r.request().method() === 'POST' && pathOf(r.url()) === '/login',
+      );
+      await signIn().click();
+      const res = await posted;
+      assert.ok(res.status() < 500, `POST /login (wrong password) -> ${res.status()}`);
+      await page.waitForLoadState('load');
+      await page.locator('[role="alert"]').first().waitFor({ state: 'visible' });
+      assert.equal(pathOf(page.url()), '/login', `URL is ${page.url()}`);
+      tolerateConsole = null;
+    });
+
+    // 3. Right password: lands on /account showing the user.
+    await check('right password signs in and lands on /account', async () => {
+      await page.locator('#username').fill(USERNAME);
+      await page.locator('#password').fill(PASSWORD);
+      await signIn().click();
+      await page.waitForURL((u) => u.pathname === '/account', { waitUntil: 'load' });
+    });
+    await check('/account shows the display name and username', async () => {
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes(DISPLAY_NAME), `"${DISPLAY_NAME}" not on /account:\n${text}`);
+      assert.ok(text.includes(USERNAME), `"${USERNAME}" not on /account:\n${text}`);
+    });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'account.png'), fullPage: true });
+
+    // 4. Session cookie flags.
+    await check('session cookie is HttpOnly, Secure, SameSite=Lax, Path=/', async () => {
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name.endsWith('portcullis_session'));
+      assert.ok(session, `no *portcullis_session cookie; got ${cookies.map((c) => c.name).join(', ') || 'none'}`);
+      assert.equal(session.httpOnly, true, 'session cookie is not HttpOnly');
+      assert.equal(session.secure, true, 'session cookie is not Secure');
+      assert.equal(session.sameSite, 'Lax', `session cookie SameSite=${session.sameSite}`);
+      assert.equal(session.path, '/', `session cookie Path=${session.path}`);
+    });
+    await check('session cookie is not readable from JavaScript', async () => {
+      const jsCookies = await page.evaluate(() => document.cookie);
+      assert.ok(!jsCookies.includes('portcullis_session'), `document.cookie exposes it: ${jsCookies}`);
+    });
+
+    // 5. Sign out.
+    await check('Sign out ends up on /login', async () => {
+      const form = page.locator('form[action="/logout"]').first();
+      await form.getByRole('button', { name: 'Sign out' }).click();
+      await page.waitForURL((u) => u.pathname === '/login', { waitUntil: 'load' });
+    });
+    await check('/account after sign-out redirects to /login', async () => {
+      await page.goto('/account', { waitUntil: 'load' });
+      assert.equal(pathOf(page.url()), '/login', `/account ended at ${page.url()}`);
+    });
+
+    // 6. Nothing went wrong in the background.
+    await check('no console errors', async () => {
+      assert.equal(consoleErrors.length, 0, consoleErrors.join('\n'));
+    });
+    await check('no uncaught page errors', async () => {
+      assert.equal(pageErrors.length, 0, pageErrors.join('\n'));
+    });
+    await check('no Content-Security-Policy violations', async () => {
+      assert.equal(cspViolations.length, 0, cspViolations.join('\n'));
+    });
+    await check('no failed requests', async () => {
+      assert.equal(failedRequests.length, 0, failedRequests.join('\n'));
+    });
+    await check('no 5xx responses', async () => {
+      assert.equal(serverErrors.length, 0, serverErrors.join('\n'));
+    });
+    await check('server still running', async () => {
+      assert.equal(serverExit, null, `portcullis serve exited: ${JSON.stringify(serverExit)}`);
+    });
+  } finally {
+    for (const n of notes) console.log(`  note: ${n}`);
+    const cleanup = [];
+    if (browser) cleanup.push(browser.close().catch((e) => console.error(`e2e: closing browser: ${e.message}`)));
+    cleanup.push(stop(server));
+    await Promise.all(cleanup);
+    if (pgDb) {
+      await psql(`DROP DATABASE IF EXISTS "${pgDb}" WITH (FORCE)`).catch((e) =>
+        console.error(`e2e: could not drop database ${pgDb}: ${e.message}`),
+      );
+    }
+    live.pgDb = null;
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    live.tmp = null;
+    live.server = null;
+  }
+}
+
+function reportFailure(err) {
+  console.error(`\ne2e FAILED (backend=${DB_KIND}): ${err?.stack || err}`);
+  if (err?.cause?.stack && err.cause.stack !== err.stack) console.error(`caused by: ${err.cause.stack}`);
+  const tail = serverLog.slice(-50);
+  console.error(`\n--- last ${tail.length} server log lines ---`);
+  for (const line of tail) console.error(line);
+  console.error('--- end of server log ---');
+  console.log(`e2e: ${passed} passed, 1 failed`);
+}
+
+const watchdog = setTimeout(() => {
+  reportFailure(new Error(`e2e run exceeded ${OVERALL_TIMEOUT_MS / 1000} s`));
+  emergencyCleanup();
+  process.exit(1);
+}, OVERALL_TIMEOUT_MS);
+watchdog.unref();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    console.error(`\ne2e: interrupted by ${sig}`);
+    emergencyCleanup();
+    process.exit(130);
+  });
+}
+
+try {
+  await main();
+  console.log(`e2e: ${passed} passed, 0 failed`);
+  process.exitCode = 0;
+} catch (err) {
+  reportFailure(err);
+  process.exitCode = 1;
+} finally {
+  clearTimeout(watchdog);
+}
