@@ -18,6 +18,11 @@ use super::error::PageError;
 /// More parameters than any of our forms or endpoints take.
 const MAX_PARAMS: usize = 64;
 
+/// An oversized body is read and discarded up to this size before the 413 is sent:
+/// closing a connection with unread data makes TCP reset it, and the client would never
+/// see the response. Anything larger is cut off.
+const MAX_DRAIN_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
     #[error("the parameter `{0}` is repeated")]
@@ -83,11 +88,11 @@ fn hex_val(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
-/// Deserializes parsed pairs into `T` (whose fields are all strings).
-pub fn from_pairs<T: DeserializeOwned>(pairs: HashMap<String, String>) -> Result<T, FormError> {
-    use serde::de::value::{Error as DeError, MapDeserializer};
-    T::deserialize(MapDeserializer::<_, DeError>::new(pairs.into_iter()))
-        .map_err(|e| FormError::Shape(e.to_string()))
+/// Validates `input` strictly, then deserializes it into `T`. Once the strict checks
+/// pass, serde_urlencoded reads exactly the same names and values.
+pub fn parse_strict<T: DeserializeOwned>(input: &[u8]) -> Result<T, FormError> {
+    parse_pairs(input)?;
+    serde_urlencoded::from_bytes(input).map_err(|e| FormError::Shape(e.to_string()))
 }
 
 /// A form body parsed strictly into `T`.
@@ -124,21 +129,27 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictForm<T> {
                     "Expected a form (application/x-www-form-urlencoded).".into(),
                 ));
             }
-            if declared_len.is_some_and(|n| n > limit) {
+            if declared_len.is_some_and(|n| n > MAX_DRAIN_BYTES) {
                 return Err(PageError::PayloadTooLarge);
             }
             let mut body = web::BytesMut::new();
+            let mut seen = 0usize;
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|_| {
                     PageError::BadRequest("The request body could not be read.".into())
                 })?;
-                if body.len() + chunk.len() > limit {
+                seen += chunk.len();
+                if seen > MAX_DRAIN_BYTES {
                     return Err(PageError::PayloadTooLarge);
                 }
-                body.extend_from_slice(&chunk);
+                if seen <= limit {
+                    body.extend_from_slice(&chunk);
+                }
             }
-            let pairs = parse_pairs(&body).map_err(|e| PageError::BadRequest(e.to_string()))?;
-            from_pairs(pairs)
+            if seen > limit {
+                return Err(PageError::PayloadTooLarge);
+            }
+            parse_strict(&body)
                 .map(StrictForm)
                 .map_err(|e| PageError::BadRequest(e.to_string()))
         })
@@ -154,8 +165,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictQuery<T> {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = parse_pairs(req.query_string().as_bytes())
-            .and_then(from_pairs)
+        let result = parse_strict(req.query_string().as_bytes())
             .map(StrictQuery)
             .map_err(|e| PageError::BadRequest(e.to_string()));
         std::future::ready(result)
@@ -208,11 +218,18 @@ mod tests {
 
     #[test]
     fn deserializes_into_structs_and_ignores_unknown_fields() {
-        let pairs = parse_pairs(b"username=al&extra=1").unwrap_or_default();
-        let login: Login = from_pairs(pairs).unwrap_or_else(|e| panic!("{e}"));
+        let login: Login = parse_strict(b"username=al&extra=1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(login.username, "al");
         assert_eq!(login.remember, None);
-        let missing = from_pairs::<Login>(parse_pairs(b"x=1").unwrap_or_default());
+        let with_option: Login =
+            parse_strict(b"username=a+l&remember=yes").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(with_option.username, "a l");
+        assert_eq!(with_option.remember.as_deref(), Some("yes"));
+        let missing = parse_strict::<Login>(b"x=1");
         assert!(matches!(missing, Err(FormError::Shape(m)) if m.contains("username")));
+        assert_eq!(
+            parse_strict::<Login>(b"username=a&username=b").err(),
+            Some(FormError::Duplicate("username".into()))
+        );
     }
 }

@@ -1,0 +1,226 @@
+//! The `portcullis` binary: user management over the same database, JSON output,
+//! secrets from stdin, and configuration errors that name the key.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+fn portcullis(db_url: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env("PORTCULLIS__DATABASE__URL", db_url)
+        .env_remove("PORTCULLIS_ENV")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run portcullis");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn users_created_on_the_command_line_can_sign_in() {
+    let app = spawn_app().await;
+    let db = &app.db.url;
+
+    let out = portcullis(
+        db,
+        &[
+            "users",
+            "create",
+            "--username",
+            "Carol",
+            "--name",
+            "Carol C",
+            "--email",
+            "carol@example.com",
+            "--json",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).expect("JSON output");
+    assert_eq!(created["username"], "carol");
+    assert_eq!(created["name"], "Carol C");
+    assert!(
+        created.get("password_hash").is_none(),
+        "the hash is never printed"
+    );
+    assert!(!stdout(&out).contains(PASSWORD) && !stderr(&out).contains(PASSWORD));
+
+    app.login_ok(&app.client, "carol", PASSWORD).await;
+    assert_eq!(app.audit("user.created").await.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_usernames_and_short_passwords_are_refused() {
+    let app = spawn_app().await;
+    let db = &app.db.url;
+    let first = portcullis(
+        db,
+        &["users", "create", "--username", "dave"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    let duplicate = portcullis(
+        db,
+        &["users", "create", "--username", "DAVE"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!duplicate.status.success());
+    assert!(
+        stderr(&duplicate).contains("already exists"),
+        "{}",
+        stderr(&duplicate)
+    );
+
+    let short = portcullis(db, &["users", "create", "--username", "erin"], "short\n");
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 8"), "{}", stderr(&short));
+
+    let bad_name = portcullis(
+        db,
+        &["users", "create", "--username", "e rin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!bad_name.status.success());
+    assert!(
+        stderr(&bad_name).contains("invalid --username"),
+        "{}",
+        stderr(&bad_name)
+    );
+
+    let list = portcullis(db, &["users", "list", "--json"], "");
+    let users: serde_json::Value = serde_json::from_str(&stdout(&list)).expect("JSON list");
+    assert_eq!(users.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn set_password_and_disable_take_effect_and_end_sessions() {
+    let app = spawn_app().await;
+    let db = app.db.url.clone();
+    app.create_user("frank", PASSWORD).await;
+    app.login_ok(&app.client, "frank", PASSWORD).await;
+
+    let new_password = "an entirely new passphrase";
+    let out = portcullis(
+        &db,
+        &["users", "set-password", "--username", "frank", "--json"],
+        &format!("{new_password}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !app.is_signed_in(&app.client).await,
+        "password change signs out sessions"
+    );
+    let old = app.login(&app.new_browser(), "frank", PASSWORD).await;
+    assert!(
+        old.text()
+            .await
+            .expect("body")
+            .contains("Incorrect username or password.")
+    );
+    let browser = app.new_browser();
+    app.login_ok(&browser, "frank", new_password).await;
+
+    let out = portcullis(
+        &db,
+        &["users", "disable", "--username", "frank", "--json"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(result["disabled"], true);
+    assert!(
+        !app.is_signed_in(&browser).await,
+        "disabling signs out sessions"
+    );
+    let refused = app.login(&app.new_browser(), "frank", new_password).await;
+    assert_eq!(refused.status(), StatusCode::OK);
+
+    let out = portcullis(&db, &["users", "enable", "--username", "frank"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    app.login_ok(&app.new_browser(), "frank", new_password)
+        .await;
+    assert_eq!(app.audit("user.disabled").await.len(), 1);
+    assert_eq!(app.audit("user.password_changed").await.len(), 1);
+}
+
+#[tokio::test]
+async fn sessions_revoke_signs_a_user_out_everywhere() {
+    let app = spawn_app().await;
+    app.create_user("gina", PASSWORD).await;
+    app.login_ok(&app.client, "gina", PASSWORD).await;
+    let out = portcullis(
+        &app.db.url,
+        &["sessions", "revoke", "--user", "gina", "--json"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(result["revoked_sessions"], 1);
+    assert!(!app.is_signed_in(&app.client).await);
+}
+
+#[test]
+fn migrate_prints_json_and_creates_the_sqlite_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/nested/dir/portcullis.db", dir.path().display());
+    let out = portcullis(&url, &["migrate", "--json"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#"{"migrated":true}"#);
+    assert!(dir.path().join("nested/dir/portcullis.db").exists());
+}
+
+#[test]
+fn invalid_configuration_stops_the_server_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/p.db", dir.path().display());
+    let cases = [
+        (
+            "PORTCULLIS__SESSION__IDLE_TIMEOUT",
+            "forever",
+            "session.idle_timeout",
+        ),
+        ("PORTCULLIS__ISSUER", "http://id.example.com", "issuer"),
+        ("PORTCULLIS__ISSUER", "https://id.example.com?x=1", "issuer"),
+        ("PORTCULLIS__LOGIN__MAX_FAILURES", "0", "login.max_failures"),
+        ("PORTCULLIS__SESSION__IDLE_TIMEOT", "1h", "idle_timeot"),
+        ("PORTCULLIS__DATABASE__URL", "mysql://x", "database.url"),
+    ];
+    for (var, value, key) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .env("PORTCULLIS__DATABASE__URL", &url)
+            .env(var, value)
+            .env_remove("PORTCULLIS_ENV")
+            .output()
+            .expect("run portcullis");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        assert!(
+            stderr(&out).contains(key),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+    }
+}

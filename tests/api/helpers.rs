@@ -1,0 +1,424 @@
+//! `spawn_app()`, `TestApp` and fixtures.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use actix_web::dev::ServerHandle;
+use portcullis::audit::{Actor, AuditEvent, AuditKind, AuditQuery, AuditRecord, Outcome};
+use portcullis::clock::MockClock;
+use portcullis::config::{LogFormat, LogSettings, Settings};
+use portcullis::domain::user::{NewUser, Password, User, Username};
+use portcullis::password::PasswordHasher;
+use portcullis::startup::Application;
+use portcullis::storage::{self, Store};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response, StatusCode};
+use uuid::Uuid;
+
+/// Everything every test's server logged, for the "no secrets in logs" checks.
+pub fn captured_logs() -> String {
+    let buf = log_buffer().lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+#[derive(Clone, Copy)]
+struct CaptureWriter;
+
+impl Write for CaptureWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        log_buffer()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let settings = LogSettings {
+            // Verbose on purpose: secrets must not appear even at debug level.
+            level: "debug,h2=info,hyper=info,reqwest=info,actix_server=info,mio=info".into(),
+            format: LogFormat::Json,
+        };
+        let subscriber = portcullis::telemetry::subscriber(&settings, || CaptureWriter);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+pub enum Backend {
+    /// The directory is deleted when the test ends.
+    Sqlite(#[expect(dead_code, reason = "held for its Drop")] tempfile::TempDir),
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+}
+
+/// A database of its own for one test; dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+    backend: Backend,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        match std::env::var("TEST_DB").as_deref() {
+            Ok("postgres") => Self::postgres().await,
+            Ok("sqlite") | Err(_) => Self::sqlite(),
+            Ok(other) => panic!("TEST_DB must be postgres or sqlite, not {other}"),
+        }
+    }
+
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/portcullis.db", dir.path().display());
+        Self {
+            url,
+            backend: Backend::Sqlite(dir),
+        }
+    }
+
+    async fn postgres() -> Self {
+        use sqlx::Connection;
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        sqlx::query(&format!("create database \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            url: url.to_string(),
+            backend: Backend::Postgres { admin_url, name },
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Backend::Postgres { admin_url, name } = &self.backend {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!(
+                            "drop database if exists \"{name}\" with (force)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub clock: MockClock,
+    pub settings: Settings,
+    /// A browser: keeps cookies, never follows redirects, sends our Origin on posts.
+    pub client: Client,
+    /// A separate connection for seeding and inspecting.
+    pub store: Arc<dyn Store>,
+    pub db: Arc<TestDatabase>,
+    handle: ServerHandle,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Test settings: defaults, a fresh database, one worker, and the issuer on our port.
+pub fn test_settings(db_url: &str) -> Settings {
+    let mut s = Settings::defaults().expect("default settings");
+    s.database.url = db_url.to_owned();
+    s.database.max_connections = 4;
+    s.server.workers = 1;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = Arc::new(TestDatabase::create().await);
+    let mut settings = test_settings(&db.url);
+    configure(&mut settings);
+    launch(db, settings, MockClock::starting_now()).await
+}
+
+async fn launch(db: Arc<TestDatabase>, mut settings: Settings, clock: MockClock) -> TestApp {
+    init_logging();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
+    let port = listener.local_addr().expect("local addr").port();
+    let scheme = if settings.issuer.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    settings.issuer = format!("{scheme}://127.0.0.1:{port}");
+    let settings = settings.validated().expect("valid test settings");
+    let app = Application::build_with_listener(settings.clone(), Arc::new(clock.clone()), listener)
+        .await
+        .expect("build the application");
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let store = storage::connect(&settings.database)
+        .await
+        .expect("test store");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: browser(&format!("{scheme}://127.0.0.1:{port}")),
+        clock,
+        settings,
+        store,
+        db,
+        handle,
+    }
+}
+
+/// A cookie-keeping client that behaves like a browser posting forms from our pages.
+pub fn browser(origin: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ORIGIN,
+        reqwest::header::HeaderValue::from_str(origin).expect("origin header"),
+    );
+    headers.insert(
+        reqwest::header::USER_AGENT,
+        reqwest::header::HeaderValue::from_static(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        ),
+    );
+    Client::builder()
+        .redirect(Policy::none())
+        .cookie_store(true)
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+/// The hidden fields of a rendered sign-in form.
+#[derive(Debug, Clone)]
+pub struct LoginForm {
+    pub tx: String,
+    pub csrf_token: String,
+}
+
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+pub fn session_cookie_name(app: &TestApp) -> &'static str {
+    if app.settings.is_https() {
+        "__Host-portcullis_session"
+    } else {
+        "portcullis_session"
+    }
+}
+
+/// The `Set-Cookie` header for `name` in a response, if any.
+pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The value part of a `Set-Cookie` header.
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Another browser (own cookie jar) on the same server.
+    pub fn new_browser(&self) -> Client {
+        browser(&self.settings.issuer_origin())
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str) -> User {
+        self.create_user_named(username, None, password).await
+    }
+
+    pub async fn create_user_named(
+        &self,
+        username: &str,
+        name: Option<&str>,
+        password: &str,
+    ) -> User {
+        let hasher = PasswordHasher::new(&self.settings.password).expect("hasher");
+        let hash = hasher
+            .hash(Password::presented(password.into()).expect("password"))
+            .await
+            .expect("hash");
+        let now = time::OffsetDateTime::now_utc();
+        let audit = AuditEvent::new(now, AuditKind::UserCreated, Outcome::Success, &Actor::cli());
+        self.store
+            .create_user(
+                &NewUser {
+                    username: Username::parse(username).expect("username"),
+                    email: Some(format!("{username}@example.com")),
+                    name: name.map(str::to_owned),
+                    password_hash: Some(hash),
+                },
+                now,
+                &audit,
+            )
+            .await
+            .expect("create user")
+    }
+
+    pub async fn get(&self, client: &Client, path: &str) -> Response {
+        client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_form(&self, client: &Client, path: &str, form: &[(&str, &str)]) -> Response {
+        client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Loads `/login` in `client` and returns its hidden fields.
+    pub async fn login_form(&self, client: &Client) -> LoginForm {
+        let response = self.get(client, "/login").await;
+        assert_eq!(response.status(), StatusCode::OK, "GET /login");
+        let html = response.text().await.expect("body");
+        LoginForm {
+            tx: hidden_field(&html, "tx").expect("tx field"),
+            csrf_token: hidden_field(&html, "csrf_token").expect("csrf_token field"),
+        }
+    }
+
+    /// Submits the sign-in form with these credentials.
+    pub async fn submit_login(
+        &self,
+        client: &Client,
+        form: &LoginForm,
+        username: &str,
+        password: &str,
+    ) -> Response {
+        self.post_form(
+            client,
+            "/login",
+            &[
+                ("tx", &form.tx),
+                ("csrf_token", &form.csrf_token),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// A full sign-in in `client`; returns the response to the form post.
+    pub async fn login(&self, client: &Client, username: &str, password: &str) -> Response {
+        let form = self.login_form(client).await;
+        self.submit_login(client, &form, username, password).await
+    }
+
+    /// Signs in and asserts that it worked; returns the session cookie's value.
+    pub async fn login_ok(&self, client: &Client, username: &str, password: &str) -> String {
+        let response = self.login(client, username, password).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "sign-in should succeed"
+        );
+        let cookie = set_cookie(&response, session_cookie_name(self)).expect("session cookie");
+        cookie_value(&cookie)
+    }
+
+    /// The account page's CSRF token for a signed-in client.
+    pub async fn account_csrf(&self, client: &Client) -> String {
+        let response = self.get(client, "/account").await;
+        assert_eq!(response.status(), StatusCode::OK, "GET /account");
+        let html = response.text().await.expect("body");
+        hidden_field(&html, "csrf_token").expect("csrf_token on /account")
+    }
+
+    /// Whether `client` is signed in (GET /account does not redirect).
+    pub async fn is_signed_in(&self, client: &Client) -> bool {
+        self.get(client, "/account").await.status() == StatusCode::OK
+    }
+
+    pub async fn audit(&self, kind: &str) -> Vec<AuditRecord> {
+        self.store
+            .list_audit(&AuditQuery {
+                kind: Some(kind.into()),
+                user_id: None,
+                limit: 1000,
+            })
+            .await
+            .expect("audit rows")
+    }
+
+    pub async fn session_count(&self, user: &User) -> usize {
+        self.store
+            .list_sessions(user.id, portcullis::clock::Clock::now(&self.clock))
+            .await
+            .expect("sessions")
+            .len()
+    }
+
+    /// Stops this server and starts a new one on the same database and clock.
+    pub async fn restart(self) -> TestApp {
+        let (db, settings, clock) = (
+            Arc::clone(&self.db),
+            self.settings.clone(),
+            self.clock.clone(),
+        );
+        self.handle.stop(true).await;
+        drop(self);
+        launch(db, settings, clock).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // `stop` sends its command at once; the server winds down on its own threads.
+        drop(self.handle.stop(false));
+    }
+}
