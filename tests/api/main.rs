@@ -1,5 +1,9 @@
 //! One integration test binary: the real server on a random port, a fresh database per
 //! test. `TEST_DB=postgres|sqlite` picks the backend (SQLite by default).
+#![expect(
+    clippy::expect_used,
+    reason = "a failed fixture should fail the test loudly"
+)]
 
 mod account;
 mod bad_input;
