@@ -17,28 +17,36 @@ use super::error::PageError;
 use super::middleware::current_request_id;
 use crate::audit::Actor;
 
-/// SECURITY: a state-changing form post must come from our own pages. Browsers send
-/// `Origin` on POST (and `Sec-Fetch-Site`); a foreign or opaque ("null") origin is refused.
-/// Non-browser clients send neither and still need the CSRF token.
+/// SECURITY: a state-changing form post must come from our own pages.
+/// - `Sec-Fetch-Site`, when sent, must be `same-origin`.
+/// - `Origin`, when sent, must be the issuer's origin, except `null`: browsers send
+///   `Origin: null` for their own same-origin form posts under `Referrer-Policy:
+///   no-referrer` (Chromium does), so `null` is accepted only with `Sec-Fetch-Site:
+///   same-origin`. A sandboxed or cross-site frame also sends `null`, but never with
+///   `same-origin` fetch metadata.
+/// - Clients that send neither (not browsers) still need the CSRF token.
 pub fn check_same_origin(req: &HttpRequest, issuer_origin: &str) -> Result<(), PageError> {
     let refused = || {
         PageError::Forbidden(
             "This form was not submitted from this site. Please go back and try again.".into(),
         )
     };
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        if origin.to_str().map_err(|_| refused())? != issuer_origin {
-            return Err(refused());
-        }
-        return Ok(());
+    let header_text = |name| {
+        req.headers()
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| refused()))
+            .transpose()
+    };
+    let site = header_text("sec-fetch-site")?;
+    if site.is_some_and(|s| s != "same-origin") {
+        return Err(refused());
     }
-    if let Some(site) = req.headers().get("sec-fetch-site") {
-        match site.to_str().map_err(|_| refused())? {
-            "same-origin" | "none" => {}
-            _ => return Err(refused()),
-        }
+    match header_text(header::ORIGIN.as_str())? {
+        Some("null") if site == Some("same-origin") => Ok(()),
+        Some(origin) if origin == issuer_origin => Ok(()),
+        Some(_) => Err(refused()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn request_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
