@@ -8,6 +8,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/static/portcullis.css", web::get().to(assets::stylesheet))
+        .route("/favicon.svg", web::get().to(assets::favicon))
+        .route("/favicon.ico", web::get().to(assets::favicon))
         .service(
             web::resource("/login")
                 .route(web::get().to(login::show))

@@ -306,12 +306,6 @@ async function main() {
         return;
       }
       if (msg.type() !== 'error') return;
-      // Chromium fetches /favicon.ico on its own; a 404 there is cosmetic,
-      // so note it instead of failing the run.
-      if (/^Failed to load resource/.test(text) && safePath(where) === '/favicon.ico') {
-        notes.add(`/favicon.ico: ${text} (ignored)`);
-        return;
-      }
       if (tolerateConsole && tolerateConsole(text, where)) {
         console.log(`  (expected console message: ${text})`);
         return;
@@ -319,9 +313,13 @@ async function main() {
       consoleErrors.push(`${where}: ${text}`);
     });
     page.on('pageerror', (err) => pageErrors.push(`${page.url()}: ${err?.stack || err}`));
-    context.on('requestfailed', (req) =>
-      failedRequests.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText ?? 'failed'}`),
-    );
+    context.on('requestfailed', (req) => {
+      const error = req.failure()?.errorText ?? 'failed';
+      // ERR_ABORTED: the browser itself cancelled the request because the page navigated
+      // away (e.g. the icon fetch when a form is submitted). Real network errors count.
+      if (error === 'net::ERR_ABORTED') return;
+      failedRequests.push(`${req.method()} ${req.url()}: ${error}`);
+    });
     context.on('response', (res) => {
       if (res.status() >= 500) serverErrors.push(`${res.request().method()} ${res.url()} -> ${res.status()}`);
     });

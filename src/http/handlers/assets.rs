@@ -1,13 +1,23 @@
-//! The stylesheet, embedded in the binary; its URL carries a content hash.
+//! The stylesheet and icon, embedded in the binary.
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
 
 use crate::http::pages::CSS;
 
+const FAVICON: &str = include_str!("../../../static/favicon.svg");
+
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .body(CSS)
+}
+
+/// Served at `/favicon.svg` and `/favicon.ico` (browsers ask for the latter on their own).
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(FAVICON)
 }
