@@ -404,6 +404,61 @@ mod tests {
         assert!(err.contains("idle_timeot"), "{err}");
     }
 
+    /// Flattens the default settings into `section.key` -> default as written in docs.
+    fn documented_defaults() -> Vec<(String, String)> {
+        use config::{Config, File, FileFormat, ValueKind};
+        fn walk(prefix: &str, value: config::Value, out: &mut Vec<(String, String)>) {
+            match value.kind {
+                ValueKind::Table(map) => {
+                    for (k, v) in map {
+                        let key = if prefix.is_empty() {
+                            k
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                ValueKind::Array(items) if items.is_empty() => {
+                    out.push((prefix.into(), "[]".into()))
+                }
+                other => out.push((prefix.into(), other.to_string())),
+            }
+        }
+        let cfg = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        let root = cfg.cache;
+        walk("", root, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        let defaults = documented_defaults();
+        assert!(defaults.len() > 20, "{defaults:?}");
+        for (key, default) in &defaults {
+            let row = format!("| `{key}` | `{default}` |");
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+        let rows = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.matches(" | `").count() >= 1)
+            .filter_map(|l| l.split('`').nth(1))
+            .filter(|k| k.contains('.') || *k == "issuer")
+            .filter(|k| !k.contains(' ') && !k.starts_with('/'))
+            .count();
+        assert_eq!(
+            rows,
+            defaults.len(),
+            "the README documents settings that do not exist"
+        );
+    }
+
     #[test]
     fn environment_file_layers_over_defaults() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
