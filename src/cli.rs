@@ -13,11 +13,11 @@ use serde_json::json;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, AuditQuery, Outcome};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, Sources};
+use crate::config::{Settings, Sources, redact_url};
 use crate::domain::user::{NewUser, Password, User, Username};
 use crate::password::PasswordHasher;
 use crate::startup::Application;
-use crate::storage::{self, Store};
+use crate::storage::{self, PasswordChange, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -279,9 +279,12 @@ async fn users(
                 &actor,
             )
             .user(user.id);
-            store
-                .set_password_hash(user.id, &hash, now, Some(&audit))
-                .await?;
+            let key = crate::auth::throttle_key(Some(&user.username), user.username.as_str());
+            let change = PasswordChange::Reset {
+                throttle_key: &key,
+                audit: &audit,
+            };
+            store.set_password_hash(user.id, &hash, now, change).await?;
             emit(
                 json,
                 &json!({ "username": user.username, "password_changed": true }),
@@ -386,15 +389,4 @@ fn emit(json: bool, value: &serde_json::Value, text: &str) {
     } else {
         writeln!(out, "{text}")
     };
-}
-
-/// A database URL without its password, for messages.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("REDACTED"));
-            u.to_string()
-        }
-        _ => raw.to_owned(),
-    }
 }

@@ -38,6 +38,29 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub log: LogSettings,
     pub housekeeping: HousekeepingSettings,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub master_key_file: String,
+    pub generate_master_key: bool,
+    pub generated_master_key_file: String,
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub id_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub authorization_code_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,7 +74,7 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
@@ -59,6 +82,46 @@ pub struct DatabaseSettings {
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     pub migrate_on_start: bool,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+/// A database URL without its password (in the userinfo or the query), for messages.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("REDACTED"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret =
+                    k.eq_ignore_ascii_case("password") || k.to_ascii_lowercase().contains("secret");
+                (
+                    k.into_owned(),
+                    if secret {
+                        "REDACTED".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +150,7 @@ pub struct LoginSettings {
     pub ip_max_failures: u32,
     #[serde(with = "humantime_serde")]
     pub ip_window: Duration,
+    pub forms_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,7 +251,17 @@ impl Settings {
             builder = builder.add_source(File::from(file.as_path()).required(true));
         }
         let settings: Settings = builder.build()?.try_deserialize()?;
-        settings.validated()
+        let settings = settings.validated()?;
+        // DESIGN.md: only development may generate a master key; in production a missing
+        // key must stop the server, never be replaced by a silently new one.
+        if sources.environment.as_deref() == Some("production") && settings.keys.generate_master_key
+        {
+            return Err(invalid(
+                "keys.generate_master_key",
+                "must be false when PORTCULLIS_ENV=production (give PORTCULLIS_MASTER_KEY or keys.master_key_file)",
+            ));
+        }
+        Ok(settings)
     }
 
     /// Defaults only: what tests start from.
@@ -198,12 +272,25 @@ impl Settings {
         })
     }
 
-    /// Checks the rules serde cannot express and normalises the issuer.
+    /// Checks the rules serde cannot express and normalises the issuer. Every duration
+    /// has an upper bound, so no `now + lifetime` can overflow.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 3600;
+        const DAY: u64 = 24 * HOUR;
         self.issuer = validate_issuer(&self.issuer)?;
-        if self.server.max_form_bytes < 1024 {
-            return Err(invalid("server.max_form_bytes", "must be at least 1024"));
+        if self.server.max_form_bytes < 1024 || self.server.max_form_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "server.max_form_bytes",
+                "must be between 1024 and 1048576",
+            ));
         }
+        within(
+            "server.shutdown_timeout",
+            self.server.shutdown_timeout,
+            0,
+            10 * MINUTE,
+        )?;
         if !(self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://")
             || self.database.url.starts_with("sqlite:"))
@@ -213,55 +300,107 @@ impl Settings {
                 "must start with postgres://, postgresql:// or sqlite:",
             ));
         }
-        if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1"));
+        if self.database.max_connections == 0 || self.database.max_connections > 1000 {
+            return Err(invalid(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
         }
+        within(
+            "database.connect_timeout",
+            self.database.connect_timeout,
+            1,
+            MINUTE,
+        )?;
         let s = &self.session;
-        if s.idle_timeout.is_zero() {
-            return Err(invalid("session.idle_timeout", "must be positive"));
-        }
+        within("session.idle_timeout", s.idle_timeout, MINUTE, 30 * DAY)?;
+        within(
+            "session.absolute_lifetime",
+            s.absolute_lifetime,
+            MINUTE,
+            90 * DAY,
+        )?;
         if s.absolute_lifetime < s.idle_timeout {
             return Err(invalid(
                 "session.absolute_lifetime",
                 "must be at least session.idle_timeout",
             ));
         }
-        let l = &self.login;
-        if l.transaction_lifetime < Duration::from_secs(60) {
-            return Err(invalid("login.transaction_lifetime", "must be at least 1m"));
-        }
-        if l.max_failures == 0 {
-            return Err(invalid("login.max_failures", "must be at least 1"));
-        }
-        if l.lockout_base.is_zero() || l.lockout_max < l.lockout_base {
+        if s.touch_interval * 2 > s.idle_timeout {
             return Err(invalid(
-                "login.lockout_max",
-                "must be at least login.lockout_base, which must be positive",
+                "session.touch_interval",
+                "must be at most half of session.idle_timeout",
             ));
         }
-        if l.ip_max_failures == 0 || l.ip_window.is_zero() {
+        let l = &self.login;
+        within(
+            "login.transaction_lifetime",
+            l.transaction_lifetime,
+            MINUTE,
+            DAY,
+        )?;
+        if l.max_failures == 0 || l.max_failures > 1000 {
+            return Err(invalid("login.max_failures", "must be between 1 and 1000"));
+        }
+        within("login.failure_window", l.failure_window, 1, 7 * DAY)?;
+        within("login.lockout_base", l.lockout_base, 1, DAY)?;
+        within("login.lockout_max", l.lockout_max, 1, 7 * DAY)?;
+        if l.lockout_max < l.lockout_base {
             return Err(invalid(
-                "login.ip_max_failures",
-                "ip_max_failures and ip_window must be positive",
+                "login.lockout_max",
+                "must be at least login.lockout_base",
+            ));
+        }
+        if l.ip_max_failures == 0 {
+            return Err(invalid("login.ip_max_failures", "must be at least 1"));
+        }
+        within("login.ip_window", l.ip_window, 1, DAY)?;
+        if l.forms_per_ip_per_minute == 0 {
+            return Err(invalid(
+                "login.forms_per_ip_per_minute",
+                "must be at least 1",
             ));
         }
         let p = &self.password;
         // SECURITY: OWASP's floor for argon2id is m=19 MiB, t=2, p=1 (or an equivalent trade).
-        if p.memory_kib < 8 * 1024 || p.iterations == 0 || p.parallelism == 0 {
+        if !(8 * 1024..=4 * 1024 * 1024).contains(&p.memory_kib)
+            || !(1..=100).contains(&p.iterations)
+            || !(1..=64).contains(&p.parallelism)
+        {
             return Err(invalid(
                 "password.memory_kib",
-                "argon2id needs memory_kib >= 8192, iterations >= 1 and parallelism >= 1",
+                "argon2id needs memory_kib 8192..=4194304, iterations 1..=100, parallelism 1..=64",
             ));
         }
-        if p.min_length < 8 {
-            return Err(invalid("password.min_length", "must be at least 8"));
+        within("password.queue_timeout", p.queue_timeout, 0, MINUTE)?;
+        if !(8..=256).contains(&p.min_length) {
+            return Err(invalid("password.min_length", "must be between 8 and 256"));
         }
-        if self.housekeeping.interval.is_zero() || self.housekeeping.batch_size == 0 {
+        within("housekeeping.interval", self.housekeeping.interval, 1, DAY)?;
+        if self.housekeeping.batch_size == 0 || self.housekeeping.batch_size > 100_000 {
             return Err(invalid(
-                "housekeeping.interval",
-                "interval and batch_size must be positive",
+                "housekeeping.batch_size",
+                "must be between 1 and 100000",
             ));
         }
+        within("keys.reload_interval", self.keys.reload_interval, 1, HOUR)?;
+        let t = &self.tokens;
+        // DESIGN.md: 10 minutes by default; anything beyond an hour defeats revocation.
+        within(
+            "tokens.access_token_lifetime",
+            t.access_token_lifetime,
+            MINUTE,
+            HOUR,
+        )?;
+        within("tokens.id_token_lifetime", t.id_token_lifetime, MINUTE, DAY)?;
+        // RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is
+        // RECOMMENDED."
+        within(
+            "tokens.authorization_code_lifetime",
+            t.authorization_code_lifetime,
+            1,
+            10 * MINUTE,
+        )?;
         Ok(self)
     }
 
@@ -284,6 +423,22 @@ impl Settings {
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
     }
+}
+
+fn within(
+    key: &'static str,
+    value: Duration,
+    min_secs: u64,
+    max_secs: u64,
+) -> Result<(), ConfigError> {
+    if value < Duration::from_secs(min_secs) || value > Duration::from_secs(max_secs) {
+        let show = |secs: u64| humantime::format_duration(Duration::from_secs(secs)).to_string();
+        return Err(invalid(
+            key,
+            format!("must be between {} and {}", show(min_secs), show(max_secs)),
+        ));
+    }
+    Ok(())
 }
 
 /// OpenID Connect Discovery §3 / RFC 8414 §2: the issuer is an https URL with no query or
@@ -317,6 +472,14 @@ fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("issuer", "must not contain credentials"));
     }
+    // Every route, redirect and cookie path is at the root of the host; an issuer with a
+    // path would name endpoints that do not exist.
+    if url.path() != "/" {
+        return Err(invalid(
+            "issuer",
+            "must not have a path (serve Portcullis at the root of its host)",
+        ));
+    }
     let mut s = url.to_string();
     if s.ends_with('/') {
         s.pop();
@@ -346,7 +509,7 @@ mod tests {
     fn issuer_rules() {
         let ok = [
             "https://id.example.com",
-            "https://example.com/tenant",
+            "https://id.example.com:8443",
             "http://localhost:8080/",
         ];
         for issuer in ok {
@@ -359,6 +522,7 @@ mod tests {
             "ftp://id.example.com",
             "not a url",
             "https://user:pw@id.example.com",
+            "https://example.com/tenant",
         ];
         for issuer in bad {
             match with_issuer(issuer) {
@@ -368,6 +532,59 @@ mod tests {
         }
         let trimmed = with_issuer("http://localhost:8080/").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(trimmed.issuer, "http://localhost:8080");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/p?sslmode=require&password=x"),
+            "postgres://app:REDACTED@db:5432/p?sslmode=require&password=REDACTED"
+        );
+        let mut s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        s.database.url = "postgres://app:hunter2@db/p".into();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let mut s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        s.session.absolute_lifetime = Duration::from_secs(10_000 * 365 * 86_400);
+        assert!(matches!(
+            s.validated(),
+            Err(ConfigError::Invalid {
+                key: "session.absolute_lifetime",
+                ..
+            })
+        ));
+        let mut s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        s.session.touch_interval = s.session.idle_timeout;
+        assert!(matches!(
+            s.validated(),
+            Err(ConfigError::Invalid {
+                key: "session.touch_interval",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn production_refuses_to_generate_a_master_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("production.toml"),
+            "issuer = \"https://id.example.com\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = Settings::load(&Sources {
+            environment: Some("production".into()),
+            config_dir: Some(dir.path().to_path_buf()),
+            ignore_env_vars: true,
+            file: None,
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("keys.generate_master_key"), "{err}");
     }
 
     #[test]
@@ -422,6 +639,7 @@ mod tests {
                 ValueKind::Array(items) if items.is_empty() => {
                     out.push((prefix.into(), "[]".into()))
                 }
+                ValueKind::String(s) if s.is_empty() => out.push((prefix.into(), "\"\"".into())),
                 other => out.push((prefix.into(), other.to_string())),
             }
         }

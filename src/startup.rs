@@ -99,10 +99,7 @@ impl Application {
 async fn housekeeping(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) {
     let h = &settings.housekeeping;
     let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
-    let keep_throttles = d(settings
-        .login
-        .failure_window
-        .max(settings.login.lockout_max));
+    let failure_window = d(settings.login.failure_window);
     let mut ticker = tokio::time::interval(h.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -111,16 +108,19 @@ async fn housekeeping(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Se
         let cutoffs = PurgeCutoffs {
             now,
             revoked_before: now - time::Duration::days(1),
-            throttle_before: now - keep_throttles,
+            throttle_before: now - failure_window,
         };
-        // Several rounds while batches come back full, then wait for the next tick.
-        for _ in 0..10 {
+        // Rounds until every table is caught up (a batch comes back short), within a
+        // time budget, then wait for the next tick.
+        let budget =
+            std::time::Instant::now() + h.interval.min(std::time::Duration::from_secs(60)) / 2;
+        while std::time::Instant::now() < budget {
             match store.purge_expired(&cutoffs, h.batch_size).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(purged = n, "housekeeping");
                     }
-                    if n < u64::from(h.batch_size) {
+                    if n == 0 {
                         break;
                     }
                 }

@@ -33,15 +33,10 @@ impl IpLimiter {
         }
     }
 
-    /// `Some(until)` while `ip` is blocked.
-    pub fn blocked_until(&self, ip: IpAddr, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let w = windows.get(&key(ip))?;
-        let ends = w.started + self.window;
-        (now < ends && w.failures >= self.max_failures).then_some(ends)
-    }
-
-    pub fn record_failure(&self, ip: IpAddr, now: OffsetDateTime) {
+    /// Counts an attempt from `ip` before it is checked, so concurrent attempts cannot
+    /// slip past the limit; `Err(until)` while the address is blocked. A successful
+    /// sign-in gives the attempt back with `refund`.
+    pub fn reserve(&self, ip: IpAddr, now: OffsetDateTime) -> Result<(), OffsetDateTime> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() >= SWEEP_THRESHOLD {
             let window = self.window;
@@ -57,7 +52,18 @@ impl IpLimiter {
                 failures: 0,
             };
         }
-        w.failures = w.failures.saturating_add(1);
+        if w.failures >= self.max_failures {
+            return Err(w.started + self.window);
+        }
+        w.failures += 1;
+        Ok(())
+    }
+
+    pub fn refund(&self, ip: IpAddr) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = windows.get_mut(&key(ip)) {
+            w.failures = w.failures.saturating_sub(1);
+        }
     }
 }
 
@@ -84,18 +90,24 @@ mod tests {
         let limiter = IpLimiter::new(3, Duration::minutes(5));
         let ip: IpAddr = [192, 0, 2, 1].into();
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        for _ in 0..2 {
-            limiter.record_failure(ip, t0);
+        for _ in 0..3 {
+            assert_eq!(limiter.reserve(ip, t0), Ok(()));
         }
-        assert_eq!(limiter.blocked_until(ip, t0), None);
-        limiter.record_failure(ip, t0);
-        assert_eq!(
-            limiter.blocked_until(ip, t0),
-            Some(t0 + Duration::minutes(5))
-        );
-        assert_eq!(limiter.blocked_until(ip, t0 + Duration::minutes(5)), None);
+        assert_eq!(limiter.reserve(ip, t0), Err(t0 + Duration::minutes(5)));
+        assert_eq!(limiter.reserve(ip, t0 + Duration::minutes(5)), Ok(()));
         let other: IpAddr = [192, 0, 2, 2].into();
-        assert_eq!(limiter.blocked_until(other, t0), None);
+        assert_eq!(limiter.reserve(other, t0), Ok(()));
+    }
+
+    #[test]
+    fn refunds_give_attempts_back() {
+        let limiter = IpLimiter::new(1, Duration::minutes(5));
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(limiter.reserve(ip, t0), Ok(()));
+        limiter.refund(ip);
+        assert_eq!(limiter.reserve(ip, t0), Ok(()));
+        assert!(limiter.reserve(ip, t0).is_err());
     }
 
     #[test]
@@ -104,7 +116,7 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap_or_else(|e| panic!("{e}"));
         let b: IpAddr = "2001:db8::ffff:1".parse().unwrap_or_else(|e| panic!("{e}"));
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        limiter.record_failure(a, t0);
-        assert!(limiter.blocked_until(b, t0).is_some());
+        assert_eq!(limiter.reserve(a, t0), Ok(()));
+        assert!(limiter.reserve(b, t0).is_err());
     }
 }

@@ -7,9 +7,11 @@ use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::secret::{OpaqueToken, TokenHash, constant_time_eq};
 use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
 use crate::domain::throttle::retry_after_secs;
-use crate::domain::user::{Password, UserId, Username};
+use crate::domain::user::{Password, PasswordHash, UserId, Username};
 use crate::password::HashError;
-use crate::storage::{CompletedLogin, LoginTransaction, NewSession, StoreError};
+use crate::storage::{
+    CompletedLogin, LoginTransaction, NewSession, PasswordChange, Reservation, StoreError,
+};
 
 use super::Authenticator;
 
@@ -18,7 +20,8 @@ use super::Authenticator;
 pub struct LoginAttempt<'a> {
     pub transaction: &'a LoginTransaction,
     pub username: &'a str,
-    pub password: String,
+    /// Over-long input is already refused (it verifies as the empty password).
+    pub password: Password,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<&'a str>,
     pub actor: &'a Actor,
@@ -130,35 +133,40 @@ impl Authenticator {
         let now = self.clock.now();
         let actor = attempt.actor;
 
-        if let Some(until) = attempt
-            .ip
-            .and_then(|ip| self.ip_limiter.blocked_until(ip, now))
-        {
-            let audit = AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                .detail("reason", "ip_limit");
-            self.store.record_audit(&audit).await?;
-            return Ok(LoginOutcome::Throttled {
-                retry_after: retry_after_secs(now, until),
-            });
-        }
-
-        let username = Username::parse(attempt.username).ok();
-        if let Some(name) = &username {
-            if let Some(until) = self.store.throttle_locked_until(name.as_str(), now).await? {
+        // SECURITY: attempts are counted *before* the password is checked (and given back
+        // on success), so a burst of concurrent guesses cannot outrun either limit.
+        if let Some(ip) = attempt.ip {
+            if let Err(until) = self.ip_limiter.reserve(ip, now) {
                 let audit =
                     AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                        .detail("reason", "account_locked")
-                        .detail("username", name.as_str());
-                self.store.record_audit(&audit).await?;
+                        .detail("reason", "ip_limit");
+                self.store.record_audit(&[audit]).await?;
                 return Ok(LoginOutcome::Throttled {
                     retry_after: retry_after_secs(now, until),
                 });
             }
         }
 
-        // An over-long password cannot match; it is still verified (as empty) for timing.
-        let password = Password::presented(attempt.password).unwrap_or_else(|_| Password::empty());
-        let password_for_rehash = password.duplicate();
+        let username = Username::parse(attempt.username).ok();
+        let key = throttle_key(username.as_ref(), attempt.username);
+        let state = match self
+            .store
+            .reserve_login_attempt(&key, now, &self.throttle)
+            .await?
+        {
+            Reservation::Granted(state) => state,
+            Reservation::Locked { until } => {
+                let audit =
+                    AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                        .detail("reason", "account_locked")
+                        .detail("account", key.as_str());
+                self.store.record_audit(&[audit]).await?;
+                return Ok(LoginOutcome::Throttled {
+                    retry_after: retry_after_secs(now, until),
+                });
+            }
+        };
+
         let found = match &username {
             Some(name) => self.store.find_user(name).await?,
             None => None,
@@ -167,16 +175,13 @@ impl Authenticator {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
         };
+        let usable_hash = stored_hash.filter(|_| user.as_ref().is_some_and(|u| !u.disabled));
+        let password_for_rehash = attempt.password.duplicate();
         // SECURITY: always run one argon2 verification, against a dummy hash when there is
         // no usable one, so timing does not tell unknown users from wrong passwords.
         let verification = self
             .hasher
-            .verify(
-                password,
-                stored_hash
-                    .clone()
-                    .filter(|_| user.as_ref().is_some_and(|u| !u.disabled)),
-            )
+            .verify(attempt.password, usable_hash.clone())
             .await
             .map_err(|e| match e {
                 HashError::Busy => LoginError::Busy,
@@ -190,33 +195,33 @@ impl Authenticator {
             (Some(_), Some(_)) if !verification.matches => Some(LoginFailure::BadPassword),
             _ => None,
         };
-        if let Some(failure) = failure {
-            if let Some(ip) = attempt.ip {
-                self.ip_limiter.record_failure(ip, now);
-            }
+        let (Some(user), Some(verified_hash), None) = (user.clone(), usable_hash, failure) else {
+            let failure = failure.unwrap_or(LoginFailure::UnknownUser);
+            // The attempted name is not recorded: people type passwords into it.
             let mut audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
-                .detail("reason", failure.reason());
+                .detail("reason", failure.reason())
+                .detail("account", key.as_str())
+                .detail("failures", state.failures);
             if let Some(u) = &user {
                 audit = audit.user(u.id);
             }
-            let Some(name) = &username else {
-                self.store.record_audit(&audit).await?;
-                return Ok(LoginOutcome::Rejected(failure));
-            };
-            let audit = audit.detail("username", name.as_str());
-            let state = self
-                .store
-                .record_login_failure(name.as_str(), now, &self.throttle, &audit)
-                .await?;
+            let mut events = vec![audit.clone()];
+            if let Some(until) = state.locked_until {
+                let mut locked = audit;
+                locked.kind = AuditKind::LoginThrottled;
+                events.push(
+                    locked
+                        .detail("reason", "account_locked")
+                        .detail("locked_seconds", (until - now).whole_seconds()),
+                );
+            }
+            self.store.record_audit(&events).await?;
             return Ok(match state.locked_until {
                 Some(until) => LoginOutcome::Throttled {
                     retry_after: retry_after_secs(now, until),
                 },
                 None => LoginOutcome::Rejected(failure),
             });
-        }
-        let (Some(user), Some(name)) = (user, username) else {
-            return Ok(LoginOutcome::Rejected(LoginFailure::UnknownUser));
         };
 
         let cookie = OpaqueToken::generate();
@@ -247,8 +252,9 @@ impl Authenticator {
                 &CompletedLogin {
                     transaction: attempt.transaction.id_hash,
                     session: &new_session,
-                    throttle_key: name.as_str(),
+                    throttle_key: &key,
                     replaces: attempt.replaces,
+                    verified_hash: &verified_hash,
                     audit: &audit,
                 },
                 now,
@@ -257,8 +263,11 @@ impl Authenticator {
         if !completed {
             return Err(LoginError::Expired);
         }
+        if let Some(ip) = attempt.ip {
+            self.ip_limiter.refund(ip);
+        }
         if verification.needs_rehash {
-            self.upgrade_hash_in_background(user.id, password_for_rehash);
+            self.upgrade_hash_in_background(user.id, password_for_rehash, verified_hash);
         }
         Ok(LoginOutcome::Success {
             cookie,
@@ -269,13 +278,20 @@ impl Authenticator {
 
     /// The stored hash used weaker parameters than configured now: replace it, off the
     /// request path. A failure only means the upgrade waits for the next sign-in.
-    fn upgrade_hash_in_background(&self, user: UserId, password: Password) {
+    fn upgrade_hash_in_background(&self, user: UserId, password: Password, previous: PasswordHash) {
         let this = self.clone();
         tokio::spawn(async move {
             let result = match this.hasher.hash(password).await {
                 Ok(hash) => this
                     .store
-                    .set_password_hash(user, &hash, this.clock.now(), None)
+                    .set_password_hash(
+                        user,
+                        &hash,
+                        this.clock.now(),
+                        PasswordChange::Rehash {
+                            previous: &previous,
+                        },
+                    )
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string()),
@@ -286,6 +302,16 @@ impl Authenticator {
             }
         });
     }
+}
+
+/// The throttle key of an account name: SHA-256 of its canonical form (or of the raw
+/// input when it is not a valid name), so names (and passwords typed into the name
+/// field) are not stored in clear, and every spelling of one account shares one counter.
+pub fn throttle_key(username: Option<&Username>, raw: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let name = username.map_or_else(|| raw.trim().to_lowercase(), |u| u.as_str().to_owned());
+    let digest = Sha256::digest(name.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn truncate_user_agent(ua: &str) -> String {

@@ -8,7 +8,7 @@ mod session;
 use std::sync::Arc;
 
 pub use ip_limit::IpLimiter;
-pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome};
+pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome, throttle_key};
 pub use session::CurrentSession;
 
 use crate::clock::Clock;
@@ -27,6 +27,8 @@ pub struct Authenticator {
     pub sessions: SessionPolicy,
     pub throttle: ThrottlePolicy,
     pub ip_limiter: Arc<IpLimiter>,
+    /// Sign-in forms opened per client IP (each one is a database row).
+    pub form_limiter: Arc<IpLimiter>,
     pub transaction_lifetime: time::Duration,
 }
 
@@ -57,7 +59,20 @@ impl Authenticator {
                 settings.login.ip_max_failures,
                 d(settings.login.ip_window),
             )),
+            form_limiter: Arc::new(IpLimiter::new(
+                settings.login.forms_per_ip_per_minute,
+                time::Duration::minutes(1),
+            )),
             transaction_lifetime: d(settings.login.transaction_lifetime),
         }
+    }
+
+    /// Whether `ip` may open another sign-in form now; otherwise the seconds to wait.
+    pub fn may_open_form(&self, ip: Option<std::net::IpAddr>) -> Result<(), u64> {
+        let Some(ip) = ip else { return Ok(()) };
+        let now = self.clock.now();
+        self.form_limiter
+            .reserve(ip, now)
+            .map_err(|until| crate::domain::throttle::retry_after_secs(now, until))
     }
 }

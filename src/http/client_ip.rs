@@ -11,26 +11,33 @@ pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
-    let mut forwarded: Vec<IpAddr> = Vec::new();
+    // Hops in order, nearest last. Everything left of the first untrusted hop was written
+    // by the client and is never even parsed: one garbage entry there must not move the
+    // request into the proxy's bucket.
+    let mut hops: Vec<&str> = Vec::new();
     for value in req.headers().get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else {
-            return Some(peer);
-        };
-        for part in text.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => forwarded.push(ip),
-                Err(_) => return Some(peer),
-            }
+        match value.to_str() {
+            Ok(text) => hops.extend(text.split(',').map(str::trim)),
+            Err(_) => return Some(peer),
         }
     }
-    // Walk from the closest hop outwards; the first address not ours is the client.
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
+    let mut nearest_trusted = peer;
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if trusted_proxies.contains(&ip) => nearest_trusted = ip,
+            Some(ip) => return Some(ip),
+            // Our own proxy wrote something unreadable: the best we know is that proxy.
+            None => return Some(nearest_trusted),
+        }
+    }
+    Some(nearest_trusted)
+}
+
+/// `203.0.113.7`, `203.0.113.7:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
 }
 
 #[cfg(test)]
@@ -59,6 +66,25 @@ mod tests {
             .to_http_request();
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(client_ip(&req, &trusted), Some(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn garbage_written_by_the_client_is_never_read() {
+        // nginx's proxy_add_x_forwarded_for keeps what the client sent and appends the
+        // real address: the client's part must not decide anything.
+        let req = TestRequest::default()
+            .peer_addr("10.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}")))
+            .insert_header(("x-forwarded-for", "x, unknown, 203.0.113.5"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &[ip("10.0.0.1")]), Some(ip("203.0.113.5")));
+        let with_port = TestRequest::default()
+            .peer_addr("10.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}")))
+            .insert_header(("x-forwarded-for", "203.0.113.5:51000"))
+            .to_http_request();
+        assert_eq!(
+            client_ip(&with_port, &[ip("10.0.0.1")]),
+            Some(ip("203.0.113.5"))
+        );
     }
 
     #[test]

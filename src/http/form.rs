@@ -20,12 +20,14 @@ const MAX_PARAMS: usize = 64;
 
 /// An oversized body is read and discarded up to this size before the 413 is sent:
 /// closing a connection with unread data makes TCP reset it, and the client would never
-/// see the response. Anything larger is cut off.
+/// see the response. A body declared or found larger is cut off at once (the client may
+/// then see a reset instead of the 413).
 const MAX_DRAIN_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
-    #[error("the parameter `{0}` is repeated")]
+    /// The name is kept for tests and logs, never echoed into a page.
+    #[error("a parameter is repeated")]
     Duplicate(String),
     #[error("the request is not valid form encoding")]
     BadEncoding,

@@ -112,12 +112,12 @@ where
             match &result {
                 Ok(res) => tracing::info!(
                     target: "portcullis::http",
-                    %method, %path, status = res.status().as_u16(), latency_ms, peer = %peer,
+                    %method, %path, status = res.status().as_u16(), latency_ms, client = %peer,
                     "request completed"
                 ),
                 Err(error) => tracing::warn!(
                     target: "portcullis::http",
-                    %method, %path, latency_ms, peer = %peer, error = %error,
+                    %method, %path, latency_ms, client = %peer, error = %error,
                     "request failed"
                 ),
             }

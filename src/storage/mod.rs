@@ -58,6 +58,29 @@ pub struct NewSession {
     pub session: BrowserSession,
 }
 
+/// Why a password hash is replaced.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordChange<'a> {
+    /// An administrative change: every session of the user ends and any lockout of the
+    /// account name is lifted, audited.
+    Reset {
+        throttle_key: &'a str,
+        audit: &'a AuditEvent,
+    },
+    /// A transparent upgrade at sign-in: only if the stored hash is still `previous`.
+    Rehash { previous: &'a PasswordHash },
+}
+
+/// The outcome of `reserve_login_attempt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Go ahead; `state` includes this attempt (and the lock it set, if any).
+    Granted(ThrottleState),
+    Locked {
+        until: OffsetDateTime,
+    },
+}
+
 /// Everything a successful sign-in changes, applied in one transaction.
 #[derive(Debug)]
 pub struct CompletedLogin<'a> {
@@ -66,7 +89,26 @@ pub struct CompletedLogin<'a> {
     pub throttle_key: &'a str,
     /// The hash of a session cookie the browser already held: that session is replaced.
     pub replaces: Option<TokenHash>,
+    /// The password hash that was verified: if it changed meanwhile (a reset) or the user
+    /// was disabled, no session is created.
+    pub verified_hash: &'a PasswordHash,
     pub audit: &'a AuditEvent,
+}
+
+/// A signing key as stored: the private half only ever encrypted under the master key.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    /// `next` (published, not signing), `current` (signing) or `retired` (published until
+    /// `remove_after`).
+    pub state: String,
+    pub encrypted_private_key: Vec<u8>,
+    pub public_jwk: serde_json::Value,
+    pub created_at: OffsetDateTime,
+    pub activated_at: Option<OffsetDateTime>,
+    pub retired_at: Option<OffsetDateTime>,
+    pub remove_after: Option<OffsetDateTime>,
 }
 
 /// Rows older than these instants are purged.
@@ -98,14 +140,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(User, Option<PasswordHash>)>, StoreError>;
     async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     async fn list_users(&self, limit: u32) -> Result<Vec<User>, StoreError>;
-    /// Replaces the password hash. With `audit` (an administrative change) every session of
-    /// the user is revoked too; without (a transparent rehash at sign-in) nothing else changes.
+    /// Replaces the password hash.
     async fn set_password_hash(
         &self,
         id: UserId,
         hash: &PasswordHash,
         now: OffsetDateTime,
-        audit: Option<&AuditEvent>,
+        change: PasswordChange<'_>,
     ) -> Result<bool, StoreError>;
     /// Disabling also revokes every session of the user.
     async fn set_user_disabled(
@@ -124,23 +165,19 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<LoginTransaction>, StoreError>;
 
-    /// When the key is locked at `now`, until when.
-    async fn throttle_locked_until(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<OffsetDateTime>, StoreError>;
-    /// Counts a failure, locks the key if the policy says so, and writes `audit` (plus a
-    /// `login.throttled` row when this failure starts a lockout) in the same transaction.
-    async fn record_login_failure(
+    /// Counts a sign-in attempt against `key` *before* the password is checked, in one
+    /// atomic statement, so concurrent attempts cannot slip past the limit: refused while
+    /// the key is locked; the attempt that reaches `policy.max_failures` sets the lock.
+    /// A successful sign-in refunds it (`complete_login` deletes the row).
+    async fn reserve_login_attempt(
         &self,
         key: &str,
         now: OffsetDateTime,
         policy: &ThrottlePolicy,
-        audit: &AuditEvent,
-    ) -> Result<ThrottleState, StoreError>;
+    ) -> Result<Reservation, StoreError>;
     /// Consumes the transaction, creates the session, clears the throttle and writes the
-    /// audit row atomically. False when the transaction was already used or has expired.
+    /// audit row atomically. False when the transaction was already used or has expired,
+    /// or the verified password hash is no longer the user's.
     async fn complete_login(
         &self,
         login: &CompletedLogin<'_>,
@@ -182,8 +219,15 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<u64, StoreError>;
 
-    /// For decisions that change nothing else (e.g. a refused, throttled attempt).
-    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Every stored signing key, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// `Conflict` when the key's algorithm already has a current key (instances racing
+    /// to create the first key: one wins, the others reload).
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+
+    /// For decisions that change nothing else (a refused or failed attempt), in one
+    /// transaction.
+    async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Deletes up to `batch` expired rows per table; returns how many went.

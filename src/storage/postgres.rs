@@ -19,6 +19,9 @@ fn from_ts(t: Ts) -> OffsetDateTime {
     t
 }
 
+/// Row locking for read-then-write checks inside a transaction.
+const LOCK_ROW: &str = " for update";
+
 pub struct PgStore {
     pool: PgPool,
 }

@@ -12,13 +12,14 @@ macro_rules! sql_store {
         use sqlx::types::Json;
         use uuid::Uuid;
 
-        use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditKind};
+        use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
         use crate::domain::secret::TokenHash;
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
         use crate::domain::user::{NewUser, PasswordHash, User, UserId, Username};
         use crate::storage::{
-            CompletedLogin, LoginTransaction, PurgeCutoffs, Store,
+            CompletedLogin, LoginTransaction, PasswordChange, PurgeCutoffs, Reservation,
+            SigningKeyRecord, Store,
         };
 
         const USER_COLUMNS: &str = "user_id, username, email, email_verified, name, \
@@ -94,6 +95,19 @@ macro_rules! sql_store {
             request: Option<Json<serde_json::Value>>,
             created_at: Ts,
             expires_at: Ts,
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct SigningKeyRow {
+            kid: String,
+            alg: String,
+            state: String,
+            encrypted_private_key: Vec<u8>,
+            public_jwk: Json<serde_json::Value>,
+            created_at: Ts,
+            activated_at: Option<Ts>,
+            retired_at: Option<Ts>,
+            remove_after: Option<Ts>,
         }
 
         #[derive(sqlx::FromRow)]
@@ -231,22 +245,33 @@ macro_rules! sql_store {
                 id: UserId,
                 hash: &PasswordHash,
                 now: OffsetDateTime,
-                audit: Option<&AuditEvent>,
+                change: PasswordChange<'_>,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.writer().begin().await?;
+                let previous = match change {
+                    PasswordChange::Rehash { previous } => Some(previous.0.as_str()),
+                    PasswordChange::Reset { .. } => None,
+                };
+                // A rehash is a compare-and-swap, so it can never undo a reset.
                 let changed = sqlx::query(
-                    "update users set password_hash = $2, updated_at = $3 where user_id = $1",
+                    "update users set password_hash = $2, updated_at = $3 \
+                     where user_id = $1 and ($4 is null or password_hash = $4)",
                 )
                 .bind(id.0)
                 .bind(hash.0.as_str())
                 .bind(ts(now))
+                .bind(previous)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
                     == 1;
                 if changed {
-                    if let Some(audit) = audit {
+                    if let PasswordChange::Reset { throttle_key, audit } = change {
                         revoke_all(&mut *tx, id, now, "password_changed").await?;
+                        sqlx::query("delete from login_throttles where throttle_key = $1")
+                            .bind(throttle_key)
+                            .execute(&mut *tx)
+                            .await?;
                         insert_audit(&mut *tx, audit).await?;
                     }
                 }
@@ -330,49 +355,50 @@ macro_rules! sql_store {
                 .transpose()
             }
 
-            async fn throttle_locked_until(
-                &self,
-                key: &str,
-                now: OffsetDateTime,
-            ) -> Result<Option<OffsetDateTime>, StoreError> {
-                let until: Option<Ts> = sqlx::query_scalar(
-                    "select locked_until from login_throttles \
-                     where throttle_key = $1 and locked_until > $2",
-                )
-                .bind(key)
-                .bind(ts(now))
-                .fetch_optional(self.reader())
-                .await?;
-                Ok(until.map(from_ts))
-            }
-
-            async fn record_login_failure(
+            async fn reserve_login_attempt(
                 &self,
                 key: &str,
                 now: OffsetDateTime,
                 policy: &ThrottlePolicy,
-                audit: &AuditEvent,
-            ) -> Result<ThrottleState, StoreError> {
+            ) -> Result<Reservation, StoreError> {
+                let window_start = ts(policy.window_start(now));
                 let mut tx = self.writer().begin().await?;
-                // Failures older than the window start a fresh count.
-                let failures: i32 = sqlx::query_scalar(
+                // The count restarts only when both the last failure and the end of any
+                // lock lie before the window, so lockouts keep doubling up to the cap.
+                let failures: Option<i32> = sqlx::query_scalar(
                     "insert into login_throttles \
                      (throttle_key, failures, last_failure_at, locked_until) \
                      values ($1, 1, $2, null) \
                      on conflict (throttle_key) do update set \
-                     failures = case when login_throttles.last_failure_at < $3 then 1 \
-                                     else login_throttles.failures + 1 end, \
+                     failures = case when login_throttles.last_failure_at < $3 \
+                                      and (login_throttles.locked_until is null \
+                                           or login_throttles.locked_until < $3) \
+                                     then 1 else login_throttles.failures + 1 end, \
                      last_failure_at = $2 \
+                     where login_throttles.locked_until is null \
+                        or login_throttles.locked_until <= $2 \
                      returning failures",
                 )
                 .bind(key)
                 .bind(ts(now))
-                .bind(ts(policy.window_start(now)))
-                .fetch_one(&mut *tx)
+                .bind(window_start)
+                .fetch_optional(&mut *tx)
                 .await?;
+                let Some(failures) = failures else {
+                    let until: Option<Ts> = sqlx::query_scalar(
+                        "select locked_until from login_throttles where throttle_key = $1",
+                    )
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+                    tx.commit().await?;
+                    return Ok(Reservation::Locked {
+                        until: until.map(from_ts).unwrap_or(now),
+                    });
+                };
                 let failures = u32::try_from(failures).unwrap_or(0);
                 let locked_until = policy.lockout_after(failures).map(|d| now + d);
-                insert_audit(&mut *tx, &audit.clone().detail("failures", failures)).await?;
                 if let Some(until) = locked_until {
                     sqlx::query(
                         "update login_throttles set locked_until = $2 where throttle_key = $1",
@@ -381,19 +407,12 @@ macro_rules! sql_store {
                     .bind(ts(until))
                     .execute(&mut *tx)
                     .await?;
-                    let mut locked = audit.clone();
-                    locked.kind = AuditKind::LoginThrottled;
-                    let locked = locked
-                        .detail("reason", "account_locked")
-                        .detail("failures", failures)
-                        .detail("locked_seconds", (until - now).whole_seconds());
-                    insert_audit(&mut *tx, &locked).await?;
                 }
                 tx.commit().await?;
-                Ok(ThrottleState {
+                Ok(Reservation::Granted(ThrottleState {
                     failures,
                     locked_until,
-                })
+                }))
             }
 
             async fn complete_login(
@@ -411,7 +430,18 @@ macro_rules! sql_store {
                 .bind(ts(now))
                 .fetch_optional(&mut *tx)
                 .await?;
-                if consumed.is_none() {
+                // SECURITY: the password verified must still be the user's, and the user
+                // still enabled: a reset or a disable that committed meanwhile wins. The
+                // row lock makes a concurrent reset wait for (and then revoke) this session.
+                let still_valid: Option<Uuid> = sqlx::query_scalar(&format!(
+                    "select user_id from users where user_id = $1 and password_hash = $2 \
+                     and not disabled{LOCK_ROW}"
+                ))
+                .bind(login.session.session.user_id.0)
+                .bind(login.verified_hash.0.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if consumed.is_none() || still_valid.is_none() {
                     tx.rollback().await?;
                     return Ok(false);
                 }
@@ -552,8 +582,58 @@ macro_rules! sql_store {
                 Ok(count)
             }
 
-            async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-                insert_audit(self.writer(), event).await
+            async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+                let rows: Vec<SigningKeyRow> = sqlx::query_as(
+                    "select kid, alg, state, encrypted_private_key, public_jwk, created_at, \
+                     activated_at, retired_at, remove_after from signing_keys \
+                     order by created_at, kid",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| SigningKeyRecord {
+                        kid: r.kid,
+                        alg: r.alg,
+                        state: r.state,
+                        encrypted_private_key: r.encrypted_private_key,
+                        public_jwk: r.public_jwk.0,
+                        created_at: from_ts(r.created_at),
+                        activated_at: r.activated_at.map(from_ts),
+                        retired_at: r.retired_at.map(from_ts),
+                        remove_after: r.remove_after.map(from_ts),
+                    })
+                    .collect())
+            }
+
+            async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "insert into signing_keys (kid, alg, state, encrypted_private_key, \
+                     public_jwk, created_at, activated_at, retired_at, remove_after) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.state)
+                .bind(&k.encrypted_private_key)
+                .bind(Json(&k.public_jwk))
+                .bind(ts(k.created_at))
+                .bind(k.activated_at.map(ts))
+                .bind(k.retired_at.map(ts))
+                .bind(k.remove_after.map(ts))
+                .execute(self.writer())
+                .await
+                .map_err(|e| conflict_or(e, "a current key for this algorithm"))?;
+                Ok(())
+            }
+
+            async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
+                for event in events {
+                    insert_audit(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
@@ -612,13 +692,14 @@ macro_rules! sql_store {
                 .execute(self.writer())
                 .await?
                 .rows_affected();
+                // A row whose failures and lock both ended before the window counts for
+                // nothing any more (the next failure would restart at 1).
                 purged += sqlx::query(
                     "delete from login_throttles where throttle_key in \
                      (select throttle_key from login_throttles \
-                      where last_failure_at < $2 \
-                      and (locked_until is null or locked_until <= $1) limit $3)",
+                      where last_failure_at < $1 \
+                      and (locked_until is null or locked_until < $1) limit $2)",
                 )
-                .bind(ts(c.now))
                 .bind(ts(c.throttle_before))
                 .bind(batch)
                 .execute(self.writer())

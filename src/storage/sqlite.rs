@@ -22,6 +22,9 @@ fn from_ts(t: Ts) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Row locking for read-then-write checks; SQLite needs none (writes are serialised).
+const LOCK_ROW: &str = "";
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -35,9 +38,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(parent) = options.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
+        let file = options.get_filename().to_path_buf();
+        if let Some(parent) = file.parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                create_private_dir(parent)
                     .map_err(|e| StoreError::Open(format!("creating {}: {e}", parent.display())))?;
             }
         }
@@ -46,6 +50,9 @@ impl SqliteStore {
             .acquire_timeout(settings.connect_timeout.max(Duration::from_secs(30)))
             .connect_with(options.clone())
             .await?;
+        // SECURITY: the file holds password hashes: readable by the owner only.
+        restrict_to_owner(&file)
+            .map_err(|e| StoreError::Open(format!("securing {}: {e}", file.display())))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
@@ -73,6 +80,34 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if file.exists() {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 super::sql::sql_store!(SqliteStore, Sqlite, Backend::Sqlite);

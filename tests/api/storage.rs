@@ -52,6 +52,14 @@ async fn usernames_are_unique_case_insensitively() {
 async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
     let app = spawn_app().await;
     let user = app.create_user("alice", PASSWORD).await;
+    let name = portcullis::domain::user::Username::parse("alice").expect("name");
+    let (_, hash) = app
+        .store
+        .find_user(&name)
+        .await
+        .expect("lookup")
+        .expect("user");
+    let hash = hash.expect("password hash");
     let binding = OpaqueToken::generate();
     let tx = app.store.clone();
     let auth_tx = {
@@ -75,6 +83,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
         let now = app.clock.now();
         let tx_hash = auth_tx.hash();
         let user_id = user.id;
+        let hash = hash.clone();
         tokio::spawn(async move {
             let cookie = OpaqueToken::generate();
             let session = NewSession {
@@ -105,6 +114,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
                         session: &session,
                         throttle_key: "alice",
                         replaces: None,
+                        verified_hash: &hash,
                         audit: &audit,
                     },
                     now,
@@ -191,5 +201,64 @@ async fn housekeeping_purges_expired_rows_in_batches() {
         total += n;
     }
     assert_eq!(total, 5, "four sign-in forms and one session");
+    assert_eq!(app.session_count(&user).await, 0);
+}
+
+#[tokio::test]
+async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
+    let app = spawn_app().await;
+    let user = app.create_user("alice", PASSWORD).await;
+    let now = app.clock.now();
+    let id = OpaqueToken::generate();
+    app.store
+        .insert_login_transaction(&portcullis::storage::LoginTransaction {
+            id_hash: id.hash(),
+            binding_hash: OpaqueToken::generate().hash(),
+            return_to: "/account".into(),
+            request: None,
+            created_at: now,
+            expires_at: now + time::Duration::minutes(5),
+        })
+        .await
+        .expect("transaction");
+    // The hash the (slow) sign-in verified, before an administrator reset the password.
+    let stale = portcullis::domain::user::PasswordHash("$argon2id$v=19$stale".into());
+    let session = NewSession {
+        id_hash: OpaqueToken::generate().hash(),
+        session: BrowserSession {
+            id: SessionId::new(),
+            user_id: user.id,
+            auth_time: now,
+            amr: vec!["pwd".into()],
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: now + time::Duration::hours(1),
+            absolute_expires_at: now + time::Duration::hours(8),
+            ip: None,
+            user_agent: None,
+        },
+    };
+    let audit = AuditEvent::new(
+        now,
+        AuditKind::LoginSuccess,
+        Outcome::Success,
+        &Actor::cli(),
+    );
+    let completed = app
+        .store
+        .complete_login(
+            &CompletedLogin {
+                transaction: id.hash(),
+                session: &session,
+                throttle_key: "k",
+                replaces: None,
+                verified_hash: &stale,
+                audit: &audit,
+            },
+            now,
+        )
+        .await
+        .expect("no database error");
+    assert!(!completed);
     assert_eq!(app.session_count(&user).await, 0);
 }

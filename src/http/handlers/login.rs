@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{actor, check_same_origin, request_ip, see_other};
 use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
 use crate::domain::secret::OpaqueToken;
+use crate::domain::user::Password;
 use crate::http::AppState;
 use crate::http::cookies::{self, binding_cookie, session_cookie};
 use crate::http::error::PageError;
@@ -66,7 +67,11 @@ pub async fn show(
     }
     let tx = match pending {
         Some((tx, _)) => tx,
-        None => auth.start_login(&binding, DEFAULT_RETURN_TO, None).await?,
+        None => {
+            auth.may_open_form(request_ip(&req, &state))
+                .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
+            auth.start_login(&binding, DEFAULT_RETURN_TO, None).await?
+        }
     };
     let notice = query
         .signed_out
@@ -146,7 +151,7 @@ pub async fn submit(
         .login(LoginAttempt {
             transaction: &transaction,
             username,
-            password: form.password,
+            password: Password::presented(form.password).unwrap_or_else(|_| Password::empty()),
             ip,
             user_agent,
             actor: &actor,
@@ -160,8 +165,9 @@ pub async fn submit(
             return_to,
         } => {
             let max_age = session.remaining_absolute(auth.clock.now()).whole_seconds();
-            // The return path was chosen by the server; refuse anything but a local path.
-            let target = if return_to.starts_with('/') && !return_to.starts_with("//") {
+            // The return path was chosen by the server; still refuse anything but a plain
+            // local path (browsers read `/\evil` as `//evil`).
+            let target = if is_local_path(&return_to) {
                 return_to.as_str()
             } else {
                 DEFAULT_RETURN_TO
@@ -206,6 +212,10 @@ pub async fn submit(
 /// CSRF token: nothing happens except that a fresh form is shown.
 async fn expired_form(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, PageError> {
     let (binding, set_binding) = browser_binding(req, state);
+    state
+        .auth
+        .may_open_form(request_ip(req, state))
+        .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
     let tx = state
         .auth
         .start_login(&binding, DEFAULT_RETURN_TO, None)
@@ -270,9 +280,38 @@ fn render_form(
     builder.body(html)
 }
 
+/// `/path…`, but not `//host`, `/\\host` or anything with control characters.
+fn is_local_path(target: &str) -> bool {
+    target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.contains('\\')
+        && !target.chars().any(char::is_control)
+}
+
 fn describe_wait(secs: u64) -> String {
     match secs {
         0..=60 => "a minute".to_owned(),
         _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn only_plain_local_paths_are_redirect_targets() {
+        assert!(is_local_path("/account"));
+        assert!(is_local_path("/authorize/resume?tx=abc"));
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "account",
+            "/a\nb",
+            "",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
     }
 }
