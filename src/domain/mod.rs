@@ -1,5 +1,8 @@
 //! Pure types and rules: no I/O, no actix, no sqlx, no system time.
 
+pub mod client;
+pub mod pkce;
+pub mod scope;
 pub mod secret;
 pub mod session;
 pub mod throttle;

@@ -1,0 +1,366 @@
+//! OAuth clients: identifiers, kinds, authentication methods and the redirect URI rules
+//! (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §2.1: exact matching, no wildcards).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use url::{Host, Url};
+
+use super::scope::ScopeSet;
+use super::secret::TokenHash;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// 1–128 characters of RFC 3986 "unreserved", so the id is safe in URLs and headers.
+    pub fn parse(raw: &str) -> Result<Self, ClientError> {
+        let ok = (1..=128).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        ok.then(|| Self(raw.to_owned()))
+            .ok_or(ClientError::BadClientId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// A server-side web application that can keep a secret.
+    Confidential,
+    /// A browser single-page application (public).
+    Spa,
+    /// A mobile or desktop application (public).
+    Native,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confidential => "confidential",
+            Self::Spa => "spa",
+            Self::Native => "native",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "confidential" => Some(Self::Confidential),
+            "spa" => Some(Self::Spa),
+            "native" => Some(Self::Native),
+            _ => None,
+        }
+    }
+
+    pub fn is_public(self) -> bool {
+        !matches!(self, Self::Confidential)
+    }
+}
+
+/// `token_endpoint_auth_method` (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// Grant types a client may use.
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("a client_id is 1-128 characters of letters, digits and - . _ ~")]
+    BadClientId,
+    #[error("redirect URI `{0}`: {1}")]
+    BadRedirectUri(String, &'static str),
+    #[error("origin `{0}` must be scheme://host[:port] with no path")]
+    BadOrigin(String),
+    #[error("{0}")]
+    Inconsistent(&'static str),
+}
+
+/// Validates a redirect (or post-logout redirect) URI at registration.
+/// - no fragment (RFC 6749 §3.1.2), no wildcard, no credentials;
+/// - `https`, or `http` only on a loopback host (RFC 8252 §7.3, §8.3);
+/// - native apps may also use a private-use scheme in reverse-domain form
+///   (RFC 8252 §7.1), e.g. `com.example.app:/callback`.
+pub fn validate_redirect_uri(raw: &str, kind: ClientKind) -> Result<(), ClientError> {
+    let bad = |why| ClientError::BadRedirectUri(raw.to_owned(), why);
+    if raw.len() > 2000 {
+        return Err(bad("is longer than 2000 characters"));
+    }
+    if raw.contains('*') {
+        return Err(bad("wildcards are not allowed; register every URI exactly"));
+    }
+    if raw.contains('#') {
+        return Err(bad("must not contain a fragment"));
+    }
+    let url = Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not contain credentials"));
+    }
+    match url.scheme() {
+        "https" => {
+            if url.host().is_none() {
+                return Err(bad("must have a host"));
+            }
+            Ok(())
+        }
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => Err(bad(
+            "plain http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)",
+        )),
+        scheme if kind == ClientKind::Native => {
+            const FORBIDDEN: [&str; 8] = [
+                "javascript",
+                "data",
+                "file",
+                "vbscript",
+                "about",
+                "blob",
+                "ftp",
+                "ws",
+            ];
+            if FORBIDDEN.contains(&scheme) || scheme == "wss" {
+                return Err(bad("this scheme cannot be a redirect target"));
+            }
+            if !scheme.contains('.') {
+                return Err(bad(
+                    "a private-use scheme must be in reverse-domain form, e.g. com.example.app (RFC 8252 §7.1)",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(bad("must be https (or http on loopback)")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A loopback IP literal redirect: any port matches at request time (RFC 8252 §7.3).
+fn loopback_ip(url: &Url) -> Option<IpAddr> {
+    match url.host() {
+        Some(Host::Ipv4(ip)) if ip.is_loopback() => Some(IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) if ip.is_loopback() => Some(IpAddr::V6(ip)),
+        _ => None,
+    }
+}
+
+/// Validates a CORS origin at registration.
+pub fn validate_origin(raw: &str) -> Result<String, ClientError> {
+    let bad = || ClientError::BadOrigin(raw.to_owned());
+    let url = Url::parse(raw).map_err(|_| bad())?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "https" | "http") {
+        return Err(bad());
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(bad());
+    }
+    let serialized = origin.ascii_serialization();
+    if raw.trim_end_matches('/') != serialized {
+        return Err(bad());
+    }
+    Ok(serialized)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub kind: ClientKind,
+    pub auth_method: AuthMethod,
+    #[serde(skip)]
+    pub secret_hash: Option<TokenHash>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: ScopeSet,
+    pub first_party: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Client {
+    /// The registered redirect URI `requested` matches: simple string comparison
+    /// (RFC 6749 §3.1.2.3, RFC 9700 §4.1.3), except that a loopback IP literal matches on
+    /// any port (RFC 8252 §7.3).
+    pub fn redirect_uri_matches(&self, requested: &str) -> bool {
+        if self.redirect_uris.iter().any(|r| r == requested) {
+            return true;
+        }
+        let Ok(req) = Url::parse(requested) else {
+            return false;
+        };
+        let Some(req_ip) = loopback_ip(&req).filter(|_| req.scheme() == "http") else {
+            return false;
+        };
+        self.redirect_uris.iter().any(|registered| {
+            Url::parse(registered).is_ok_and(|reg| {
+                reg.scheme() == "http"
+                    && loopback_ip(&reg) == Some(req_ip)
+                    && reg.path() == req.path()
+                    && reg.query() == req.query()
+                    && req.fragment().is_none()
+                    && req.username().is_empty()
+                    && req.password().is_none()
+            })
+        })
+    }
+
+    /// The same rule for post-logout redirect URIs, without the loopback port freedom.
+    pub fn post_logout_redirect_uri_matches(&self, requested: &str) -> bool {
+        self.post_logout_redirect_uris
+            .iter()
+            .any(|r| r == requested)
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(uris: &[&str]) -> Client {
+        Client {
+            id: ClientId::parse("app").unwrap_or_else(|e| panic!("{e}")),
+            name: "App".into(),
+            kind: ClientKind::Native,
+            auth_method: AuthMethod::None,
+            secret_hash: None,
+            redirect_uris: uris.iter().map(|s| (*s).to_owned()).collect(),
+            post_logout_redirect_uris: vec![],
+            allowed_origins: vec![],
+            grant_types: vec!["authorization_code".into()],
+            scopes: ScopeSet::parse("openid").unwrap_or_default(),
+            first_party: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn registration_rules() {
+        use ClientKind::*;
+        let ok = [
+            ("https://app.example.com/cb", Confidential),
+            ("http://127.0.0.1/cb", Native),
+            ("http://[::1]:8080/cb", Spa),
+            ("http://localhost:3000/cb", Spa),
+            ("com.example.app:/oauth2redirect", Native),
+            ("https://app.example.com/cb?tenant=1", Confidential),
+        ];
+        for (uri, kind) in ok {
+            assert_eq!(validate_redirect_uri(uri, kind), Ok(()), "{uri}");
+        }
+        let bad = [
+            ("http://app.example.com/cb", Confidential),
+            ("https://app.example.com/cb#frag", Confidential),
+            ("https://*.example.com/cb", Confidential),
+            ("https://app.example.com/*", Confidential),
+            ("com.example.app:/cb", Spa),
+            ("myapp:/cb", Native),
+            ("javascript:alert(1)", Native),
+            ("data:text/html,x", Native),
+            ("https://user:pw@app.example.com/cb", Confidential),
+            ("/relative", Confidential),
+        ];
+        for (uri, kind) in bad {
+            assert!(
+                validate_redirect_uri(uri, kind).is_err(),
+                "{uri} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_matching_with_loopback_port_freedom() {
+        let c = client(&[
+            "https://app.example.com/cb",
+            "http://127.0.0.1/callback",
+            "http://[::1]:9/cb",
+        ]);
+        assert!(c.redirect_uri_matches("https://app.example.com/cb"));
+        assert!(!c.redirect_uri_matches("https://app.example.com/cb/"));
+        assert!(!c.redirect_uri_matches("https://app.example.com/cb?x=1"));
+        assert!(!c.redirect_uri_matches("https://APP.example.com/cb"));
+        assert!(c.redirect_uri_matches("http://127.0.0.1:51234/callback"));
+        assert!(c.redirect_uri_matches("http://127.0.0.1/callback"));
+        assert!(c.redirect_uri_matches("http://[::1]:4000/cb"));
+        assert!(!c.redirect_uri_matches("http://127.0.0.1:51234/other"));
+        assert!(!c.redirect_uri_matches("http://127.0.0.2:51234/callback"));
+        assert!(!c.redirect_uri_matches("http://localhost:51234/callback"));
+        assert!(!c.redirect_uri_matches("https://127.0.0.1:51234/callback"));
+        assert!(!c.redirect_uri_matches("http://127.0.0.1:51234/callback#x"));
+    }
+
+    #[test]
+    fn origins_are_bare() {
+        assert_eq!(
+            validate_origin("https://app.example.com").ok().as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            validate_origin("http://localhost:5173/").ok().as_deref(),
+            Some("http://localhost:5173")
+        );
+        assert!(validate_origin("https://app.example.com/path").is_err());
+        assert!(validate_origin("http://app.example.com").is_err());
+        assert!(validate_origin("null").is_err());
+    }
+
+    #[test]
+    fn client_ids_are_url_safe() {
+        assert!(ClientId::parse("my-app_1.0~x").is_ok());
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("a b").is_err());
+        assert!(ClientId::parse(&"a".repeat(129)).is_err());
+    }
+}
