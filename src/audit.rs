@@ -29,6 +29,26 @@ pub enum AuditKind {
     UserDisabled,
     #[serde(rename = "user.enabled")]
     UserEnabled,
+    #[serde(rename = "client.created")]
+    ClientCreated,
+    #[serde(rename = "client.deleted")]
+    ClientDeleted,
+    #[serde(rename = "client.secret_rotated")]
+    ClientSecretRotated,
+    #[serde(rename = "consent.granted")]
+    ConsentGranted,
+    #[serde(rename = "consent.denied")]
+    ConsentDenied,
+    #[serde(rename = "authorization.denied")]
+    AuthorizationDenied,
+    #[serde(rename = "code.issued")]
+    CodeIssued,
+    #[serde(rename = "code.reused")]
+    CodeReused,
+    #[serde(rename = "token.issued")]
+    TokenIssued,
+    #[serde(rename = "token.denied")]
+    TokenDenied,
 }
 
 impl AuditKind {
@@ -43,6 +63,16 @@ impl AuditKind {
             Self::UserPasswordChanged => "user.password_changed",
             Self::UserDisabled => "user.disabled",
             Self::UserEnabled => "user.enabled",
+            Self::ClientCreated => "client.created",
+            Self::ClientDeleted => "client.deleted",
+            Self::ClientSecretRotated => "client.secret_rotated",
+            Self::ConsentGranted => "consent.granted",
+            Self::ConsentDenied => "consent.denied",
+            Self::AuthorizationDenied => "authorization.denied",
+            Self::CodeIssued => "code.issued",
+            Self::CodeReused => "code.reused",
+            Self::TokenIssued => "token.issued",
+            Self::TokenDenied => "token.denied",
         }
     }
 }
@@ -110,6 +140,11 @@ impl AuditEvent {
 
     pub fn user(mut self, user_id: UserId) -> Self {
         self.user_id = Some(user_id);
+        self
+    }
+
+    pub fn client(mut self, client_id: &str) -> Self {
+        self.client_id = Some(client_id.to_owned());
         self
     }
 

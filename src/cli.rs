@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::audit::{Actor, AuditEvent, AuditKind, AuditQuery, Outcome};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, Sources, redact_url};
+use crate::domain::client::{AuthMethod, ClientId, ClientKind};
 use crate::domain::user::{NewUser, Password, User, Username};
 use crate::password::PasswordHasher;
 use crate::startup::Application;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Manage browser sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -90,6 +94,71 @@ pub enum UsersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client. A confidential client's secret is printed once.
+    Create {
+        /// A display name shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// confidential (server-side web app), spa (browser app) or native (mobile/desktop).
+        #[arg(long, value_parser = parse_kind)]
+        kind: ClientKind,
+        /// An explicit client_id (infrastructure as code); a random one otherwise.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// CORS origins for browser apps (default for spa: the redirect URIs' origins).
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
+        /// client_secret_basic (default for confidential) or client_secret_post.
+        #[arg(long, value_parser = parse_auth_method)]
+        auth_method: Option<AuthMethod>,
+        /// Allowed scopes (default: openid profile email).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allowed grant types (default: authorization_code).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Trusted first-party application: no consent page.
+        #[arg(long)]
+        first_party: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one client.
+    Show {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Delete a client.
+    Delete {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Replace a confidential client's secret (printed once).
+    RotateSecret {
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+fn parse_kind(s: &str) -> Result<ClientKind, String> {
+    ClientKind::parse(s).ok_or_else(|| "expected confidential, spa or native".to_owned())
+}
+
+fn parse_auth_method(s: &str) -> Result<AuthMethod, String> {
+    AuthMethod::parse(s)
+        .ok_or_else(|| "expected client_secret_basic, client_secret_post or none".to_owned())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
     /// Sign a user out everywhere.
     Revoke {
@@ -126,6 +195,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(cmd) => {
             let store = open_migrated(&settings).await?;
             let result = users(&settings, store.as_ref(), cmd, json).await;
+            store.close().await;
+            result
+        }
+        Command::Clients(cmd) => {
+            let store = open_migrated(&settings).await?;
+            let result = clients(store.as_ref(), cmd, json).await;
             store.close().await;
             result
         }
@@ -315,6 +390,101 @@ async fn users(
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    let actor = Actor::cli();
+    let client_id = |raw: &str| ClientId::parse(raw).context("invalid --client-id");
+    match cmd {
+        ClientsCommand::Create {
+            name,
+            kind,
+            client_id,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            auth_method,
+            scopes,
+            grant_types,
+            first_party,
+        } => {
+            let (client, secret) = crate::clients::register(
+                store,
+                crate::clients::Registration {
+                    client_id,
+                    name,
+                    kind,
+                    auth_method,
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    allowed_origins,
+                    grant_types,
+                    scopes,
+                    first_party,
+                },
+                now,
+                &actor,
+            )
+            .await?;
+            let mut value = serde_json::to_value(&client)?;
+            if let (Some(secret), serde_json::Value::Object(map)) = (&secret, &mut value) {
+                map.insert("client_secret".into(), secret.expose().into());
+            }
+            let text = match &secret {
+                Some(secret) => format!(
+                    "Created client {} ({}).\nclient_secret: {}\nStore the secret now: it is not shown again.",
+                    client.id,
+                    client.name,
+                    secret.expose()
+                ),
+                None => format!("Created client {} ({}).", client.id, client.name),
+            };
+            emit(json, &value, &text);
+        }
+        ClientsCommand::List { limit } => {
+            let clients = store.list_clients(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&clients)?);
+            } else {
+                for c in clients {
+                    println!("{:<36} {:<13} {}", c.id, c.kind.as_str(), c.name);
+                }
+            }
+        }
+        ClientsCommand::Show { client_id: raw } => {
+            let Some(client) = store.find_client(&client_id(&raw)?).await? else {
+                bail!("no client {raw}");
+            };
+            println!("{}", serde_json::to_string_pretty(&client)?);
+        }
+        ClientsCommand::Delete { client_id: raw } => {
+            if !crate::clients::delete(store, &client_id(&raw)?, now, &actor).await? {
+                bail!("no client {raw}");
+            }
+            emit(
+                json,
+                &json!({ "client_id": raw, "deleted": true }),
+                &format!("Deleted client {raw}."),
+            );
+        }
+        ClientsCommand::RotateSecret { client_id: raw } => {
+            let Some(secret) =
+                crate::clients::rotate_secret(store, &client_id(&raw)?, now, &actor).await?
+            else {
+                bail!("no confidential client {raw}");
+            };
+            emit(
+                json,
+                &json!({ "client_id": raw, "client_secret": secret.expose() }),
+                &format!(
+                    "New client_secret for {raw}: {}\nThe old secret no longer works.",
+                    secret.expose()
+                ),
+            );
         }
     }
     Ok(())

@@ -3,10 +3,13 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod keys;
+pub mod oauth;
 pub mod password;
 pub mod startup;
 pub mod storage;

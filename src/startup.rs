@@ -10,9 +10,12 @@ use anyhow::Context;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::http::cors::OriginCache;
 use crate::http::handlers::not_found;
 use crate::http::middleware::{RequestContext, security_headers};
 use crate::http::{AppState, cookies::CookieNames, routes};
+use crate::keys::{KeyRing, MasterKey, spawn_reloader};
+use crate::oauth::Provider;
 use crate::password::PasswordHasher;
 use crate::storage::{self, PurgeCutoffs, Store};
 
@@ -20,7 +23,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Arc<dyn Store>,
-    housekeeping: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -45,12 +48,20 @@ impl Application {
             store.migrate().await.context("applying migrations")?;
         }
         let hasher = PasswordHasher::new(&settings.password).context("password hasher")?;
+        let master = MasterKey::load(&settings.keys).context("loading the master key")?;
+        let keys = KeyRing::load_or_init(Arc::clone(&store), master, Arc::clone(&clock))
+            .await
+            .context("loading the signing keys")?;
+        let reloader = spawn_reloader(keys.clone(), settings.keys.reload_interval);
         let auth = Authenticator::new(&settings, Arc::clone(&store), Arc::clone(&clock), hasher);
+        let provider = Provider::new(&settings, auth.clone(), keys);
         let state = AppState {
             cookies: CookieNames::new(settings.is_https()),
             issuer_origin: settings.issuer_origin(),
             settings: Arc::new(settings.clone()),
             auth,
+            provider,
+            origins: Arc::new(OriginCache::new(Arc::clone(&store))),
         };
         let https = settings.is_https();
         let port = listener.local_addr()?.port();
@@ -74,7 +85,7 @@ impl Application {
             port,
             server,
             store,
-            housekeeping,
+            background: vec![housekeeping, reloader],
         })
     }
 
@@ -89,7 +100,9 @@ impl Application {
     /// Serves until the server is stopped (signal or handle), then closes the pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.housekeeping.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.store.close().await;
         result
     }

@@ -96,6 +96,7 @@ impl Authenticator {
                 request,
                 created_at: now,
                 expires_at: now + self.transaction_lifetime,
+                session_id: None,
             })
             .await?;
         Ok(id)

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use super::middleware::current_request_id;
 use super::pages::{self, ErrorPage};
 use crate::auth::LoginError;
+use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum PageError {
     TooManyRequests { retry_after: u64 },
     #[error("service unavailable")]
     Unavailable { retry_after: u64 },
+    /// An authorization request that cannot be answered to the client (unknown client,
+    /// unregistered redirect URI): shown here, never redirected.
+    #[error("{0}")]
+    AuthorizeRefused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,6 +60,7 @@ impl PageError {
     fn title_and_message(&self) -> (&'static str, String) {
         match self {
             Self::BadRequest(m) => ("Bad request", m.clone()),
+            Self::AuthorizeRefused(m) => ("This sign-in request cannot be completed", m.clone()),
             Self::Forbidden(m) => ("Request refused", m.clone()),
             Self::NotFound => ("Page not found", "There is nothing at this address.".into()),
             Self::MethodNotAllowed => (
@@ -84,7 +90,7 @@ impl PageError {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::AuthorizeRefused(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -115,6 +121,125 @@ impl ResponseError for PageError {
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
+        }
+        res
+    }
+}
+
+/// Errors of the token endpoint (RFC 6749 §5.2): JSON, 400, or 401 with
+/// `WWW-Authenticate` for `invalid_client`; never cached.
+#[derive(Debug)]
+pub struct TokenError(pub EndpointError);
+
+impl From<EndpointError> for TokenError {
+    fn from(e: EndpointError) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn oauth_error_of(e: &EndpointError) -> OAuthError {
+    match e {
+        EndpointError::OAuth(e) => e.clone(),
+        EndpointError::Internal(cause) => {
+            tracing::error!(request_id = %current_request_id(), error = %cause, "endpoint failed");
+            OAuthError::server_error()
+        }
+    }
+}
+
+pub fn oauth_json(status: StatusCode, error: &OAuthError) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(serde_json::json!({
+            "error": error.code.as_str(),
+            "error_description": error.description,
+        }))
+}
+
+impl ResponseError for TokenError {
+    fn status_code(&self) -> StatusCode {
+        match &self.0 {
+            EndpointError::OAuth(e) if e.code == ErrorCode::InvalidClient => {
+                StatusCode::UNAUTHORIZED
+            }
+            EndpointError::OAuth(_) => StatusCode::BAD_REQUEST,
+            EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let error = oauth_error_of(&self.0);
+        let mut res = oauth_json(self.status_code(), &error);
+        if error.code == ErrorCode::InvalidClient {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"portcullis\""),
+            );
+        }
+        res
+    }
+}
+
+/// Errors of a bearer-protected resource (RFC 6750 §3): a `WWW-Authenticate: Bearer`
+/// challenge; 401 for missing or invalid tokens, 403 for insufficient scope.
+#[derive(Debug)]
+pub struct BearerError(pub EndpointError);
+
+impl From<EndpointError> for BearerError {
+    fn from(e: EndpointError) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for BearerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for BearerError {
+    fn status_code(&self) -> StatusCode {
+        match &self.0 {
+            EndpointError::OAuth(e) => match e.code {
+                ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+                ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                // A request without any token gets a bare challenge (RFC 6750 §3.1).
+                ErrorCode::LoginRequired => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let error = oauth_error_of(&self.0);
+        let challenge = if error.code == ErrorCode::LoginRequired {
+            "Bearer realm=\"portcullis\"".to_owned()
+        } else {
+            // The description is ours and contains no quotes or backslashes.
+            format!(
+                "Bearer realm=\"portcullis\", error=\"{}\", error_description=\"{}\"",
+                error.code.as_str(),
+                error.description.replace(['"', '\\'], "")
+            )
+        };
+        let status = self.status_code();
+        let mut res = if error.code == ErrorCode::LoginRequired {
+            HttpResponse::build(status)
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        } else {
+            oauth_json(status, &error)
+        };
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         res
     }

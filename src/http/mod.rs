@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod form;
 pub mod handlers;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::oauth::Provider;
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -23,4 +25,6 @@ pub struct AppState {
     pub cookies: cookies::CookieNames,
     /// `scheme://host[:port]` of the issuer: the only Origin accepted on form posts.
     pub issuer_origin: String,
+    pub provider: Provider,
+    pub origins: Arc<cors::OriginCache>,
 }

@@ -59,6 +59,28 @@ pub struct SessionView {
 }
 
 #[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub css_href: &'a str,
+    pub tx: &'a str,
+    pub csrf_token: &'a str,
+    pub client_name: &'a str,
+    pub username: &'a str,
+    /// The scopes in plain words.
+    pub scopes: &'a [String],
+    pub redirect_host: &'a str,
+}
+
+/// OAuth 2.0 Form Post Response Mode: a form that submits itself to the client.
+#[derive(Template)]
+#[template(path = "form_post.html")]
+pub struct FormPostPage<'a> {
+    pub css_href: &'a str,
+    pub action: &'a str,
+    pub params: &'a [(String, String)],
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
     pub css_href: &'a str,
@@ -89,6 +111,25 @@ pub fn html_builder(status: StatusCode) -> HttpResponseBuilder {
     ))
     .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     b
+}
+
+/// The page CSP with `form-action` extended to `target` (a form post that ends, through
+/// redirects, at a client: Chromium applies form-action to the whole redirect chain).
+pub fn csp_with_form_target(target: Option<&str>) -> String {
+    let base = super::middleware::PAGE_CSP;
+    match target {
+        Some(t) if is_safe_csp_source(t) => {
+            base.replace("form-action 'self'", &format!("form-action 'self' {t}"))
+        }
+        _ => base.to_owned(),
+    }
+}
+
+/// A CSP source must not smuggle in directives or extra sources.
+fn is_safe_csp_source(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/.-+[]".contains(&b))
 }
 
 /// `2026-11-23 18:40 UTC`

@@ -2,12 +2,19 @@
 
 use actix_web::web;
 
-use super::handlers::{account, assets, health, login, logout, method_not_allowed};
+use super::handlers::{
+    account, assets, authorize, consent, discovery, health, login, logout, method_not_allowed,
+    token, userinfo,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/static/portcullis.css", web::get().to(assets::stylesheet))
+        .route(
+            "/static/form_post.js",
+            web::get().to(assets::form_post_script),
+        )
         .route("/favicon.svg", web::get().to(assets::favicon))
         .route("/favicon.ico", web::get().to(assets::favicon))
         .service(
@@ -36,5 +43,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(account::revoke_one))
                 .default_service(web::to(method_not_allowed)),
         )
-        .route("/", web::get().to(account::home));
+        .route("/", web::get().to(account::home))
+        .service(
+            web::resource("/authorize")
+                .route(web::get().to(authorize::get))
+                .route(web::post().to(authorize::post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .route("/authorize/resume", web::get().to(authorize::resume))
+        .service(
+            web::resource("/consent")
+                .route(web::get().to(consent::show))
+                .route(web::post().to(consent::submit))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/token")
+                .route(web::post().to(token::token))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/userinfo")
+                .route(web::get().to(userinfo::userinfo))
+                .route(web::post().to(userinfo::userinfo))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .route(web::get().to(discovery::openid_configuration))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight)),
+        )
+        .service(
+            web::resource("/.well-known/oauth-authorization-server")
+                .route(web::get().to(discovery::oauth_metadata))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight)),
+        )
+        .service(
+            web::resource("/jwks.json")
+                .route(web::get().to(discovery::jwks))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight)),
+        );
 }

@@ -12,6 +12,8 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
 use crate::config::DatabaseSettings;
+use crate::domain::client::{Client, ClientId};
+use crate::domain::scope::ScopeSet;
 use crate::domain::secret::TokenHash;
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
@@ -49,6 +51,62 @@ pub struct LoginTransaction {
     pub request: Option<serde_json::Value>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// The session a sign-in through this transaction created.
+    pub session_id: Option<SessionId>,
+}
+
+/// An authorization code as stored (RFC 6749 §4.1.2: short-lived, single use, bound to
+/// the client and redirect URI; RFC 7636: bound to the PKCE challenge).
+#[derive(Debug, Clone)]
+pub struct AuthorizationCodeRecord {
+    pub code_hash: TokenHash,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub redirect_uri: String,
+    pub scope: ScopeSet,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub auth_time: OffsetDateTime,
+    pub amr: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Everything answering an authorization request changes, in one transaction.
+#[derive(Debug)]
+pub struct IssueCode<'a> {
+    /// The pending transaction this answers; it can be answered once.
+    pub transaction: Option<TokenHash>,
+    /// Scopes the user just consented to (merged into what they granted before).
+    pub consent: Option<&'a ScopeSet>,
+    pub code: &'a AuthorizationCodeRecord,
+    pub audit: &'a [AuditEvent],
+}
+
+/// A code presented at the token endpoint, with what it must be bound to.
+#[derive(Debug)]
+pub struct CodeRedemption<'a> {
+    pub code_hash: TokenHash,
+    pub client_id: &'a ClientId,
+    pub redirect_uri: &'a str,
+    /// The S256 challenge computed from the presented code_verifier.
+    pub code_challenge: &'a str,
+    /// The id and expiry of the access token about to be issued, so that a later reuse
+    /// of the code can revoke it.
+    pub access_token_jti: uuid::Uuid,
+    pub access_token_expires_at: OffsetDateTime,
+    pub audit_issued: &'a AuditEvent,
+    pub audit_reused: &'a AuditEvent,
+}
+
+#[derive(Debug)]
+pub enum Redemption {
+    Redeemed(Box<AuthorizationCodeRecord>),
+    /// Already used: the tokens issued for it were revoked (RFC 6749 §4.1.2).
+    Reused,
+    /// Unknown, expired, or bound to another client, redirect URI or verifier.
+    Invalid,
 }
 
 /// A new browser session to insert (the cookie value is not part of it, only its hash).
@@ -218,6 +276,56 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         audit: &AuditEvent,
     ) -> Result<u64, StoreError>;
+
+    async fn create_client(&self, client: &Client, audit: &AuditEvent) -> Result<(), StoreError>;
+    async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self, limit: u32) -> Result<Vec<Client>, StoreError>;
+    async fn delete_client(&self, id: &ClientId, audit: &AuditEvent) -> Result<bool, StoreError>;
+    async fn set_client_secret(
+        &self,
+        id: &ClientId,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Every CORS origin registered on some client.
+    async fn allowed_origins(&self) -> Result<Vec<String>, StoreError>;
+
+    async fn find_consent(
+        &self,
+        user: UserId,
+        client: &ClientId,
+    ) -> Result<Option<ScopeSet>, StoreError>;
+
+    /// A transaction carrying an authorization request that is not answered yet (the
+    /// sign-in step may be done).
+    async fn find_pending_authorization(
+        &self,
+        id_hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<LoginTransaction>, StoreError>;
+    /// Answers a pending authorization with a code. False when the transaction was
+    /// already answered (nothing is written then).
+    async fn issue_code(
+        &self,
+        issue: &IssueCode<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Answers a pending authorization without a code (e.g. consent denied).
+    async fn finish_authorization(
+        &self,
+        transaction: &TokenHash,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Consumes a code atomically: exactly one presentation can win.
+    async fn redeem_code(
+        &self,
+        redemption: &CodeRedemption<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Redemption, StoreError>;
+    /// Whether the access token `jti` was revoked (one indexed lookup).
+    async fn is_access_token_revoked(&self, jti: uuid::Uuid) -> Result<bool, StoreError>;
 
     /// Every stored signing key, oldest first.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;

@@ -17,8 +17,11 @@ macro_rules! sql_store {
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
         use crate::domain::user::{NewUser, PasswordHash, User, UserId, Username};
+        use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
+        use crate::domain::scope::ScopeSet;
         use crate::storage::{
-            CompletedLogin, LoginTransaction, PasswordChange, PurgeCutoffs, Reservation,
+            AuthorizationCodeRecord, CodeRedemption, CompletedLogin, IssueCode,
+            LoginTransaction, PasswordChange, PurgeCutoffs, Redemption, Reservation,
             SigningKeyRecord, Store,
         };
 
@@ -95,6 +98,108 @@ macro_rules! sql_store {
             request: Option<Json<serde_json::Value>>,
             created_at: Ts,
             expires_at: Ts,
+            session_id: Option<Uuid>,
+        }
+
+        const TRANSACTION_COLUMNS: &str =
+            "id_hash, binding_hash, return_to, request, created_at, expires_at, session_id";
+
+        impl LoginTransactionRow {
+            fn into_record(self) -> Result<LoginTransaction, StoreError> {
+                Ok(LoginTransaction {
+                    id_hash: hash_of(self.id_hash)?,
+                    binding_hash: hash_of(self.binding_hash)?,
+                    return_to: self.return_to,
+                    request: self.request.map(|j| j.0),
+                    created_at: from_ts(self.created_at),
+                    expires_at: from_ts(self.expires_at),
+                    session_id: self.session_id.map(SessionId),
+                })
+            }
+        }
+
+        const CLIENT_COLUMNS: &str = "client_id, name, kind, secret_hash, auth_method, \
+             redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, \
+             first_party, created_at, updated_at";
+
+        #[derive(sqlx::FromRow)]
+        struct ClientRow {
+            client_id: String,
+            name: String,
+            kind: String,
+            secret_hash: Option<Vec<u8>>,
+            auth_method: String,
+            redirect_uris: Json<Vec<String>>,
+            post_logout_redirect_uris: Json<Vec<String>>,
+            allowed_origins: Json<Vec<String>>,
+            grant_types: Json<Vec<String>>,
+            scopes: Json<Vec<String>>,
+            first_party: bool,
+            created_at: Ts,
+            updated_at: Ts,
+        }
+
+        fn corrupt(what: &str) -> StoreError {
+            StoreError::Database(sqlx::Error::Decode(format!("stored {what} is invalid").into()))
+        }
+
+        impl ClientRow {
+            fn into_client(self) -> Result<Client, StoreError> {
+                Ok(Client {
+                    id: ClientId::parse(&self.client_id).map_err(|_| corrupt("client_id"))?,
+                    name: self.name,
+                    kind: ClientKind::parse(&self.kind).ok_or_else(|| corrupt("client kind"))?,
+                    auth_method: AuthMethod::parse(&self.auth_method)
+                        .ok_or_else(|| corrupt("auth method"))?,
+                    secret_hash: self.secret_hash.map(hash_of).transpose()?,
+                    redirect_uris: self.redirect_uris.0,
+                    post_logout_redirect_uris: self.post_logout_redirect_uris.0,
+                    allowed_origins: self.allowed_origins.0,
+                    grant_types: self.grant_types.0,
+                    scopes: ScopeSet::from_tokens(self.scopes.0),
+                    first_party: self.first_party,
+                    created_at: from_ts(self.created_at),
+                    updated_at: from_ts(self.updated_at),
+                })
+            }
+        }
+
+        const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id, redirect_uri, \
+             scope, nonce, code_challenge, auth_time, amr, created_at, expires_at";
+
+        #[derive(sqlx::FromRow)]
+        struct CodeRow {
+            code_hash: Vec<u8>,
+            client_id: String,
+            user_id: Uuid,
+            session_id: Uuid,
+            redirect_uri: String,
+            scope: String,
+            nonce: Option<String>,
+            code_challenge: String,
+            auth_time: Ts,
+            amr: Json<Vec<String>>,
+            created_at: Ts,
+            expires_at: Ts,
+        }
+
+        impl CodeRow {
+            fn into_record(self) -> Result<AuthorizationCodeRecord, StoreError> {
+                Ok(AuthorizationCodeRecord {
+                    code_hash: hash_of(self.code_hash)?,
+                    client_id: ClientId::parse(&self.client_id).map_err(|_| corrupt("client_id"))?,
+                    user_id: UserId(self.user_id),
+                    session_id: SessionId(self.session_id),
+                    redirect_uri: self.redirect_uri,
+                    scope: ScopeSet::parse(&self.scope).map_err(|_| corrupt("scope"))?,
+                    nonce: self.nonce,
+                    code_challenge: self.code_challenge,
+                    auth_time: from_ts(self.auth_time),
+                    amr: self.amr.0,
+                    created_at: from_ts(self.created_at),
+                    expires_at: from_ts(self.expires_at),
+                })
+            }
         }
 
         #[derive(sqlx::FromRow)]
@@ -333,26 +438,32 @@ macro_rules! sql_store {
                 id_hash: &TokenHash,
                 now: OffsetDateTime,
             ) -> Result<Option<LoginTransaction>, StoreError> {
-                let row: Option<LoginTransactionRow> = sqlx::query_as(
-                    "select id_hash, binding_hash, return_to, request, created_at, expires_at \
-                     from login_transactions \
-                     where id_hash = $1 and consumed_at is null and expires_at > $2",
-                )
+                let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
+                    "select {TRANSACTION_COLUMNS} from login_transactions \
+                     where id_hash = $1 and consumed_at is null and expires_at > $2"
+                ))
                 .bind(id_hash.as_bytes())
                 .bind(ts(now))
                 .fetch_optional(self.reader())
                 .await?;
-                row.map(|r| {
-                    Ok(LoginTransaction {
-                        id_hash: hash_of(r.id_hash)?,
-                        binding_hash: hash_of(r.binding_hash)?,
-                        return_to: r.return_to,
-                        request: r.request.map(|j| j.0),
-                        created_at: from_ts(r.created_at),
-                        expires_at: from_ts(r.expires_at),
-                    })
-                })
-                .transpose()
+                row.map(LoginTransactionRow::into_record).transpose()
+            }
+
+            async fn find_pending_authorization(
+                &self,
+                id_hash: &TokenHash,
+                now: OffsetDateTime,
+            ) -> Result<Option<LoginTransaction>, StoreError> {
+                let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
+                    "select {TRANSACTION_COLUMNS} from login_transactions \
+                     where id_hash = $1 and request is not null and completed_at is null \
+                     and expires_at > $2"
+                ))
+                .bind(id_hash.as_bytes())
+                .bind(ts(now))
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(LoginTransactionRow::into_record).transpose()
             }
 
             async fn reserve_login_attempt(
@@ -422,12 +533,13 @@ macro_rules! sql_store {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.writer().begin().await?;
                 let consumed: Option<Vec<u8>> = sqlx::query_scalar(
-                    "update login_transactions set consumed_at = $2 \
+                    "update login_transactions set consumed_at = $2, session_id = $3 \
                      where id_hash = $1 and consumed_at is null and expires_at > $2 \
                      returning id_hash",
                 )
                 .bind(login.transaction.as_bytes())
                 .bind(ts(now))
+                .bind(login.session.session.id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
                 // SECURITY: the password verified must still be the user's, and the user
@@ -582,6 +694,290 @@ macro_rules! sql_store {
                 Ok(count)
             }
 
+            async fn create_client(
+                &self,
+                c: &Client,
+                audit: &AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(&format!(
+                    "insert into clients ({CLIENT_COLUMNS}) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                ))
+                .bind(c.id.as_str())
+                .bind(&c.name)
+                .bind(c.kind.as_str())
+                .bind(c.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+                .bind(c.auth_method.as_str())
+                .bind(Json(&c.redirect_uris))
+                .bind(Json(&c.post_logout_redirect_uris))
+                .bind(Json(&c.allowed_origins))
+                .bind(Json(&c.grant_types))
+                .bind(Json(c.scopes.to_vec()))
+                .bind(c.first_party)
+                .bind(ts(c.created_at))
+                .bind(ts(c.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or(e, "a client with this client_id"))?;
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+                let row: Option<ClientRow> = sqlx::query_as(&format!(
+                    "select {CLIENT_COLUMNS} from clients where client_id = $1"
+                ))
+                .bind(id.as_str())
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(ClientRow::into_client).transpose()
+            }
+
+            async fn list_clients(&self, limit: u32) -> Result<Vec<Client>, StoreError> {
+                let rows: Vec<ClientRow> = sqlx::query_as(&format!(
+                    "select {CLIENT_COLUMNS} from clients order by client_id limit $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter().map(ClientRow::into_client).collect()
+            }
+
+            async fn delete_client(
+                &self,
+                id: &ClientId,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let deleted = sqlx::query("delete from clients where client_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if deleted {
+                    insert_audit(&mut *tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn set_client_secret(
+                &self,
+                id: &ClientId,
+                hash: &TokenHash,
+                now: OffsetDateTime,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let changed = sqlx::query(
+                    "update clients set secret_hash = $2, updated_at = $3 \
+                     where client_id = $1 and secret_hash is not null",
+                )
+                .bind(id.as_str())
+                .bind(hash.as_bytes())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    insert_audit(&mut *tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn allowed_origins(&self) -> Result<Vec<String>, StoreError> {
+                let rows: Vec<Json<Vec<String>>> =
+                    sqlx::query_scalar("select allowed_origins from clients")
+                        .fetch_all(self.reader())
+                        .await?;
+                let mut all: Vec<String> = rows.into_iter().flat_map(|j| j.0).collect();
+                all.sort();
+                all.dedup();
+                Ok(all)
+            }
+
+            async fn find_consent(
+                &self,
+                user: UserId,
+                client: &ClientId,
+            ) -> Result<Option<ScopeSet>, StoreError> {
+                let scopes: Option<Json<Vec<String>>> = sqlx::query_scalar(
+                    "select scopes from consents where user_id = $1 and client_id = $2",
+                )
+                .bind(user.0)
+                .bind(client.as_str())
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(scopes.map(|j| ScopeSet::from_tokens(j.0)))
+            }
+
+            async fn issue_code(
+                &self,
+                issue: &IssueCode<'_>,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                if let Some(transaction) = &issue.transaction {
+                    let answered = sqlx::query(
+                        "update login_transactions set completed_at = $2 \
+                         where id_hash = $1 and completed_at is null and expires_at > $2",
+                    )
+                    .bind(transaction.as_bytes())
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if answered != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                let c = issue.code;
+                if let Some(granted) = issue.consent {
+                    let before: Option<Json<Vec<String>>> = sqlx::query_scalar(&format!(
+                        "select scopes from consents where user_id = $1 and client_id = $2{LOCK_ROW}"
+                    ))
+                    .bind(c.user_id.0)
+                    .bind(c.client_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let merged = before
+                        .map(|j| ScopeSet::from_tokens(j.0))
+                        .unwrap_or_default()
+                        .union(granted);
+                    sqlx::query(
+                        "insert into consents (user_id, client_id, scopes, granted_at) \
+                         values ($1, $2, $3, $4) \
+                         on conflict (user_id, client_id) do update set \
+                         scopes = excluded.scopes, granted_at = excluded.granted_at",
+                    )
+                    .bind(c.user_id.0)
+                    .bind(c.client_id.as_str())
+                    .bind(Json(merged.to_vec()))
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(&format!(
+                    "insert into authorization_codes ({CODE_COLUMNS}) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(c.code_hash.as_bytes())
+                .bind(c.client_id.as_str())
+                .bind(c.user_id.0)
+                .bind(c.session_id.0)
+                .bind(&c.redirect_uri)
+                .bind(c.scope.to_string())
+                .bind(c.nonce.as_deref())
+                .bind(&c.code_challenge)
+                .bind(ts(c.auth_time))
+                .bind(Json(&c.amr))
+                .bind(ts(c.created_at))
+                .bind(ts(c.expires_at))
+                .execute(&mut *tx)
+                .await?;
+                for event in issue.audit {
+                    insert_audit(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn finish_authorization(
+                &self,
+                transaction: &TokenHash,
+                now: OffsetDateTime,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let answered = sqlx::query(
+                    "update login_transactions set completed_at = $2 \
+                     where id_hash = $1 and completed_at is null",
+                )
+                .bind(transaction.as_bytes())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if answered {
+                    insert_audit(&mut *tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(answered)
+            }
+
+            async fn redeem_code(
+                &self,
+                r: &CodeRedemption<'_>,
+                now: OffsetDateTime,
+            ) -> Result<Redemption, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // One statement decides: unused, unexpired, and bound to this client,
+                // redirect URI and PKCE verifier. A mismatch does not burn the code.
+                let row: Option<CodeRow> = sqlx::query_as(&format!(
+                    "update authorization_codes set consumed_at = $2, \
+                     access_token_jti = $6, access_token_expires_at = $7 \
+                     where code_hash = $1 and consumed_at is null and expires_at > $2 \
+                     and client_id = $3 and redirect_uri = $4 and code_challenge = $5 \
+                     returning {CODE_COLUMNS}"
+                ))
+                .bind(r.code_hash.as_bytes())
+                .bind(ts(now))
+                .bind(r.client_id.as_str())
+                .bind(r.redirect_uri)
+                .bind(r.code_challenge)
+                .bind(r.access_token_jti)
+                .bind(ts(r.access_token_expires_at))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = row {
+                    insert_audit(&mut *tx, r.audit_issued).await?;
+                    tx.commit().await?;
+                    return Ok(Redemption::Redeemed(Box::new(row.into_record()?)));
+                }
+                // RFC 6749 §4.1.2: a code used twice is refused, and the tokens issued for
+                // it are revoked, whoever presents it the second time.
+                let used: Option<(Option<Uuid>, Option<Ts>)> = sqlx::query_as(
+                    "select access_token_jti, access_token_expires_at from authorization_codes \
+                     where code_hash = $1 and consumed_at is not null",
+                )
+                .bind(r.code_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((jti, expires)) = used else {
+                    tx.rollback().await?;
+                    return Ok(Redemption::Invalid);
+                };
+                if let (Some(jti), Some(expires)) = (jti, expires) {
+                    sqlx::query(
+                        "insert into revoked_access_tokens (jti, expires_at) values ($1, $2) \
+                         on conflict (jti) do nothing",
+                    )
+                    .bind(jti)
+                    .bind(expires)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                insert_audit(&mut *tx, r.audit_reused).await?;
+                tx.commit().await?;
+                Ok(Redemption::Reused)
+            }
+
+            async fn is_access_token_revoked(&self, jti: Uuid) -> Result<bool, StoreError> {
+                let found: Option<Uuid> =
+                    sqlx::query_scalar("select jti from revoked_access_tokens where jti = $1")
+                        .bind(jti)
+                        .fetch_optional(self.reader())
+                        .await?;
+                Ok(found.is_some())
+            }
+
             async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
                 let rows: Vec<SigningKeyRow> = sqlx::query_as(
                     "select kid, alg, state, encrypted_private_key, public_jwk, created_at, \
@@ -689,6 +1085,26 @@ macro_rules! sql_store {
                 .bind(ts(c.now))
                 .bind(batch)
                 .bind(ts(c.revoked_before))
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                purged += sqlx::query(
+                    "delete from authorization_codes where code_hash in \
+                     (select code_hash from authorization_codes \
+                      where expires_at <= $1 and (access_token_expires_at is null \
+                      or access_token_expires_at <= $1) limit $2)",
+                )
+                .bind(ts(c.now))
+                .bind(batch)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                purged += sqlx::query(
+                    "delete from revoked_access_tokens where jti in \
+                     (select jti from revoked_access_tokens where expires_at <= $1 limit $2)",
+                )
+                .bind(ts(c.now))
+                .bind(batch)
                 .execute(self.writer())
                 .await?
                 .rows_affected();

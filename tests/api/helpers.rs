@@ -137,6 +137,8 @@ impl Drop for TestDatabase {
 }
 
 pub struct TestApp {
+    /// Holds the master key file.
+    pub keydir: Arc<tempfile::TempDir>,
     pub address: String,
     pub port: u16,
     pub clock: MockClock,
@@ -166,12 +168,27 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db = Arc::new(TestDatabase::create().await);
+    let keydir = Arc::new(tempfile::tempdir().expect("key dir"));
     let mut settings = test_settings(&db.url);
+    let key_file = keydir.path().join("master.key");
+    let key: [u8; 32] = rand::random();
+    std::fs::write(
+        &key_file,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+    )
+    .expect("master key");
+    settings.keys.master_key_file = key_file.display().to_string();
+    settings.keys.generate_master_key = false;
     configure(&mut settings);
-    launch(db, settings, MockClock::starting_now()).await
+    launch(db, keydir, settings, MockClock::starting_now()).await
 }
 
-async fn launch(db: Arc<TestDatabase>, mut settings: Settings, clock: MockClock) -> TestApp {
+async fn launch(
+    db: Arc<TestDatabase>,
+    keydir: Arc<tempfile::TempDir>,
+    mut settings: Settings,
+    clock: MockClock,
+) -> TestApp {
     init_logging();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
     let port = listener.local_addr().expect("local addr").port();
@@ -191,6 +208,7 @@ async fn launch(db: Arc<TestDatabase>, mut settings: Settings, clock: MockClock)
         .await
         .expect("test store");
     TestApp {
+        keydir,
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: browser(&format!("{scheme}://127.0.0.1:{port}")),
@@ -308,6 +326,22 @@ impl TestApp {
             .expect("create user")
     }
 
+    /// Registers a client; returns it with its secret (confidential clients).
+    pub async fn register_client(
+        &self,
+        reg: portcullis::clients::Registration,
+    ) -> (portcullis::domain::client::Client, Option<String>) {
+        let (client, secret) = portcullis::clients::register(
+            self.store.as_ref(),
+            reg,
+            time::OffsetDateTime::now_utc(),
+            &Actor::cli(),
+        )
+        .await
+        .expect("register client");
+        (client, secret.map(|s| s.expose().to_owned()))
+    }
+
     pub async fn get(&self, client: &Client, path: &str) -> Response {
         client.get(self.url(path)).send().await.expect("GET")
     }
@@ -405,14 +439,15 @@ impl TestApp {
 
     /// Stops this server and starts a new one on the same database and clock.
     pub async fn restart(self) -> TestApp {
-        let (db, settings, clock) = (
+        let (db, keydir, settings, clock) = (
             Arc::clone(&self.db),
+            Arc::clone(&self.keydir),
             self.settings.clone(),
             self.clock.clone(),
         );
         self.handle.stop(true).await;
         drop(self);
-        launch(db, settings, clock).await
+        launch(db, keydir, settings, clock).await
     }
 }
 

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod login;
 mod logs;
+mod oidc;
 mod sessions;
 mod storage;
 mod throttling;

@@ -72,6 +72,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
             request: None,
             created_at: now,
             expires_at: now + time::Duration::minutes(5),
+            session_id: None,
         })
         .await
         .expect("transaction");
@@ -218,6 +219,7 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
             request: None,
             created_at: now,
             expires_at: now + time::Duration::minutes(5),
+            session_id: None,
         })
         .await
         .expect("transaction");

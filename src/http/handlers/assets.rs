@@ -6,6 +6,15 @@ use actix_web::http::header;
 use crate::http::pages::CSS;
 
 const FAVICON: &str = include_str!("../../../static/favicon.svg");
+const FORM_POST_JS: &str = include_str!("../../../static/form_post.js");
+
+/// The one script any page uses: it submits form_post responses.
+pub async fn form_post_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(FORM_POST_JS)
+}
 
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{actor, check_same_origin, request_ip, see_other};
 use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
+use crate::domain::client::ClientId;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::user::Password;
 use crate::http::AppState;
@@ -14,6 +15,7 @@ use crate::http::cookies::{self, binding_cookie, session_cookie};
 use crate::http::error::PageError;
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
+use crate::oauth::authorize::{AuthorizationRequest, RESUME_PATH, form_action_source};
 
 /// Where a plain sign-in (not part of an authorization request) lands.
 const DEFAULT_RETURN_TO: &str = "/account";
@@ -37,6 +39,35 @@ struct FormContext {
     tx: OpaqueToken,
     binding: OpaqueToken,
     set_binding: bool,
+    /// For a sign-in within an authorization request: the client's name, and the CSP
+    /// source of its redirect URI (the form's redirect chain ends there).
+    client: Option<(String, Option<String>)>,
+}
+
+/// The authorization request a transaction carries, if any.
+fn pending_request(tx: &crate::storage::LoginTransaction) -> Option<AuthorizationRequest> {
+    tx.request
+        .clone()
+        .and_then(|v| serde_json::from_value::<AuthorizationRequest>(v).ok())
+}
+
+async fn client_context(
+    state: &AppState,
+    request: Option<&AuthorizationRequest>,
+) -> Result<Option<(String, Option<String>)>, PageError> {
+    let Some(request) = request else {
+        return Ok(None);
+    };
+    let Ok(id) = ClientId::parse(&request.client_id) else {
+        return Ok(None);
+    };
+    let name = state
+        .auth
+        .store
+        .find_client(&id)
+        .await?
+        .map_or_else(|| request.client_id.clone(), |c| c.name);
+    Ok(Some((name, form_action_source(&request.redirect_uri))))
 }
 
 #[derive(Default)]
@@ -65,6 +96,12 @@ pub async fn show(
             return Ok(see_other(DEFAULT_RETURN_TO));
         }
     }
+    let request = pending.as_ref().and_then(|(_, t)| pending_request(t));
+    let client = client_context(&state, request.as_ref()).await?;
+    let hint = request
+        .as_ref()
+        .and_then(|r| r.login_hint.clone())
+        .unwrap_or_default();
     let tx = match pending {
         Some((tx, _)) => tx,
         None => {
@@ -84,9 +121,11 @@ pub async fn show(
             tx,
             binding,
             set_binding,
+            client,
         },
         &Messages {
             notice,
+            username: &hint,
             ..Messages::default()
         },
         None,
@@ -115,10 +154,12 @@ pub async fn submit(
     let (Some(tx_id), Some(binding), Some(transaction)) = (tx_id, binding, transaction) else {
         return expired_form(&req, &state).await;
     };
+    let request = pending_request(&transaction);
     let ctx = FormContext {
         tx: tx_id,
         binding,
         set_binding: false,
+        client: client_context(&state, request.as_ref()).await?,
     };
 
     let username = form.username.trim();
@@ -166,11 +207,14 @@ pub async fn submit(
         } => {
             let max_age = session.remaining_absolute(auth.clock.now()).whole_seconds();
             // The return path was chosen by the server; still refuse anything but a plain
-            // local path (browsers read `/\evil` as `//evil`).
-            let target = if is_local_path(&return_to) {
-                return_to.as_str()
+            // local path (browsers read `/\evil` as `//evil`). An authorization request
+            // continues where it stopped.
+            let target = if request.is_some() {
+                format!("{RESUME_PATH}?tx={}", ctx.tx.expose())
+            } else if is_local_path(&return_to) {
+                return_to
             } else {
-                DEFAULT_RETURN_TO
+                DEFAULT_RETURN_TO.to_owned()
             };
             Ok(HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, target))
@@ -227,6 +271,7 @@ async fn expired_form(req: &HttpRequest, state: &AppState) -> Result<HttpRespons
             tx,
             binding,
             set_binding,
+            client: None,
         },
         &Messages {
             error: Some(
@@ -266,9 +311,15 @@ fn render_form(
         username_error: messages.username_error,
         password_error: messages.password_error,
         notice: messages.notice,
-        client_name: None,
+        client_name: ctx.client.as_ref().map(|(name, _)| name.as_str()),
     });
     let mut builder = pages::html_builder(status);
+    if let Some((_, target)) = &ctx.client {
+        builder.insert_header((
+            "Content-Security-Policy",
+            pages::csp_with_form_target(target.as_deref()),
+        ));
+    }
     if ctx.set_binding {
         builder.cookie(binding_cookie(&state.cookies, ctx.binding.expose()));
     }

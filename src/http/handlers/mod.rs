@@ -2,9 +2,14 @@
 
 pub mod account;
 pub mod assets;
+pub mod authorize;
+pub mod consent;
+pub mod discovery;
 pub mod health;
 pub mod login;
 pub mod logout;
+pub mod token;
+pub mod userinfo;
 
 use std::net::IpAddr;
 

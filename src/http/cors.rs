@@ -1,0 +1,102 @@
+//! CORS for the endpoints browsers call from other origins (`/token`, `/userinfo`,
+//! `/jwks.json`, discovery): only origins registered on some client are allowed, never `*`,
+//! and no credentials.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::storage::Store;
+
+/// How long the registered origins are cached per instance.
+const REFRESH: Duration = Duration::from_secs(5);
+
+pub struct OriginCache {
+    store: Arc<dyn Store>,
+    cached: RwLock<Option<(Instant, Arc<HashSet<String>>)>>,
+}
+
+impl OriginCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cached: RwLock::new(None),
+        }
+    }
+
+    /// Whether `origin` is registered on some client (reloaded at most every 5 s).
+    pub async fn allows(&self, origin: &str) -> bool {
+        let fresh = self
+            .cached
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < REFRESH)
+            .map(|(_, set)| Arc::clone(set));
+        let set = match fresh {
+            Some(set) => set,
+            None => match self.store.allowed_origins().await {
+                Ok(list) => {
+                    let set: Arc<HashSet<String>> = Arc::new(list.into_iter().collect());
+                    *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some((Instant::now(), Arc::clone(&set)));
+                    set
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not load CORS origins");
+                    return false;
+                }
+            },
+        };
+        set.contains(origin)
+    }
+}
+
+/// The request's Origin if it may read the response.
+pub async fn allowed_origin(req: &HttpRequest, cache: &OriginCache) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    cache.allows(origin).await.then(|| origin.to_owned())
+}
+
+/// Adds the CORS response headers for an allowed origin.
+pub fn apply(res: &mut HttpResponse, origin: Option<&str>) {
+    let headers = res.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("WWW-Authenticate"),
+        );
+        headers.insert(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        );
+    }
+}
+
+/// Answers a preflight (`OPTIONS`).
+pub async fn preflight(req: HttpRequest, cache: &OriginCache) -> HttpResponse {
+    let origin = allowed_origin(&req, cache).await;
+    let mut res = HttpResponse::NoContent().finish();
+    apply(&mut res, origin.as_deref());
+    if origin.is_some() {
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization, Content-Type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    res
+}

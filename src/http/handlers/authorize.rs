@@ -1,0 +1,157 @@
+//! `GET`/`POST /authorize` and `GET /authorize/resume` (after sign-in).
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{actor, check_same_origin, request_ip};
+use crate::domain::secret::OpaqueToken;
+use crate::http::AppState;
+use crate::http::cookies::{self, binding_cookie};
+use crate::http::error::PageError;
+use crate::http::form::{StrictForm, StrictQuery};
+use crate::http::pages::{self, FormPostPage};
+use crate::oauth::authorize::{AuthorizeOutcome, ClientReply, ResponseMode};
+use crate::oauth::error::EndpointError;
+
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictQuery(params): StrictQuery<HashMap<String, String>>,
+) -> Result<HttpResponse, PageError> {
+    authorize(&req, &state, params, StatusCode::FOUND).await
+}
+
+/// OpenID Connect Core §3.1.2.1: the request may also be sent as a form post.
+pub async fn post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictForm(params): StrictForm<HashMap<String, String>>,
+) -> Result<HttpResponse, PageError> {
+    authorize(&req, &state, params, StatusCode::SEE_OTHER).await
+}
+
+async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+    params: HashMap<String, String>,
+    redirect: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let (binding, new_binding) = binding(req, state);
+    let session = current(req, state).await?;
+    let actor = actor(request_ip(req, state));
+    let outcome = state
+        .provider
+        .authorize(&params, session.as_ref(), &binding, &actor)
+        .await
+        .map_err(internal)?;
+    respond(outcome, redirect, new_binding.then_some(&binding), state)
+}
+
+#[derive(Deserialize)]
+pub struct ResumeQuery {
+    tx: String,
+}
+
+pub async fn resume(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictQuery(query): StrictQuery<ResumeQuery>,
+) -> Result<HttpResponse, PageError> {
+    let (binding, _) = binding(&req, &state);
+    let Some(tx) = OpaqueToken::parse(&query.tx) else {
+        return Err(PageError::BadRequest(
+            "This sign-in request is not valid.".into(),
+        ));
+    };
+    let session = current(&req, &state).await?;
+    let actor = actor(request_ip(&req, &state));
+    let outcome = state
+        .provider
+        .resume(&tx, session.as_ref(), &binding, &actor)
+        .await
+        .map_err(internal)?;
+    respond(outcome, StatusCode::SEE_OTHER, None, &state)
+}
+
+/// `POST /consent`'s and `/authorize`'s way of answering.
+pub fn respond(
+    outcome: AuthorizeOutcome,
+    redirect: StatusCode,
+    set_binding: Option<&OpaqueToken>,
+    state: &AppState,
+) -> Result<HttpResponse, PageError> {
+    let mut res = match outcome {
+        AuthorizeOutcome::Refused(message) => return Err(PageError::AuthorizeRefused(message)),
+        AuthorizeOutcome::Reply(reply) => reply_to_client(&reply, redirect),
+        AuthorizeOutcome::Login { tx } => {
+            redirect_to(redirect, &format!("/login?tx={}", tx.expose()))
+        }
+        AuthorizeOutcome::Consent { tx } => {
+            redirect_to(redirect, &format!("/consent?tx={}", tx.expose()))
+        }
+    };
+    if let Some(binding) = set_binding {
+        let _ = res.add_cookie(&binding_cookie(&state.cookies, binding.expose()));
+    }
+    Ok(res)
+}
+
+fn redirect_to(status: StatusCode, location: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// The authorization response, by redirect (query) or by self-submitting form.
+pub fn reply_to_client(reply: &ClientReply, redirect: StatusCode) -> HttpResponse {
+    match reply.mode {
+        ResponseMode::Query => redirect_to(redirect, &reply.location()),
+        ResponseMode::FormPost => {
+            let html = pages::render(&FormPostPage {
+                css_href: pages::css_href(),
+                action: &reply.redirect_uri,
+                params: &reply.params,
+            });
+            let csp = pages::csp_with_form_target(reply.form_action_source().as_deref());
+            pages::html_builder(StatusCode::OK)
+                .insert_header(("Content-Security-Policy", csp))
+                .body(html)
+        }
+    }
+}
+
+async fn current(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<crate::auth::CurrentSession>, PageError> {
+    let cookie = cookies::read(req, &state.cookies.session);
+    Ok(state.auth.current_session(cookie.as_deref()).await?)
+}
+
+/// The browser's binding cookie, or a new one (and whether it must be set).
+pub fn binding(req: &HttpRequest, state: &AppState) -> (OpaqueToken, bool) {
+    match cookies::read(req, &state.cookies.binding)
+        .as_deref()
+        .and_then(OpaqueToken::parse)
+    {
+        Some(existing) => (existing, false),
+        None => (OpaqueToken::generate(), true),
+    }
+}
+
+pub fn internal(e: EndpointError) -> PageError {
+    match e {
+        EndpointError::OAuth(e) => PageError::BadRequest(e.description),
+        EndpointError::Internal(cause) => PageError::Internal(cause),
+    }
+}
+
+/// The consent form post needs the same origin checks as every form.
+pub fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), PageError> {
+    check_same_origin(req, &state.issuer_origin)
+}

@@ -1,0 +1,125 @@
+//! `GET /consent` asks the user; `POST /consent` records the answer.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::authorize::{binding, internal, respond, same_origin};
+use super::{actor, request_ip, see_other};
+use crate::auth::CurrentSession;
+use crate::domain::scope;
+use crate::domain::secret::{OpaqueToken, constant_time_eq};
+use crate::http::AppState;
+use crate::http::cookies;
+use crate::http::error::PageError;
+use crate::http::form::{StrictForm, StrictQuery};
+use crate::http::pages::{self, ConsentPage};
+use crate::oauth::authorize::{Pending, form_action_source};
+
+#[derive(Deserialize)]
+pub struct ConsentQuery {
+    tx: String,
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    tx: String,
+    csrf_token: String,
+    decision: String,
+}
+
+fn csrf_token(session: &CurrentSession, tx: &OpaqueToken) -> String {
+    session.token.derive("consent-csrf", tx.expose())
+}
+
+async fn load(
+    req: &HttpRequest,
+    state: &AppState,
+    tx: &str,
+) -> Result<Option<(CurrentSession, Pending)>, PageError> {
+    let Some(tx) = OpaqueToken::parse(tx) else {
+        return Ok(None);
+    };
+    let cookie = cookies::read(req, &state.cookies.session);
+    let Some(session) = state.auth.current_session(cookie.as_deref()).await? else {
+        return Ok(None);
+    };
+    let (binding, _) = binding(req, state);
+    let pending = state
+        .provider
+        .pending(&tx, &binding)
+        .await
+        .map_err(internal)?;
+    Ok(pending.map(|p| (session, p)))
+}
+
+fn expired() -> PageError {
+    PageError::AuthorizeRefused(
+        "This request has expired or was already answered. Please return to the application \
+         and start again."
+            .into(),
+    )
+}
+
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictQuery(query): StrictQuery<ConsentQuery>,
+) -> Result<HttpResponse, PageError> {
+    let Some((session, pending)) = load(&req, &state, &query.tx).await? else {
+        return Err(expired());
+    };
+    let scopes: Vec<String> = pending.request.scope.iter().map(scope::describe).collect();
+    let redirect_host = url::Url::parse(&pending.request.redirect_uri)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(str::to_owned)
+                .or_else(|| Some(u.scheme().to_owned()))
+        })
+        .unwrap_or_default();
+    let csrf = csrf_token(&session, &pending.tx);
+    let html = pages::render(&ConsentPage {
+        css_href: pages::css_href(),
+        tx: pending.tx.expose(),
+        csrf_token: &csrf,
+        client_name: &pending.client.name,
+        username: session.user.username.as_str(),
+        scopes: &scopes,
+        redirect_host: &redirect_host,
+    });
+    let csp =
+        pages::csp_with_form_target(form_action_source(&pending.request.redirect_uri).as_deref());
+    Ok(pages::html_builder(StatusCode::OK)
+        .insert_header(("Content-Security-Policy", csp))
+        .body(html))
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    StrictForm(form): StrictForm<ConsentForm>,
+) -> Result<HttpResponse, PageError> {
+    same_origin(&req, &state)?;
+    let Some((session, pending)) = load(&req, &state, &form.tx).await? else {
+        return Ok(see_other("/login"));
+    };
+    // SECURITY: bound to this session and this request, compared in constant time.
+    if !constant_time_eq(&csrf_token(&session, &pending.tx), &form.csrf_token) {
+        return Err(PageError::Forbidden(
+            "This request could not be verified. Please go back and try again.".into(),
+        ));
+    }
+    let allow = match form.decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => return Err(PageError::BadRequest("Choose Allow or Deny.".into())),
+    };
+    let actor = actor(request_ip(&req, &state));
+    let outcome = state
+        .provider
+        .decide_consent(pending, &session, allow, &actor)
+        .await
+        .map_err(internal)?;
+    respond(outcome, StatusCode::SEE_OTHER, None, &state)
+}

@@ -1,0 +1,63 @@
+//! `POST /token`: JSON in the shape of RFC 6749 §5.1/§5.2, never cached.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{actor, request_ip};
+use crate::http::AppState;
+use crate::http::cors;
+use crate::http::error::TokenError;
+use crate::http::form::{FormError, parse_strict};
+use crate::oauth::error::{EndpointError, OAuthError};
+
+pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let origin = cors::allowed_origin(&req, &state.origins).await;
+    let mut res = match handle(&req, &state, &body).await {
+        Ok(res) => res,
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    cors::apply(&mut res, origin.as_deref());
+    res
+}
+
+async fn handle(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<HttpResponse, TokenError> {
+    let form_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(bad(
+            "the request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params: HashMap<String, String> = parse_strict(body).map_err(|e| match e {
+        FormError::Duplicate(name) => bad(&format!("the parameter {name} is repeated")),
+        other => bad(&other.to_string()),
+    })?;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let actor = actor(request_ip(req, state));
+    let response = state.provider.token(&params, authorization, &actor).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(response))
+}
+
+fn bad(description: &str) -> TokenError {
+    TokenError(EndpointError::OAuth(OAuthError::invalid_request(
+        description,
+    )))
+}

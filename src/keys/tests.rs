@@ -1,0 +1,835 @@
+//! The key ring against a real SQLite store: creation, reuse, encryption at rest, the
+//! JWKS, and every way a token must be refused.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+use time::Duration as Span;
+
+use super::material::{RsaKey, generate_rsa_pkcs8};
+use super::ring::KeyState;
+use super::*;
+use crate::clock::{Clock, MockClock};
+use crate::config::DatabaseSettings;
+use crate::storage::{self, SigningKeyRecord, Store};
+
+const ISSUER: &str = "https://id.example";
+
+struct Fixture {
+    _dir: TempDir,
+    store: Arc<dyn Store>,
+    clock: MockClock,
+    master: String,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = storage::connect(&DatabaseSettings {
+            url: format!("sqlite://{}/k.db", dir.path().display()),
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(5),
+            migrate_on_start: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            _dir: dir,
+            store,
+            clock: MockClock::starting_now(),
+            master: random_master_key(),
+        }
+    }
+
+    fn master(&self) -> MasterKey {
+        MasterKey::from_base64(&self.master).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn ring(&self) -> KeyRing {
+        KeyRing::load_or_init(
+            Arc::clone(&self.store),
+            self.master(),
+            Arc::new(self.clock.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn records(&self) -> Vec<SigningKeyRecord> {
+        self.store
+            .list_signing_keys()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The private key of a stored row, decrypted as an attacker with the master key would.
+    fn private_key(&self, record: &SigningKeyRecord) -> RsaKey {
+        let pkcs8 = self
+            .master()
+            .decrypt(&record.encrypted_private_key, record.kid.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        RsaKey::from_pkcs8(&pkcs8).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn current_private_key(&self) -> (String, RsaKey) {
+        let records = self.records().await;
+        let record = records
+            .iter()
+            .find(|r| r.state == "current")
+            .unwrap_or_else(|| panic!("no current key"));
+        (record.kid.clone(), self.private_key(record))
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    fn claims(&self) -> Claims {
+        Claims {
+            iss: ISSUER.to_owned(),
+            sub: "user-1".to_owned(),
+            aud: json!("client-1"),
+            exp: self.now() + 600,
+            iat: self.now(),
+            nbf: None,
+            scope: "openid profile".to_owned(),
+        }
+    }
+}
+
+fn random_master_key() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap_or_else(|e| panic!("{e}"));
+    STANDARD.encode(bytes)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: Value,
+    exp: i64,
+    iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    scope: String,
+}
+
+fn at_jwt(audience: Option<&str>) -> Expectations<'_> {
+    Expectations {
+        typ: "at+jwt",
+        issuer: ISSUER,
+        audience,
+        allow_expired: false,
+    }
+}
+
+fn header(alg: Algorithm, kid: Option<&str>, typ: Option<&str>) -> Header {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    h.typ = typ.map(str::to_owned);
+    h
+}
+
+fn sign_with<T: Serialize>(key: &RsaKey, header: &Header, claims: &T) -> String {
+    jsonwebtoken::encode(header, claims, &key.encoding_key()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn decode_part(part: &str) -> Value {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn split(token: &str) -> (Value, Value, String) {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    (
+        decode_part(parts[0]),
+        decode_part(parts[1]),
+        parts[2].to_owned(),
+    )
+}
+
+fn reason(result: Result<Claims, KeyError>) -> &'static str {
+    match result {
+        Err(KeyError::Invalid(reason)) => reason,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn load_or_init_creates_exactly_one_current_key() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let records = f.records().await;
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.state, "current");
+    assert_eq!(record.alg, "RS256");
+    assert_eq!(record.activated_at, Some(f.clock.now()));
+    assert_eq!(record.created_at, f.clock.now());
+    assert_eq!(record.retired_at, None);
+    assert_eq!(ring.current_kid().as_deref(), Some(record.kid.as_str()));
+    assert_eq!(ring.algorithms(), vec!["RS256".to_owned()]);
+    assert!(format!("{ring:?}").contains(&record.kid));
+}
+
+#[tokio::test]
+async fn a_second_ring_on_the_same_store_reuses_the_key() {
+    let f = Fixture::new().await;
+    let first = f.ring().await;
+    let second = f.ring().await;
+    assert_eq!(first.current_kid(), second.current_kid());
+    assert_eq!(f.records().await.len(), 1);
+    assert_eq!(first.jwks_json(), second.jwks_json());
+
+    // A token from one instance verifies on the other.
+    let token = first
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claims: Claims = second
+        .verify(&token, &at_jwt(Some("client-1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims, f.claims());
+}
+
+#[tokio::test]
+async fn instances_starting_together_agree_on_one_key() {
+    let f = Fixture::new().await;
+    let clock: Arc<dyn Clock> = Arc::new(f.clock.clone());
+    let (a, b, c) = tokio::join!(
+        KeyRing::load_or_init(Arc::clone(&f.store), f.master(), Arc::clone(&clock)),
+        KeyRing::load_or_init(Arc::clone(&f.store), f.master(), Arc::clone(&clock)),
+        KeyRing::load_or_init(Arc::clone(&f.store), f.master(), Arc::clone(&clock)),
+    );
+    let kids: BTreeSet<Option<String>> = [a, b, c]
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).current_kid())
+        .collect();
+    assert_eq!(kids.len(), 1);
+    let records = f.records().await;
+    assert_eq!(records.iter().filter(|r| r.state == "current").count(), 1);
+}
+
+#[tokio::test]
+async fn a_different_master_key_is_a_mismatch_not_a_new_key() {
+    let f = Fixture::new().await;
+    let _ring = f.ring().await;
+    let result = KeyRing::load_or_init(
+        Arc::clone(&f.store),
+        MasterKey::generate(),
+        Arc::new(f.clock.clone()),
+    )
+    .await;
+    let err = result
+        .err()
+        .unwrap_or_else(|| panic!("a wrong master key was accepted"));
+    assert!(matches!(err, KeyError::MasterKeyMismatch), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the master key does not match the one the signing keys were encrypted with"
+    );
+    assert_eq!(f.records().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_private_key_is_stored_encrypted() {
+    let f = Fixture::new().await;
+    let _ring = f.ring().await;
+    let records = f.records().await;
+    let record = &records[0];
+    let pkcs8 = f
+        .master()
+        .decrypt(&record.encrypted_private_key, record.kid.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = RsaKey::from_pkcs8(&pkcs8).unwrap_or_else(|e| panic!("{e}"));
+
+    let blob_windows: HashSet<&[u8]> = record.encrypted_private_key.windows(16).collect();
+    for (name, der) in [("PKCS#8", pkcs8.as_slice()), ("PKCS#1", key.pkcs1_der())] {
+        assert!(der.len() > 1000, "{name} DER is implausibly short");
+        assert!(
+            der.windows(16).all(|w| !blob_windows.contains(w)),
+            "the stored blob contains {name} private key bytes in the clear"
+        );
+    }
+
+    // The blob is bound to its row: under another kid it does not decrypt.
+    assert!(matches!(
+        f.master()
+            .decrypt(&record.encrypted_private_key, b"another-kid"),
+        Err(KeyError::MasterKeyMismatch)
+    ));
+
+    let stored: BTreeSet<&str> = record
+        .public_jwk
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        stored,
+        BTreeSet::from(["alg", "e", "kid", "kty", "n", "use"])
+    );
+}
+
+#[tokio::test]
+async fn sign_then_verify_round_trips_claims() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (header, _, _) = split(&token);
+    assert_eq!(
+        header,
+        json!({"alg": "RS256", "typ": "at+jwt", "kid": ring.current_kid()})
+    );
+    let claims: Claims = ring
+        .verify(&token, &at_jwt(Some("client-1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims, f.claims());
+
+    // Without an audience expectation, and as untyped JSON.
+    let any: Value = ring
+        .verify(&token, &at_jwt(None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(any["scope"], "openid profile");
+
+    // typ is compared case-insensitively, with or without "application/".
+    for typ in ["AT+JWT", "application/at+jwt"] {
+        let token = ring
+            .sign(typ, &f.claims())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _: Claims = ring
+            .verify(&token, &at_jwt(Some("client-1")))
+            .unwrap_or_else(|e| panic!("{typ}: {e}"));
+    }
+
+    // An array audience that contains ours.
+    let mut claims = f.claims();
+    claims.aud = json!(["other", "client-1"]);
+    let token = ring
+        .sign("at+jwt", &claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let back: Claims = ring
+        .verify(&token, &at_jwt(Some("client-1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, claims);
+
+    // ID tokens: typ JWT.
+    let token = ring
+        .sign("JWT", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = Expectations {
+        typ: "JWT",
+        ..at_jwt(Some("client-1"))
+    };
+    let _: Claims = ring.verify(&token, &id).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn jwks_has_exactly_the_public_parameters() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    let keys = jwks["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no keys array: {jwks}"));
+    assert_eq!(keys.len(), 1);
+    let jwk = &keys[0];
+    let members: BTreeSet<&str> = jwk
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        members,
+        BTreeSet::from(["alg", "e", "kid", "kty", "n", "use"])
+    );
+    for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        assert!(jwk.get(private).is_none(), "{private} is published");
+    }
+    assert_eq!(jwk["kty"], "RSA");
+    assert_eq!(jwk["use"], "sig");
+    assert_eq!(jwk["alg"], "RS256");
+    assert_eq!(jwk["e"], "AQAB");
+    let n = URL_SAFE_NO_PAD
+        .decode(jwk["n"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n.len(), 256, "RSA-2048 modulus without a leading zero");
+
+    // The kid is the RFC 7638 thumbprint, and it is what tokens carry.
+    let canonical = format!(
+        r#"{{"e":"AQAB","kty":"RSA","n":"{}"}}"#,
+        jwk["n"].as_str().unwrap_or_default()
+    );
+    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    assert_eq!(jwk["kid"], thumbprint);
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (header, _, _) = split(&token);
+    assert_eq!(header["kid"], jwk["kid"]);
+}
+
+#[tokio::test]
+async fn algorithm_confusion_is_refused() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let (kid, private) = f.current_private_key().await;
+    let claims = f.claims();
+    let payload = b64_json(&serde_json::to_value(&claims).unwrap_or_else(|e| panic!("{e}")));
+
+    // alg none, with an empty signature and with some bytes.
+    for sig in ["", "AAAA"] {
+        let h = b64_json(&json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
+        let token = format!("{h}.{payload}.{sig}");
+        assert_eq!(
+            reason(ring.verify(&token, &at_jwt(Some("client-1")))),
+            "algorithm does not match the key"
+        );
+    }
+    // "None", "NONE", and a missing alg.
+    for h in [
+        json!({"alg": "None", "typ": "at+jwt", "kid": kid}),
+        json!({"alg": "NONE", "typ": "at+jwt", "kid": kid}),
+    ] {
+        let token = format!("{}.{payload}.", b64_json(&h));
+        assert!(ring.verify::<Claims>(&token, &at_jwt(None)).is_err());
+    }
+    let token = format!(
+        "{}.{payload}.",
+        b64_json(&json!({"typ": "at+jwt", "kid": kid}))
+    );
+    assert_eq!(
+        reason(ring.verify(&token, &at_jwt(None))),
+        "malformed token"
+    );
+
+    // HS256 keyed with every public form of our key.
+    let pair =
+        aws_lc_rs::rsa::KeyPair::from_der(private.pkcs1_der()).unwrap_or_else(|e| panic!("{e}"));
+    let pkcs1_public = pair.public_key().as_ref().to_vec();
+    let spki: PublicKeyX509Der<'static> =
+        pair.public_key().as_der().unwrap_or_else(|e| panic!("{e}"));
+    let spki = spki.as_ref().to_vec();
+    let jwks = ring.jwks_json();
+    let n_b64 = URL_SAFE_NO_PAD.encode(private.n());
+    let secrets: Vec<(&str, Vec<u8>)> = vec![
+        ("SPKI DER", spki.clone()),
+        ("PKCS#1 DER", pkcs1_public.clone()),
+        ("SPKI PEM", pem("PUBLIC KEY", &spki)),
+        ("PKCS#1 PEM", pem("RSA PUBLIC KEY", &pkcs1_public)),
+        ("JWK n", n_b64.into_bytes()),
+        ("raw n", private.n().to_vec()),
+        ("JWKS", jwks.to_vec()),
+    ];
+    for (name, secret) in &secrets {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let token = jsonwebtoken::encode(
+                &header(alg, Some(&kid), Some("at+jwt")),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                reason(ring.verify(&token, &at_jwt(Some("client-1")))),
+                "algorithm does not match the key",
+                "{alg:?} keyed with the {name} was not refused"
+            );
+        }
+    }
+
+    // Other RSA algorithms, even when really signed by our own private key.
+    for alg in [Algorithm::RS384, Algorithm::RS512, Algorithm::PS256] {
+        let token = sign_with(&private, &header(alg, Some(&kid), Some("at+jwt")), &claims);
+        assert_eq!(
+            reason(ring.verify(&token, &at_jwt(Some("client-1")))),
+            "algorithm does not match the key",
+            "{alg:?}"
+        );
+    }
+
+    // The control: the same private key with RS256 is accepted.
+    let token = sign_with(
+        &private,
+        &header(Algorithm::RS256, Some(&kid), Some("at+jwt")),
+        &claims,
+    );
+    let _: Claims = ring
+        .verify(&token, &at_jwt(Some("client-1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn bad_signatures_and_keys_are_refused() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let (kid, private) = f.current_private_key().await;
+    let expect = at_jwt(Some("client-1"));
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A tampered payload keeps the original signature.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut forged = f.claims();
+    forged.sub = "admin".to_owned();
+    let forged_payload = b64_json(&serde_json::to_value(&forged).unwrap_or_else(|e| panic!("{e}")));
+    let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+    assert_eq!(reason(ring.verify(&tampered, &expect)), "bad signature");
+
+    // A flipped signature bit; a truncated signature; a signature from another token.
+    let mut sig = URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap_or_else(|e| panic!("{e}"));
+    sig[10] ^= 1;
+    let flipped = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig));
+    assert_eq!(reason(ring.verify(&flipped, &expect)), "bad signature");
+    let truncated = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..100]);
+    assert_eq!(reason(ring.verify(&truncated, &expect)), "bad signature");
+
+    // Our kid, but signed by another RSA key.
+    let other = RsaKey::from_pkcs8(
+        generate_rsa_pkcs8()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose_secret(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let impostor = sign_with(
+        &other,
+        &header(Algorithm::RS256, Some(&kid), Some("at+jwt")),
+        &f.claims(),
+    );
+    assert_eq!(reason(ring.verify(&impostor, &expect)), "bad signature");
+
+    // An unknown kid, and none at all.
+    let unknown = sign_with(
+        &other,
+        &header(Algorithm::RS256, Some("nope"), Some("at+jwt")),
+        &f.claims(),
+    );
+    assert_eq!(reason(ring.verify(&unknown, &expect)), "unknown key");
+    let own_kid = other.thumbprint();
+    let unknown = sign_with(
+        &other,
+        &header(Algorithm::RS256, Some(&own_kid), Some("at+jwt")),
+        &f.claims(),
+    );
+    assert_eq!(reason(ring.verify(&unknown, &expect)), "unknown key");
+    let no_kid = sign_with(
+        &private,
+        &header(Algorithm::RS256, None, Some("at+jwt")),
+        &f.claims(),
+    );
+    assert_eq!(reason(ring.verify(&no_kid, &expect)), "missing kid");
+
+    // A critical header extension we do not understand.
+    let mut crit = header(Algorithm::RS256, Some(&kid), Some("at+jwt"));
+    crit.crit = Some(vec!["exp".to_owned()]);
+    let crit = sign_with(&private, &crit, &f.claims());
+    assert_eq!(
+        reason(ring.verify(&crit, &expect)),
+        "unsupported critical header"
+    );
+
+    // Malformed and oversized input.
+    for junk in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c",
+        "..",
+        "....",
+        &format!("{token}.x"),
+    ] {
+        assert_eq!(
+            reason(ring.verify(junk, &expect)),
+            "malformed token",
+            "{junk:?}"
+        );
+    }
+    let huge = format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2]);
+    assert_eq!(reason(ring.verify(&huge, &expect)), "token too large");
+}
+
+#[tokio::test]
+async fn wrong_type_issuer_or_audience_is_refused() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let (kid, private) = f.current_private_key().await;
+    let expect = at_jwt(Some("client-1"));
+
+    let id_token = ring
+        .sign("JWT", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&id_token, &expect)), "wrong token type");
+    let untyped = sign_with(
+        &private,
+        &header(Algorithm::RS256, Some(&kid), None),
+        &f.claims(),
+    );
+    assert_eq!(reason(ring.verify(&untyped, &expect)), "wrong token type");
+
+    let mut claims = f.claims();
+    claims.iss = "https://evil.example".to_owned();
+    let token = ring
+        .sign("at+jwt", &claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&token, &expect)), "wrong issuer");
+
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reason(ring.verify(&token, &at_jwt(Some("client-2")))),
+        "wrong audience"
+    );
+    let mut claims = f.claims();
+    claims.aud = json!(["client-2", "client-3"]);
+    let token = ring
+        .sign("at+jwt", &claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&token, &expect)), "wrong audience");
+}
+
+#[tokio::test]
+async fn time_claims_follow_the_injected_clock() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let expect = at_jwt(Some("client-1"));
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    f.clock.advance(Span::seconds(599));
+    let _: Claims = ring
+        .verify(&token, &expect)
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.clock.advance(Span::seconds(1));
+    assert_eq!(reason(ring.verify(&token, &expect)), "expired");
+
+    // allow_expired accepts it, but still checks everything else.
+    let lenient = Expectations {
+        allow_expired: true,
+        ..expect
+    };
+    let claims: Claims = ring
+        .verify(&token, &lenient)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims.sub, "user-1");
+    let wrong_aud = Expectations {
+        audience: Some("client-2"),
+        ..lenient
+    };
+    assert_eq!(reason(ring.verify(&token, &wrong_aud)), "wrong audience");
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut forged = f.claims();
+    forged.sub = "admin".to_owned();
+    let forged_payload = b64_json(&serde_json::to_value(&forged).unwrap_or_else(|e| panic!("{e}")));
+    let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+    assert_eq!(reason(ring.verify(&tampered, &lenient)), "bad signature");
+
+    // Not before: in the future, then reached.
+    let mut claims = f.claims();
+    claims.nbf = Some(f.now() + 120);
+    let token = ring
+        .sign("at+jwt", &claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&token, &expect)), "not yet valid");
+    f.clock.advance(Span::seconds(120));
+    let _: Claims = ring
+        .verify(&token, &expect)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Issued more than a minute in the future.
+    let mut claims = f.claims();
+    claims.iat = f.now() + 61;
+    let token = ring
+        .sign("at+jwt", &claims)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&token, &expect)), "issued in the future");
+
+    // No exp at all.
+    let no_exp = json!({"iss": ISSUER, "aud": "client-1", "sub": "user-1"});
+    let token = ring
+        .sign("at+jwt", &no_exp)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reason(ring.verify(&token, &expect)), "missing exp");
+    let lenient = Expectations {
+        allow_expired: true,
+        ..expect
+    };
+    assert_eq!(reason(ring.verify(&token, &lenient)), "missing exp");
+}
+
+#[tokio::test]
+async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let current = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+
+    let now = f.clock.now();
+    let next = ring
+        .new_record(KeyState::Next, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut retired = ring
+        .new_record(KeyState::Retired, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    retired.retired_at = Some(now);
+    retired.remove_after = Some(now + Span::hours(1));
+    for record in [&next, &retired] {
+        f.store
+            .insert_signing_key(record)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(next.activated_at, None);
+
+    // Not visible until the reload.
+    let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    let kids: BTreeSet<&str> = jwks["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no keys"))
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(
+        kids,
+        BTreeSet::from([current.as_str(), next.kid.as_str(), retired.kid.as_str()])
+    );
+    assert_eq!(ring.current_kid().as_deref(), Some(current.as_str()));
+    assert_eq!(ring.algorithms(), vec!["RS256".to_owned()]);
+
+    let signed = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(split(&signed).0["kid"], current.as_str());
+
+    let expect = at_jwt(Some("client-1"));
+    for record in [&next, &retired] {
+        let key = f.private_key(record);
+        let token = sign_with(
+            &key,
+            &header(Algorithm::RS256, Some(&record.kid), Some("at+jwt")),
+            &f.claims(),
+        );
+        let _: Claims = ring
+            .verify(&token, &expect)
+            .unwrap_or_else(|e| panic!("{}: {e}", record.state));
+    }
+
+    // Past remove_after the retired key stops verifying at once and leaves the JWKS on
+    // the next reload.
+    let old_token = sign_with(
+        &f.private_key(&retired),
+        &header(Algorithm::RS256, Some(&retired.kid), Some("at+jwt")),
+        &json!({"iss": ISSUER, "aud": "client-1", "exp": f.now() + 7200}),
+    );
+    f.clock.advance(Span::hours(1));
+    assert_eq!(reason(ring.verify(&old_token, &expect)), "unknown key");
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+    assert!(!jwks.to_string().contains(&retired.kid));
+}
+
+#[tokio::test]
+async fn a_stored_public_key_that_disagrees_with_the_private_key_is_refused() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let mut record = ring
+        .new_record(KeyState::Next, f.clock.now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = RsaKey::from_pkcs8(
+        generate_rsa_pkcs8()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose_secret(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    record.public_jwk = other.public_jwk(&record.kid, "RS256");
+    f.store
+        .insert_signing_key(&record)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = ring.jwks_json();
+    let err = ring
+        .reload()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(matches!(err, KeyError::Crypto(_)), "{err:?}");
+    // The previous set stays in use.
+    assert_eq!(ring.jwks_json(), before);
+}
+
+#[tokio::test]
+async fn the_reloader_picks_up_keys_added_elsewhere() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let elsewhere = f.ring().await;
+    let record = elsewhere
+        .new_record(KeyState::Next, f.clock.now())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let task = spawn_reloader(ring.clone(), Duration::from_millis(20));
+    f.store
+        .insert_signing_key(&record)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = false;
+    for _ in 0..200 {
+        if std::str::from_utf8(&ring.jwks_json())
+            .unwrap_or_default()
+            .contains(&record.kid)
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(seen, "the reloader never published the new key");
+}

@@ -1,0 +1,67 @@
+//! OpenID Connect Discovery 1.0 §3 and RFC 8414 metadata, built from the same values that
+//! drive behaviour, so it never advertises what the server refuses.
+
+use serde_json::{Value, json};
+
+use super::Provider;
+
+/// Scopes Portcullis knows how to describe and release claims for.
+pub const SCOPES_SUPPORTED: [&str; 3] = ["openid", "profile", "email"];
+pub const CLAIMS_SUPPORTED: [&str; 14] = [
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "sid",
+    "amr",
+    "name",
+    "preferred_username",
+    "email",
+];
+
+impl Provider {
+    /// `/.well-known/openid-configuration`.
+    pub fn openid_configuration(&self) -> Value {
+        let mut doc = self.authorization_server_metadata();
+        if let Value::Object(map) = &mut doc {
+            let extra = json!({
+                "userinfo_endpoint": self.endpoint("/userinfo"),
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": self.keys.algorithms(),
+                "claims_supported": CLAIMS_SUPPORTED.iter().chain(["email_verified", "updated_at"].iter()).collect::<Vec<_>>(),
+                "claims_parameter_supported": false,
+                "request_parameter_supported": false,
+                "request_uri_parameter_supported": false,
+                "require_request_uri_registration": false,
+                "prompt_values_supported": ["none", "login", "consent", "select_account"],
+                "display_values_supported": ["page", "popup"],
+            });
+            if let Value::Object(extra) = extra {
+                map.extend(extra);
+            }
+        }
+        doc
+    }
+
+    /// `/.well-known/oauth-authorization-server` (RFC 8414 §2).
+    pub fn authorization_server_metadata(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "authorization_endpoint": self.endpoint("/authorize"),
+            "token_endpoint": self.endpoint("/token"),
+            "jwks_uri": self.endpoint("/jwks.json"),
+            "scopes_supported": SCOPES_SUPPORTED,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
+            "grant_types_supported": ["authorization_code"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! The UserInfo endpoint (OpenID Connect Core §5.3) with bearer tokens (RFC 6750).
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Provider;
+use super::claims::{AccessTokenClaims, UserClaims};
+use super::error::{EndpointError, ErrorCode, OAuthError};
+use crate::domain::scope::ScopeSet;
+use crate::domain::user::UserId;
+use crate::keys::Expectations;
+
+impl Provider {
+    /// Verifies the access token strictly and returns the claims its scope allows.
+    pub async fn userinfo(&self, token: &str) -> Result<Value, EndpointError> {
+        let claims = self.verify_access_token(token).await?;
+        let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
+        if !scope.contains("openid") {
+            return Err(OAuthError::new(
+                ErrorCode::InsufficientScope,
+                "the token lacks the openid scope",
+            )
+            .into());
+        }
+        let inactive = || OAuthError::invalid_token("the user is no longer active");
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| inactive())?;
+        let user = self
+            .store
+            .find_user_by_id(UserId(user_id))
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or_else(inactive)?;
+        let mut body = json!({ "sub": user.id.to_string() });
+        if let (Value::Object(map), Ok(Value::Object(extra))) = (
+            &mut body,
+            serde_json::to_value(UserClaims::for_scope(&user, &scope)),
+        ) {
+            map.extend(extra);
+        }
+        Ok(body)
+    }
+
+    /// A valid, unrevoked access token issued by us for us (RFC 9068 §4).
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+    ) -> Result<AccessTokenClaims, EndpointError> {
+        let claims: AccessTokenClaims = self
+            .keys
+            .verify(
+                token,
+                &Expectations {
+                    typ: "at+jwt",
+                    issuer: &self.issuer,
+                    audience: Some(&self.issuer),
+                    allow_expired: false,
+                },
+            )
+            .map_err(|_| OAuthError::invalid_token("the access token is invalid or expired"))?;
+        let jti = Uuid::parse_str(&claims.jti)
+            .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
+        if self.store.is_access_token_revoked(jti).await? {
+            return Err(OAuthError::invalid_token("the access token was revoked").into());
+        }
+        Ok(claims)
+    }
+}
