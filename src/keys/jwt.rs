@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -27,6 +27,37 @@ pub struct Expectations<'a> {
     /// Accept a token past its `exp` (e.g. an `id_token_hint` at logout). The signature,
     /// issuer, audience and type are still checked.
     pub allow_expired: bool,
+}
+
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// The JWS compact serialization (RFC 7515 §7.1) of `claims` under
+/// `{"alg", "typ", "kid"}`; `sign` signs the signing input.
+pub(super) fn encode<T: Serialize>(
+    alg: &str,
+    typ: &str,
+    kid: &str,
+    claims: &T,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, KeyError>,
+) -> Result<String, KeyError> {
+    let header = serde_json::to_vec(&JwsHeader { alg, typ, kid })
+        .map_err(|e| KeyError::Crypto(format!("serializing the JWT header: {e}")))?;
+    let claims = serde_json::to_vec(claims)
+        .map_err(|e| KeyError::Crypto(format!("serializing the JWT claims: {e}")))?;
+    // base64 of header, claims and a 2048-bit signature, plus the dots.
+    let mut token = String::with_capacity((header.len() + claims.len() + 256) * 4 / 3 + 8);
+    URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+    let signature = sign(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+    Ok(token)
 }
 
 /// The header members verification decides on, read before the key is chosen.

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix_web::web::Bytes;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -15,7 +17,6 @@ use super::material::{RsaKey, generate_rsa_pkcs8};
 use super::{KeyError, MasterKey};
 use crate::clock::Clock;
 use crate::storage::{SigningKeyRecord, Store, StoreError};
-use secrecy::ExposeSecret as _;
 
 /// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256).
 const DEFAULT_ALG: Algorithm = Algorithm::RS256;
@@ -55,14 +56,13 @@ impl KeyState {
 /// an unchanged set does no cryptography.
 struct LoadedKey {
     kid: String,
-    alg: Algorithm,
     alg_name: &'static str,
     /// What it was built from, to recognise the same row on the next reload.
     encrypted_private_key: Vec<u8>,
     public_jwk: serde_json::Value,
     /// Rebuilt from the private key, never copied from the stored column.
     published_jwk: serde_json::Value,
-    encoding: EncodingKey,
+    private: RsaKey,
     decoding: DecodingKey,
     /// Pinned to the key's algorithm; time and audience are checked by `jwt::check_claims`
     /// against the injected clock, so jsonwebtoken never reads the system time.
@@ -178,15 +178,14 @@ impl KeyRing {
     }
 
     /// A JWS (RFC 7515 compact form) of `claims` under the current key, with header
-    /// `{"typ": typ, "alg": "RS256", "kid": kid}`.
+    /// `{"alg": "RS256", "typ": typ, "kid": kid}`.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
         let snapshot = self.snapshot();
         let key = snapshot.current.as_ref().ok_or(KeyError::NoSigningKey)?;
-        let mut header = Header::new(key.alg);
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| KeyError::Crypto(format!("signing failed: {e}")))
+        // RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3), in aws-lc.
+        jwt::encode(key.alg_name, typ, &key.kid, claims, |input| {
+            key.private.sign(&RSA_PKCS1_SHA256, input)
+        })
     }
 
     /// Verifies a JWT signed by one of our published keys and returns its claims.
@@ -354,21 +353,19 @@ impl KeyRing {
                 record.kid
             )));
         }
-        let alg = DEFAULT_ALG;
-        let mut validation = Validation::new(alg);
+        let mut validation = Validation::new(DEFAULT_ALG);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(LoadedKey {
             kid: record.kid.clone(),
-            alg,
             alg_name: DEFAULT_ALG_NAME,
             encrypted_private_key: record.encrypted_private_key.clone(),
             public_jwk: record.public_jwk.clone(),
             published_jwk: key.public_jwk(&record.kid, DEFAULT_ALG_NAME),
-            encoding: key.encoding_key(),
             decoding: key.decoding_key(),
+            private: key,
             validation,
         })
     }

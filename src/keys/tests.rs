@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
-use aws_lc_rs::signature::KeyPair as _;
+use aws_lc_rs::signature::{
+    KeyPair as _, RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512, RSA_PSS_SHA256, RsaEncoding,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -143,8 +145,24 @@ fn header(alg: Algorithm, kid: Option<&str>, typ: Option<&str>) -> Header {
     h
 }
 
+/// A JWS with any header, signed by `key` with the RSA algorithm the header names.
 fn sign_with<T: Serialize>(key: &RsaKey, header: &Header, claims: &T) -> String {
-    jsonwebtoken::encode(header, claims, &key.encoding_key()).unwrap_or_else(|e| panic!("{e}"))
+    let encoding: &'static dyn RsaEncoding = match header.alg {
+        Algorithm::RS256 => &RSA_PKCS1_SHA256,
+        Algorithm::RS384 => &RSA_PKCS1_SHA384,
+        Algorithm::RS512 => &RSA_PKCS1_SHA512,
+        Algorithm::PS256 => &RSA_PSS_SHA256,
+        other => panic!("not an RSA algorithm: {other:?}"),
+    };
+    let input = format!(
+        "{}.{}",
+        b64_json(&serde_json::to_value(header).unwrap_or_else(|e| panic!("{e}"))),
+        b64_json(&serde_json::to_value(claims).unwrap_or_else(|e| panic!("{e}")))
+    );
+    let signature = key
+        .sign(encoding, input.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 fn b64_json(v: &Value) -> String {
@@ -274,16 +292,16 @@ async fn the_private_key_is_stored_encrypted() {
         .master()
         .decrypt(&record.encrypted_private_key, record.kid.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
-    let key = RsaKey::from_pkcs8(&pkcs8).unwrap_or_else(|e| panic!("{e}"));
+    assert!(RsaKey::from_pkcs8(&pkcs8).is_ok());
+    assert!(pkcs8.len() > 1000, "PKCS#8 DER is implausibly short");
 
+    // No 16-byte run of the private key DER (which embeds the PKCS#1 RSAPrivateKey with
+    // d, p and q) appears in the stored blob.
     let blob_windows: HashSet<&[u8]> = record.encrypted_private_key.windows(16).collect();
-    for (name, der) in [("PKCS#8", pkcs8.as_slice()), ("PKCS#1", key.pkcs1_der())] {
-        assert!(der.len() > 1000, "{name} DER is implausibly short");
-        assert!(
-            der.windows(16).all(|w| !blob_windows.contains(w)),
-            "the stored blob contains {name} private key bytes in the clear"
-        );
-    }
+    assert!(
+        pkcs8.windows(16).all(|w| !blob_windows.contains(w)),
+        "the stored blob contains private key bytes in the clear"
+    );
 
     // The blob is bound to its row: under another kid it does not decrypt.
     assert!(matches!(
@@ -441,8 +459,7 @@ async fn algorithm_confusion_is_refused() {
     );
 
     // HS256 keyed with every public form of our key.
-    let pair =
-        aws_lc_rs::rsa::KeyPair::from_der(private.pkcs1_der()).unwrap_or_else(|e| panic!("{e}"));
+    let pair = private.pair();
     let pkcs1_public = pair.public_key().as_ref().to_vec();
     let spki: PublicKeyX509Der<'static> =
         pair.public_key().as_der().unwrap_or_else(|e| panic!("{e}"));
