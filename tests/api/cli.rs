@@ -224,3 +224,167 @@ fn invalid_configuration_stops_the_server_naming_the_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn clients_are_managed_on_the_command_line() {
+    let app = spawn_app().await;
+    let db = app.db.url.clone();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["clients", "create", "--name", "Acme", "--json"];
+        args.extend_from_slice(extra);
+        portcullis(&db, &args, "")
+    };
+
+    let out = create(&[
+        "--kind",
+        "confidential",
+        "--client-id",
+        "acme",
+        "--redirect-uri",
+        "https://acme.example.com/cb",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("secret printed once")
+        .to_owned();
+    assert_eq!(secret.len(), 43, "256 bits, base64url");
+    assert_eq!(created["auth_method"], "client_secret_basic");
+    assert!(created.get("secret_hash").is_none());
+
+    for (name, extra) in [
+        (
+            "duplicate id",
+            vec![
+                "--kind",
+                "spa",
+                "--client-id",
+                "acme",
+                "--redirect-uri",
+                "https://acme.example.com/cb",
+            ],
+        ),
+        (
+            "http redirect",
+            vec![
+                "--kind",
+                "spa",
+                "--redirect-uri",
+                "http://acme.example.com/cb",
+            ],
+        ),
+        (
+            "wildcard",
+            vec![
+                "--kind",
+                "spa",
+                "--redirect-uri",
+                "https://*.example.com/cb",
+            ],
+        ),
+        (
+            "fragment",
+            vec![
+                "--kind",
+                "spa",
+                "--redirect-uri",
+                "https://acme.example.com/cb#x",
+            ],
+        ),
+        (
+            "custom scheme on a web client",
+            vec![
+                "--kind",
+                "confidential",
+                "--redirect-uri",
+                "com.example.app:/cb",
+            ],
+        ),
+        (
+            "secret on a public client",
+            vec![
+                "--kind",
+                "spa",
+                "--auth-method",
+                "client_secret_post",
+                "--redirect-uri",
+                "https://acme.example.com/cb",
+            ],
+        ),
+        (
+            "bad kind",
+            vec![
+                "--kind",
+                "robot",
+                "--redirect-uri",
+                "https://acme.example.com/cb",
+            ],
+        ),
+    ] {
+        let out = create(&extra);
+        assert!(!out.status.success(), "{name} should be refused");
+        assert!(!stderr(&out).is_empty(), "{name} explains itself");
+    }
+
+    let native = create(&[
+        "--kind",
+        "native",
+        "--client-id",
+        "acme-cli",
+        "--redirect-uri",
+        "com.example.acme:/cb",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+    ]);
+    assert!(native.status.success(), "{}", stderr(&native));
+    let native: serde_json::Value = serde_json::from_str(stdout(&native).trim()).expect("JSON");
+    assert!(native.get("client_secret").is_none());
+    assert_eq!(native["auth_method"], "none");
+
+    let rotated = portcullis(
+        &db,
+        &["clients", "rotate-secret", "--client-id", "acme", "--json"],
+        "",
+    );
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let rotated: serde_json::Value = serde_json::from_str(stdout(&rotated).trim()).expect("JSON");
+    let new_secret = rotated["client_secret"].as_str().expect("new secret");
+    assert_ne!(new_secret, secret);
+    // The old secret stops working at once; the new one works.
+    let token = |secret: String| {
+        let url = app.url("/token");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("acme", Some(secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", "x"),
+                    ("redirect_uri", "https://acme.example.com/cb"),
+                    ("code_verifier", &"v".repeat(43)),
+                ])
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        }
+    };
+    assert_eq!(token(secret).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        token(new_secret.to_owned()).await,
+        StatusCode::BAD_REQUEST,
+        "authenticated; the code is bad"
+    );
+
+    let list = portcullis(&db, &["clients", "list", "--json"], "");
+    let list: serde_json::Value = serde_json::from_str(&stdout(&list)).expect("JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+    let deleted = portcullis(&db, &["clients", "delete", "--client-id", "acme-cli"], "");
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let gone = portcullis(&db, &["clients", "show", "--client-id", "acme-cli"], "");
+    assert!(!gone.status.success());
+    assert_eq!(app.audit("client.created").await.len(), 2);
+    assert_eq!(app.audit("client.secret_rotated").await.len(), 1);
+    assert_eq!(app.audit("client.deleted").await.len(), 1);
+}

@@ -13,6 +13,8 @@ mod helpers;
 mod login;
 mod logs;
 mod oidc;
+mod oidc_flows;
 mod sessions;
 mod storage;
 mod throttling;
+mod userinfo;

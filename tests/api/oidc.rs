@@ -206,3 +206,598 @@ async fn a_certified_library_logs_in_with_code_and_pkce() {
         assert_eq!(app.audit(kind).await.len(), 1, "{kind}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Hand-driven requests, for the cases a certified library never sends.
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = portcullis::domain::pkce::challenge_for_verifier(&verifier)
+        .expect("verifier")
+        .as_str()
+        .to_owned();
+    Pkce {
+        verifier,
+        challenge,
+    }
+}
+
+/// `/authorize?…` for `web-app` with sensible defaults, overridden by `extra`.
+pub fn authorize_path(pkce: &Pkce, extra: &[(&str, &str)]) -> String {
+    let mut params: Vec<(String, String)> = vec![
+        ("response_type".into(), "code".into()),
+        ("client_id".into(), "web-app".into()),
+        ("redirect_uri".into(), WEB_REDIRECT.into()),
+        ("scope".into(), "openid profile email".into()),
+        ("state".into(), "st-123".into()),
+        ("nonce".into(), "n-456".into()),
+        ("code_challenge".into(), pkce.challenge.clone()),
+        ("code_challenge_method".into(), "S256".into()),
+    ];
+    for (k, v) in extra {
+        params.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            params.push(((*k).into(), (*v).into()));
+        }
+    }
+    let query = serde_urlencoded::to_string(&params).expect("query");
+    format!("/authorize?{query}")
+}
+
+/// Signs in (and consents) through the pages; returns the code.
+pub async fn code(app: &TestApp, browser: &Client, pkce: &Pkce, extra: &[(&str, &str)]) -> String {
+    let back = follow(
+        app,
+        browser,
+        &authorize_path(pkce, extra),
+        WEB_REDIRECT,
+        "allow",
+    )
+    .await;
+    query(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
+}
+
+pub async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    secret: Option<&str>,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    let mut request = rp_http().post(app.url("/token"));
+    if let Some(secret) = secret {
+        request = request.basic_auth(client_id, Some(secret));
+    }
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ];
+    if secret.is_none() {
+        form.push(("client_id", client_id));
+    }
+    request.form(&form).send().await.expect("POST /token")
+}
+
+pub async fn assert_oauth_error(response: reqwest::Response, status: StatusCode, error: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.expect("JSON error");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    assert!(body.get("access_token").is_none());
+}
+
+async fn setup() -> (TestApp, String) {
+    let app = spawn_app().await;
+    app.create_user_named("alice", Some("Alice Example"), PASSWORD)
+        .await;
+    let (_, secret) = app.register_client(web_app(false)).await;
+    (app, secret.expect("secret"))
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_trusted_get_an_error_page_and_never_a_redirect() {
+    let (app, _) = setup().await;
+    let p = pkce();
+    let cases = [
+        (
+            "unknown client",
+            authorize_path(&p, &[("client_id", "nobody")]),
+        ),
+        (
+            "missing client_id",
+            authorize_path(&p, &[("client_id", "")]),
+        ),
+        (
+            "unregistered redirect_uri",
+            authorize_path(&p, &[("redirect_uri", "https://evil.example/cb")]),
+        ),
+        (
+            "redirect_uri with extra path",
+            authorize_path(
+                &p,
+                &[("redirect_uri", "https://app.example.com/callback/x")],
+            ),
+        ),
+        (
+            "missing redirect_uri",
+            authorize_path(&p, &[("redirect_uri", "")]),
+        ),
+        (
+            "duplicated client_id",
+            format!("{}&client_id=web-app", authorize_path(&p, &[])),
+        ),
+    ];
+    for (name, path) in cases {
+        let response = app.get(&app.client, &path).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(
+            response.headers().get("location").is_none(),
+            "{name}: never redirects"
+        );
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/html"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_requests_are_reported_to_the_client_with_state_and_iss() {
+    let (app, _) = setup().await;
+    let p = pkce();
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+    );
+    let cases: [Case; 11] = [
+        (
+            "missing PKCE",
+            vec![("code_challenge", ""), ("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (
+            "plain PKCE",
+            vec![("code_challenge_method", "plain")],
+            "invalid_request",
+        ),
+        (
+            "PKCE method missing (plain by default)",
+            vec![("code_challenge_method", "")],
+            "invalid_request",
+        ),
+        (
+            "malformed challenge",
+            vec![("code_challenge", "abc")],
+            "invalid_request",
+        ),
+        (
+            "implicit flow",
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (
+            "hybrid flow",
+            vec![("response_type", "code id_token")],
+            "unsupported_response_type",
+        ),
+        (
+            "missing response_type",
+            vec![("response_type", "")],
+            "invalid_request",
+        ),
+        (
+            "scope not allowed",
+            vec![("scope", "openid admin")],
+            "invalid_scope",
+        ),
+        (
+            "request object",
+            vec![("request", "eyJhbGciOiJub25lIn0.e30.")],
+            "request_not_supported",
+        ),
+        (
+            "request_uri",
+            vec![("request_uri", "https://evil.example/r")],
+            "request_uri_not_supported",
+        ),
+        (
+            "bad prompt",
+            vec![("prompt", "none login")],
+            "invalid_request",
+        ),
+    ];
+    for (name, extra, error) in cases {
+        let response = app.get(&app.client, &authorize_path(&p, &extra)).await;
+        assert_eq!(response.status(), StatusCode::FOUND, "{name}");
+        let location =
+            Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+        assert!(location.as_str().starts_with(WEB_REDIRECT), "{name}");
+        assert_eq!(query(&location, "error").as_deref(), Some(error), "{name}");
+        assert_eq!(
+            query(&location, "state").as_deref(),
+            Some("st-123"),
+            "{name}"
+        );
+        assert_eq!(
+            query(&location, "iss").as_deref(),
+            Some(app.settings.issuer.as_str()),
+            "{name}"
+        );
+        assert!(query(&location, "code").is_none(), "{name}");
+    }
+    assert!(app.audit("code.issued").await.is_empty());
+}
+
+#[tokio::test]
+async fn prompt_none_without_a_session_returns_login_required() {
+    let (app, _) = setup().await;
+    let response = app
+        .get(&app.client, &authorize_path(&pkce(), &[("prompt", "none")]))
+        .await;
+    let location =
+        Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+    assert_eq!(query(&location, "error").as_deref(), Some("login_required"));
+    assert_eq!(query(&location, "state").as_deref(), Some("st-123"));
+}
+
+#[tokio::test]
+async fn prompt_none_without_consent_returns_consent_required() {
+    let (app, _) = setup().await;
+    app.login_ok(&app.client, "alice", PASSWORD).await;
+    let response = app
+        .get(&app.client, &authorize_path(&pkce(), &[("prompt", "none")]))
+        .await;
+    let location =
+        Url::parse(response.headers()["location"].to_str().expect("location")).expect("url");
+    assert_eq!(
+        query(&location, "error").as_deref(),
+        Some("consent_required")
+    );
+}
+
+#[tokio::test]
+async fn denied_consent_returns_access_denied_and_no_code() {
+    let (app, _) = setup().await;
+    let back = follow(
+        &app,
+        &app.client,
+        &authorize_path(&pkce(), &[]),
+        WEB_REDIRECT,
+        "deny",
+    )
+    .await;
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&back, "state").as_deref(), Some("st-123"));
+    assert!(query(&back, "code").is_none());
+    assert_eq!(app.audit("consent.denied").await.len(), 1);
+    assert!(app.audit("code.issued").await.is_empty());
+}
+
+#[tokio::test]
+async fn consent_is_remembered_and_a_new_scope_asks_again() {
+    let (app, _) = setup().await;
+    let p = pkce();
+    code(&app, &app.client, &p, &[("scope", "openid profile")]).await;
+    // Same scopes again: straight back with a code.
+    let again = app
+        .get(
+            &app.client,
+            &authorize_path(&p, &[("scope", "openid profile")]),
+        )
+        .await;
+    let location = again.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with(WEB_REDIRECT), "{location}");
+    // A new scope: the consent page again.
+    let more = app
+        .get(
+            &app.client,
+            &authorize_path(&p, &[("scope", "openid email")]),
+        )
+        .await;
+    let location = more.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with("/consent?tx="), "{location}");
+    let page = app
+        .get(&app.client, &location)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("See your email address"));
+    assert!(page.contains("Acme Tracker"));
+}
+
+#[tokio::test]
+async fn first_party_clients_skip_consent() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    app.register_client(web_app(true)).await;
+    let back = follow(
+        &app,
+        &app.client,
+        &authorize_path(&pkce(), &[]),
+        WEB_REDIRECT,
+        "deny",
+    )
+    .await;
+    assert!(query(&back, "code").is_some());
+    assert!(app.audit("consent.granted").await.is_empty());
+}
+
+#[tokio::test]
+async fn code_exchange_failures_issue_no_tokens() {
+    let (app, secret) = setup().await;
+    let other = app
+        .register_client(Registration {
+            client_id: Some("other-app".into()),
+            redirect_uris: vec![WEB_REDIRECT.into()],
+            ..web_app(true)
+        })
+        .await
+        .1
+        .expect("secret");
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+
+    let wrong_verifier = pkce().verifier;
+    assert_oauth_error(
+        exchange(
+            &app,
+            "web-app",
+            Some(&secret),
+            &c,
+            WEB_REDIRECT,
+            &wrong_verifier,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(
+            &app,
+            "web-app",
+            Some(&secret),
+            &c,
+            "https://app.example.com/other",
+            &p.verifier,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(
+            &app,
+            "other-app",
+            Some(&other),
+            &c,
+            WEB_REDIRECT,
+            &p.verifier,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(
+            &app,
+            "web-app",
+            Some("wrong-secret"),
+            &c,
+            WEB_REDIRECT,
+            &p.verifier,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    let unauthenticated = exchange(
+        &app,
+        "web-app",
+        Some(&"x".repeat(43)),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(
+        unauthenticated.headers()["www-authenticate"],
+        "Basic realm=\"portcullis\""
+    );
+    assert_oauth_error(unauthenticated, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert_oauth_error(
+        exchange(&app, "web-app", None, &c, WEB_REDIRECT, &p.verifier).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(&app, "web-app", Some(&secret), &c, WEB_REDIRECT, "").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert!(app.audit("token.issued").await.is_empty());
+
+    // None of that burned the code: the right request still works, once.
+    let ok = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_reused_code_is_refused_and_revokes_the_first_access_token() {
+    let (app, secret) = setup().await;
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+    let first = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["cache-control"], "no-store");
+    let tokens: serde_json::Value = first.json().await.expect("json");
+    let access = tokens["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 600);
+    let userinfo = |token: String| {
+        let http = rp_http();
+        let url = app.url("/userinfo");
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("userinfo")
+        }
+    };
+    assert_eq!(userinfo(access.clone()).await.status(), StatusCode::OK);
+
+    let second = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_oauth_error(second, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    let revoked = userinfo(access).await;
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        revoked.headers()["www-authenticate"]
+            .to_str()
+            .unwrap_or("")
+            .contains("invalid_token")
+    );
+    assert_eq!(app.audit("code.reused").await.len(), 1);
+}
+
+#[tokio::test]
+async fn codes_expire_after_sixty_seconds() {
+    let (app, secret) = setup().await;
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+    app.clock.advance(time::Duration::seconds(61));
+    let late = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn client_secret_post_and_unsupported_grants() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    let (_, secret) = app
+        .register_client(Registration {
+            auth_method: Some(portcullis::domain::client::AuthMethod::ClientSecretPost),
+            ..web_app(true)
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+    // Basic is not this client's method.
+    let basic = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_oauth_error(basic, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let post = rp_http()
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", c.as_str()),
+            ("redirect_uri", WEB_REDIRECT),
+            ("code_verifier", p.verifier.as_str()),
+            ("client_id", "web-app"),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(post.status(), StatusCode::OK);
+
+    let password_grant = rp_http()
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "web-app"),
+            ("client_secret", secret.as_str()),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(
+        password_grant,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    )
+    .await;
+    let duplicated = rp_http()
+        .post(app.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=authorization_code&grant_type=authorization_code&client_id=web-app&client_secret={secret}"))
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(duplicated, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
