@@ -568,6 +568,26 @@ mod tests {
     }
 
     #[test]
+    fn the_production_example_is_a_valid_production_layer() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("production.toml"),
+            include_str!("../config/production.example.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = Settings::load(&Sources {
+            environment: Some("production".into()),
+            config_dir: Some(dir.path().to_path_buf()),
+            ignore_env_vars: true,
+            file: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.is_https());
+        assert!(!s.keys.generate_master_key);
+        assert_eq!(s.server.trusted_proxies.len(), 2);
+    }
+
+    #[test]
     fn production_refuses_to_generate_a_master_key() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(

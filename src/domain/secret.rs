@@ -36,6 +36,11 @@ impl OpaqueToken {
         self.0.expose_secret()
     }
 
+    /// A second handle on the same secret (deliberately not `Clone`: copies are explicit).
+    pub fn duplicate(&self) -> Self {
+        Self(SecretString::from(self.expose().to_owned()))
+    }
+
     /// SHA-256: the value has 256 bits of entropy, so a fast hash is enough (no argon2 on
     /// hot paths).
     pub fn hash(&self) -> TokenHash {

@@ -194,7 +194,7 @@ impl Provider {
             return Ok(None);
         };
         Ok(Some(Pending {
-            tx: OpaqueToken::parse(tx.expose()).unwrap_or_else(OpaqueToken::generate),
+            tx: tx.duplicate(),
             transaction,
             request,
             client,

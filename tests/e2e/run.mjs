@@ -22,7 +22,8 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -251,6 +252,31 @@ async function main() {
       assert.equal(r.code, 0, describeRun('portcullis users create', r));
     });
 
+    // A relying party: a confidential client whose redirect URI is a loopback server of
+    // this script's (another origin than the provider's).
+    const callbacks = [];
+    const rp = http.createServer((req, res) => {
+      callbacks.push(new URL(req.url, 'http://127.0.0.1'));
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'" });
+      res.end('<!doctype html><title>Acme callback</title><p>Signed in.</p>');
+    });
+    await new Promise((resolve) => rp.listen(0, '127.0.0.1', resolve));
+    live.rp = rp;
+    const rpCallback = `http://127.0.0.1:${rp.address().port}/callback`;
+    let clientSecret = '';
+    await check('portcullis clients create registers the relying party', async () => {
+      const r = await run(
+        bin,
+        ['clients', 'create', '--name', 'Acme Tracker', '--kind', 'confidential', '--client-id', 'e2e-app',
+          '--redirect-uri', rpCallback, '--json'],
+        { cwd: tmp, env },
+      );
+      keepLog('[clients create] ', r.stderr);
+      assert.equal(r.code, 0, describeRun('portcullis clients create', r));
+      clientSecret = JSON.parse(r.stdout).client_secret;
+      assert.ok(clientSecret, 'a client_secret is printed once');
+    });
+
     server = spawn(bin, ['serve'], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
     live.server = server;
     server.stdout.on('data', (d) => keepLog('', d));
@@ -397,7 +423,79 @@ async function main() {
       assert.equal(pathOf(page.url()), '/login', `/account ended at ${page.url()}`);
     });
 
-    // 6. Nothing went wrong in the background.
+    // 6. The authorization code flow in a real browser: sign-in, consent, and the
+    // redirect chain ending at another origin, which the pages' CSP form-action allows.
+    const b64url = (buf) => buf.toString('base64url');
+    const authorize = async (extra) => {
+      const verifier = b64url(randomBytes(32));
+      const challenge = b64url(createHash('sha256').update(verifier).digest());
+      const state = b64url(randomBytes(8));
+      const q = new URLSearchParams({
+        response_type: 'code', client_id: 'e2e-app', redirect_uri: rpCallback,
+        scope: 'openid profile email', state, nonce: b64url(randomBytes(8)),
+        code_challenge: challenge, code_challenge_method: 'S256', ...extra,
+      });
+      await page.goto(`/authorize?${q}`, { waitUntil: 'load' });
+      return { verifier, state };
+    };
+    const redeem = async (code, verifier) => {
+      const res = await fetch(`${base}/token`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`e2e-app:${clientSecret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: rpCallback, code_verifier: verifier }),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    let flow = null;
+    await check('/authorize sends a signed-out browser to the sign-in page', async () => {
+      flow = await authorize({});
+      assert.equal(pathOf(page.url()), '/login', `ended at ${page.url()}`);
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes('Acme Tracker'), 'the sign-in page names the application');
+    });
+    await check('sign-in leads to the consent page', async () => {
+      await page.locator('#username').fill(USERNAME);
+      await page.locator('#password').fill(PASSWORD);
+      await signIn().click();
+      await page.waitForURL((u) => u.pathname === '/consent', { waitUntil: 'load' });
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes('See your email address'), `consent lists scopes:\n${text}`);
+    });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'consent.png'), fullPage: true });
+    await check('Allow returns to the application with code, state and iss', async () => {
+      await page.getByRole('button', { name: 'Allow' }).click();
+      await page.waitForURL((u) => u.toString().startsWith(rpCallback), { waitUntil: 'load' });
+      const cb = callbacks.at(-1);
+      assert.ok(cb?.searchParams.get('code'), `no code in ${cb}`);
+      assert.equal(cb.searchParams.get('state'), flow.state);
+      assert.equal(cb.searchParams.get('iss'), base);
+    });
+    await check('the code redeems once for an access token and an ID token', async () => {
+      const code = callbacks.at(-1).searchParams.get('code');
+      const first = await redeem(code, flow.verifier);
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.ok(first.body.id_token && first.body.access_token, JSON.stringify(first.body));
+      const info = await fetch(`${base}/userinfo`, { headers: { authorization: `Bearer ${first.body.access_token}` } });
+      assert.equal(info.status, 200);
+      assert.equal((await info.json()).preferred_username, USERNAME);
+      const again = await redeem(code, flow.verifier);
+      assert.equal(again.status, 400);
+      assert.equal(again.body.error, 'invalid_grant');
+    });
+    await check('prompt=login: the sign-in form post ends at the application', async () => {
+      flow = await authorize({ prompt: 'login' });
+      assert.equal(pathOf(page.url()), '/login', `ended at ${page.url()}`);
+      await page.locator('#username').fill(USERNAME);
+      await page.locator('#password').fill(PASSWORD);
+      await signIn().click();
+      await page.waitForURL((u) => u.toString().startsWith(rpCallback), { waitUntil: 'load' });
+      assert.equal(callbacks.at(-1).searchParams.get('state'), flow.state);
+    });
+
+    // 7. Nothing went wrong in the background.
     await check('no console errors', async () => {
       assert.equal(consoleErrors.length, 0, consoleErrors.join('\n'));
     });
@@ -417,6 +515,7 @@ async function main() {
       assert.equal(serverExit, null, `portcullis serve exited: ${JSON.stringify(serverExit)}`);
     });
   } finally {
+    live.rp?.close();
     for (const n of notes) console.log(`  note: ${n}`);
     const cleanup = [];
     if (browser) cleanup.push(browser.close().catch((e) => console.error(`e2e: closing browser: ${e.message}`)));
