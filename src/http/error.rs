@@ -146,6 +146,10 @@ impl std::fmt::Display for TokenError {
 fn oauth_error_of(e: &EndpointError) -> OAuthError {
     match e {
         EndpointError::OAuth(e) => e.clone(),
+        EndpointError::Throttled { .. } => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many requests; retry later",
+        ),
         EndpointError::Internal(cause) => {
             tracing::error!(request_id = %current_request_id(), error = %cause, "endpoint failed");
             OAuthError::server_error()
@@ -170,6 +174,7 @@ impl ResponseError for TokenError {
                 StatusCode::UNAUTHORIZED
             }
             EndpointError::OAuth(_) => StatusCode::BAD_REQUEST,
+            EndpointError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,6 +219,7 @@ impl ResponseError for BearerError {
                 ErrorCode::LoginRequired => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::BAD_REQUEST,
             },
+            EndpointError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

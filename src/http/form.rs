@@ -33,6 +33,10 @@ pub enum FormError {
     BadEncoding,
     #[error("the request is not valid UTF-8")]
     BadUtf8,
+    /// NUL and other control characters have no place in any parameter we take (and
+    /// Postgres refuses NUL in text).
+    #[error("the request contains control characters")]
+    ControlCharacter,
     #[error("the request has too many parameters")]
     TooManyParams,
     #[error("{0}")]
@@ -83,7 +87,11 @@ fn decode(raw: &[u8]) -> Result<String, FormError> {
         }
         i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| FormError::BadUtf8)
+    let text = String::from_utf8(bytes).map_err(|_| FormError::BadUtf8)?;
+    if text.chars().any(char::is_control) {
+        return Err(FormError::ControlCharacter);
+    }
+    Ok(text)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -188,12 +196,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read_unambiguously() {
-        let cases: [(&[u8], FormError); 5] = [
+        let cases: [(&[u8], FormError); 7] = [
             (b"a=1&a=2", FormError::Duplicate("a".into())),
             (b"a=%zz", FormError::BadEncoding),
             (b"a=%4", FormError::BadEncoding),
             (b"a=%FF%FE", FormError::BadUtf8),
             (b"a=\xff", FormError::BadUtf8),
+            (b"a=x%00y", FormError::ControlCharacter),
+            (b"a=x%0Ay", FormError::ControlCharacter),
         ];
         for (input, expected) in cases {
             assert_eq!(

@@ -87,9 +87,12 @@ impl ClientReply {
 /// schemes: what a page's CSP must allow for a form post to end at `redirect_uri`.
 pub fn form_action_source(redirect_uri: &str) -> Option<String> {
     let url = Url::parse(redirect_uri).ok()?;
-    match url.scheme() {
-        "https" | "http" => Some(url.origin().ascii_serialization()),
-        scheme => Some(format!("{scheme}:")),
+    match (url.scheme(), url.host()) {
+        // CSP host-sources cannot name IPv6 literals; `http:` is the narrowest source that
+        // lets the redirect to a native app's `http://[::1]:port` loopback listener through.
+        ("http", Some(url::Host::Ipv6(_))) => Some("http:".to_owned()),
+        ("https" | "http", _) => Some(url.origin().ascii_serialization()),
+        (scheme, _) => Some(format!("{scheme}:")),
     }
 }
 
@@ -193,12 +196,61 @@ impl Provider {
         let Some(client) = self.find_client(&request.client_id).await? else {
             return Ok(None);
         };
+        // The registration may have changed while the request waited.
+        if !client.redirect_uri_matches(&request.redirect_uri)
+            || !client.allows_grant("authorization_code")
+            || !request.scope.is_subset(&client.scopes)
+        {
+            return Ok(None);
+        }
         Ok(Some(Pending {
             tx: tx.duplicate(),
             transaction,
             request,
             client,
         }))
+    }
+
+    /// Whether `session` falls short of what the request demands: none at all, or (unless
+    /// the user signed in within this very transaction) too old for `max_age`, a forced
+    /// `prompt=login`, or another user than `id_token_hint` names.
+    pub fn needs_login(
+        &self,
+        request: &AuthorizationRequest,
+        session: Option<&CurrentSession>,
+        signed_in_here: Option<crate::domain::session::SessionId>,
+    ) -> bool {
+        let Some(s) = session else { return true };
+        if signed_in_here == Some(s.session.id) {
+            return false;
+        }
+        // OpenID Connect Core §3.1.2.1. Timestamps are whole seconds, so an elapsed time
+        // equal to max_age may really be up to a second more: re-authenticate then too.
+        let too_old = request
+            .max_age
+            .is_some_and(|max| (self.clock.now() - s.session.auth_time).whole_seconds() >= max);
+        let other_user = request
+            .hint_sub
+            .as_ref()
+            .is_some_and(|sub| *sub != s.user.id.to_string());
+        request.prompt_login || too_old || other_user
+    }
+
+    /// Where a pending request must go before consent can be asked: `Some(path)` when
+    /// sign-in is still required (or the client needs no consent at all).
+    pub fn consent_detour(&self, pending: &Pending, session: &CurrentSession) -> Option<String> {
+        let tx = pending.tx.expose();
+        if self.needs_login(
+            &pending.request,
+            Some(session),
+            pending.transaction.session_id,
+        ) {
+            return Some(format!("/login?tx={tx}"));
+        }
+        if pending.client.first_party {
+            return Some(format!("{RESUME_PATH}?tx={tx}"));
+        }
+        None
     }
 
     /// The user's answer on the consent page.
@@ -209,6 +261,14 @@ impl Provider {
         allow: bool,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {
+        // SECURITY: consent never stands in for a sign-in the request still demands.
+        if self.consent_detour(&pending, session).is_some() {
+            return Ok(AuthorizeOutcome::Refused(
+                "This request needs you to sign in first. Please return to the application \
+                 and start again."
+                    .into(),
+            ));
+        }
         let now = self.clock.now();
         let Pending {
             tx,
@@ -303,6 +363,18 @@ impl Provider {
         };
         if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
             return fail(&request, ErrorCode::InvalidRequest, "state is too long");
+        }
+        // RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E).
+        if state
+            .as_ref()
+            .is_some_and(|s| !s.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+        {
+            request.state = None;
+            return fail(
+                &request,
+                ErrorCode::InvalidRequest,
+                "state must be printable ASCII",
+            );
         }
         if mode.is_none() {
             return fail(
@@ -411,6 +483,7 @@ impl Provider {
         }
         if let Some(max_age) = get("max_age") {
             match max_age.parse::<u32>() {
+                Ok(0) => request.prompt_login = true,
                 Ok(v) => request.max_age = Some(i64::from(v)),
                 Err(_) => {
                     return fail(
@@ -422,8 +495,12 @@ impl Provider {
             }
         }
         if let Some(nonce) = get("nonce") {
-            if nonce.len() > MAX_NONCE_LEN {
-                return fail(&request, ErrorCode::InvalidRequest, "nonce is too long");
+            if nonce.len() > MAX_NONCE_LEN || nonce.chars().any(char::is_control) {
+                return fail(
+                    &request,
+                    ErrorCode::InvalidRequest,
+                    "nonce is too long or malformed",
+                );
             }
             request.nonce = Some(nonce.to_owned());
         }
@@ -466,26 +543,8 @@ impl Provider {
         binding: &OpaqueToken,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {
-        let now = self.clock.now();
-        // A sign-in completed within this very request satisfies prompt=login and max_age.
-        let fresh = match (session, pending.as_ref().and_then(|(_, t)| t.session_id)) {
-            (Some(s), Some(signed_in)) => s.session.id == signed_in,
-            _ => false,
-        };
-        let needs_login = match session {
-            None => true,
-            Some(s) if !fresh => {
-                let too_old = request
-                    .max_age
-                    .is_some_and(|max| (now - s.session.auth_time).whole_seconds() > max);
-                let other_user = request
-                    .hint_sub
-                    .as_ref()
-                    .is_some_and(|sub| *sub != s.user.id.to_string());
-                request.prompt_login || too_old || other_user
-            }
-            Some(_) => false,
-        };
+        let signed_in_here = pending.as_ref().and_then(|(_, t)| t.session_id);
+        let needs_login = self.needs_login(&request, session, signed_in_here);
         if needs_login {
             if request.prompt_none {
                 return self
@@ -498,7 +557,7 @@ impl Provider {
                     )
                     .await;
             }
-            let tx = self.pending_tx(&request, pending, binding).await?;
+            let tx = self.pending_tx(&request, pending, binding, actor).await?;
             return Ok(AuthorizeOutcome::Login { tx });
         }
         let Some(session) = session else {
@@ -523,7 +582,7 @@ impl Provider {
                     )
                     .await;
             }
-            let tx = self.pending_tx(&request, pending, binding).await?;
+            let tx = self.pending_tx(&request, pending, binding, actor).await?;
             return Ok(AuthorizeOutcome::Consent { tx });
         }
         let tx_hash = pending.as_ref().map(|(tx, _)| tx.hash());
@@ -537,9 +596,15 @@ impl Provider {
         request: &AuthorizationRequest,
         pending: Option<(OpaqueToken, LoginTransaction)>,
         binding: &OpaqueToken,
+        actor: &Actor,
     ) -> Result<OpaqueToken, EndpointError> {
         if let Some((tx, _)) = pending {
             return Ok(tx);
+        }
+        // Each parked request is a row: the same per-address cap as sign-in forms.
+        let ip = actor.ip.as_deref().and_then(|ip| ip.parse().ok());
+        if let Err(retry_after) = self.auth.may_open_form(ip) {
+            return Err(EndpointError::Throttled { retry_after });
         }
         let value =
             serde_json::to_value(request).map_err(|e| EndpointError::Internal(e.to_string()))?;

@@ -96,6 +96,9 @@ impl OAuthError {
 pub enum EndpointError {
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    /// Too many requests from one address; retry after this many seconds.
+    #[error("too many requests")]
+    Throttled { retry_after: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -18,8 +18,8 @@ use crate::domain::pkce::challenge_for_verifier;
 use crate::domain::secret::OpaqueToken;
 use crate::storage::{CodeRedemption, Redemption};
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+/// A successful token response (RFC 6749 §5.1). `Debug` shows no token.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -27,6 +27,17 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("id_token", &self.id_token.as_ref().map(|_| ".."))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the client presented its credentials.

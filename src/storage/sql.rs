@@ -925,6 +925,9 @@ macro_rules! sql_store {
                      access_token_jti = $6, access_token_expires_at = $7 \
                      where code_hash = $1 and consumed_at is null and expires_at > $2 \
                      and client_id = $3 and redirect_uri = $4 and code_challenge = $5 \
+                     and exists (select 1 from browser_sessions s \
+                                 where s.session_id = authorization_codes.session_id \
+                                 and s.revoked_at is null) \
                      returning {CODE_COLUMNS}"
                 ))
                 .bind(r.code_hash.as_bytes())
@@ -937,7 +940,12 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(row) = row {
-                    insert_audit(&mut *tx, r.audit_issued).await?;
+                    let audit = r
+                        .audit_issued
+                        .clone()
+                        .user(UserId(row.user_id))
+                        .session(SessionId(row.session_id));
+                    insert_audit(&mut *tx, &audit).await?;
                     tx.commit().await?;
                     return Ok(Redemption::Redeemed(Box::new(row.into_record()?)));
                 }

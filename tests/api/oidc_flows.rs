@@ -184,11 +184,19 @@ async fn authorization_requests_may_be_posted_and_ignore_unknown_parameters() {
         .send()
         .await
         .expect("POST /authorize");
+    // Re-issued as a GET, so that SameSite=Lax cookies come along.
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let get = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(get.starts_with("/authorize?"), "{get}");
+    let response = app.get(&app.client, &get).await;
     let login = response.headers()["location"]
         .to_str()
         .expect("location")
         .to_owned();
+    assert!(login.starts_with("/login?tx="), "{login}");
     let page = app.get(&app.client, &login).await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
@@ -426,4 +434,84 @@ async fn a_native_app_signs_in_through_a_loopback_redirect_on_any_port() {
         tokens.refresh_token().is_none(),
         "refresh tokens come with the refresh_token grant"
     );
+}
+
+#[tokio::test]
+async fn consent_cannot_stand_in_for_a_sign_in_the_request_demands() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    app.register_client(web_app(false)).await;
+    let cookie = app.login_ok(&app.client, "alice", PASSWORD).await;
+    for extra in [[("prompt", "login")], [("max_age", "0")]] {
+        app.clock.advance(time::Duration::seconds(5));
+        let response = app.get(&app.client, &authorize_path(&pkce(), &extra)).await;
+        let login = response.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        let tx = login
+            .strip_prefix("/login?tx=")
+            .expect("sent to sign in")
+            .to_owned();
+
+        // Skipping the sign-in page: the consent page sends the browser back to it...
+        let consent = app.get(&app.client, &format!("/consent?tx={tx}")).await;
+        assert_eq!(consent.status(), StatusCode::SEE_OTHER, "{extra:?}");
+        assert_eq!(
+            consent.headers()["location"].to_str().expect("location"),
+            login
+        );
+        // ...and a forged answer (with a valid CSRF token) issues nothing.
+        let session = portcullis::domain::secret::OpaqueToken::parse(&cookie).expect("cookie");
+        let csrf = session.derive("consent-csrf", &tx);
+        let forged = app
+            .post_form(
+                &app.client,
+                "/consent",
+                &[("tx", &tx), ("csrf_token", &csrf), ("decision", "allow")],
+            )
+            .await;
+        assert_eq!(forged.status(), StatusCode::BAD_REQUEST, "{extra:?}");
+        assert!(forged.headers().get("location").is_none());
+    }
+    assert!(app.audit("code.issued").await.is_empty());
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_not_stored() {
+    let (app, secret) = setup().await;
+    for bad in ["state", "nonce", "login_hint"] {
+        let path = format!("{}&{bad}=a%00b", authorize_path(&pkce(), &[(bad, "")]));
+        let response = app.get(&app.client, &path).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let token = rp_http()
+        .post(app.url("/token"))
+        .basic_auth("web-app", Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=authorization_code&code=x&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback%00&code_verifier=v")
+        .send()
+        .await
+        .expect("POST");
+    crate::oidc::assert_oauth_error(token, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn a_code_dies_with_the_session_it_was_issued_in() {
+    let (app, secret) = setup().await;
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+    let csrf = app.account_csrf(&app.client).await;
+    app.post_form(&app.client, "/logout", &[("csrf_token", &csrf)])
+        .await;
+    let late = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    crate::oidc::assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }

@@ -25,13 +25,20 @@ pub async fn get(
     authorize(&req, &state, params, StatusCode::FOUND).await
 }
 
-/// OpenID Connect Core §3.1.2.1: the request may also be sent as a form post.
+/// OpenID Connect Core §3.1.2.1: the request may also be sent as a form post. It comes
+/// from the client's site, so the browser sends no `SameSite=Lax` cookies with it: answer
+/// with a 303 to the same request as a GET, a top-level navigation that carries them.
 pub async fn post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
     StrictForm(params): StrictForm<HashMap<String, String>>,
 ) -> Result<HttpResponse, PageError> {
-    authorize(&req, &state, params, StatusCode::SEE_OTHER).await
+    let mut pairs: Vec<(String, String)> = params.into_iter().collect();
+    pairs.sort();
+    let query =
+        serde_urlencoded::to_string(&pairs).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    Ok(redirect_to(
+        StatusCode::SEE_OTHER,
+        &format!("/authorize?{query}"),
+    ))
 }
 
 async fn authorize(
@@ -147,6 +154,7 @@ pub fn binding(req: &HttpRequest, state: &AppState) -> (OpaqueToken, bool) {
 pub fn internal(e: EndpointError) -> PageError {
     match e {
         EndpointError::OAuth(e) => PageError::BadRequest(e.description),
+        EndpointError::Throttled { retry_after } => PageError::TooManyRequests { retry_after },
         EndpointError::Internal(cause) => PageError::Internal(cause),
     }
 }

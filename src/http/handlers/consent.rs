@@ -69,6 +69,9 @@ pub async fn show(
     let Some((session, pending)) = load(&req, &state, &query.tx).await? else {
         return Err(expired());
     };
+    if let Some(path) = state.provider.consent_detour(&pending, &session) {
+        return Ok(see_other(&path));
+    }
     let scopes: Vec<String> = pending.request.scope.iter().map(scope::describe).collect();
     let redirect_host = url::Url::parse(&pending.request.redirect_uri)
         .ok()

@@ -40,10 +40,9 @@ async fn handle(
             "the request body must be application/x-www-form-urlencoded",
         ));
     }
-    let params: HashMap<String, String> = parse_strict(body).map_err(|e| match e {
-        FormError::Duplicate(name) => bad(&format!("the parameter {name} is repeated")),
-        other => bad(&other.to_string()),
-    })?;
+    // RFC 6749 §3.2: parameters must not repeat; the message never echoes input.
+    let params: HashMap<String, String> =
+        parse_strict(body).map_err(|e: FormError| bad(&e.to_string()))?;
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
