@@ -100,3 +100,19 @@ pub async fn preflight(req: HttpRequest, cache: &OriginCache) -> HttpResponse {
     }
     res
 }
+
+/// Runs an endpoint and adds the CORS headers for the request's origin to whatever it
+/// answers, errors included.
+pub async fn with_cors<E: actix_web::ResponseError>(
+    req: &HttpRequest,
+    cache: &OriginCache,
+    result: impl std::future::Future<Output = Result<HttpResponse, E>>,
+) -> HttpResponse {
+    let origin = allowed_origin(req, cache).await;
+    let mut res = match result.await {
+        Ok(res) => res,
+        Err(e) => e.error_response(),
+    };
+    apply(&mut res, origin.as_deref());
+    res
+}

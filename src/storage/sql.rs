@@ -258,6 +258,22 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// Runs `statement` and, when it changed exactly one row, writes `audit`: the
+        /// decision and its audit row in one transaction.
+        async fn audited_change<'q>(
+            pool: &sqlx::Pool<$db>,
+            statement: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            audit: &AuditEvent,
+        ) -> Result<bool, StoreError> {
+            let mut tx = pool.begin().await?;
+            let changed = statement.execute(&mut *tx).await?.rows_affected() == 1;
+            if changed {
+                insert_audit(&mut *tx, audit).await?;
+            }
+            tx.commit().await?;
+            Ok(changed)
+        }
+
         fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
             match e.as_database_error() {
                 Some(db) if db.is_unique_violation() => StoreError::Conflict(what),
@@ -660,24 +676,19 @@ macro_rules! sql_store {
                 reason: &str,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.writer().begin().await?;
-                let revoked = sqlx::query(
-                    "update browser_sessions set revoked_at = $3, revoked_reason = $4 \
-                     where user_id = $1 and session_id = $2 and revoked_at is null",
+                audited_change(
+                    self.writer(),
+                    sqlx::query(
+                        "update browser_sessions set revoked_at = $3, revoked_reason = $4 \
+                         where user_id = $1 and session_id = $2 and revoked_at is null",
+                    )
+                    .bind(user.0)
+                    .bind(session.0)
+                    .bind(ts(now))
+                    .bind(reason),
+                    audit,
                 )
-                .bind(user.0)
-                .bind(session.0)
-                .bind(ts(now))
-                .bind(reason)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if revoked {
-                    insert_audit(&mut *tx, audit).await?;
-                }
-                tx.commit().await?;
-                Ok(revoked)
+                .await
             }
 
             async fn revoke_user_sessions(
@@ -750,18 +761,12 @@ macro_rules! sql_store {
                 id: &ClientId,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.writer().begin().await?;
-                let deleted = sqlx::query("delete from clients where client_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if deleted {
-                    insert_audit(&mut *tx, audit).await?;
-                }
-                tx.commit().await?;
-                Ok(deleted)
+                audited_change(
+                    self.writer(),
+                    sqlx::query("delete from clients where client_id = $1").bind(id.as_str()),
+                    audit,
+                )
+                .await
             }
 
             async fn set_client_secret(
@@ -771,23 +776,18 @@ macro_rules! sql_store {
                 now: OffsetDateTime,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.writer().begin().await?;
-                let changed = sqlx::query(
-                    "update clients set secret_hash = $2, updated_at = $3 \
-                     where client_id = $1 and secret_hash is not null",
+                audited_change(
+                    self.writer(),
+                    sqlx::query(
+                        "update clients set secret_hash = $2, updated_at = $3 \
+                         where client_id = $1 and secret_hash is not null",
+                    )
+                    .bind(id.as_str())
+                    .bind(hash.as_bytes())
+                    .bind(ts(now)),
+                    audit,
                 )
-                .bind(id.as_str())
-                .bind(hash.as_bytes())
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if changed {
-                    insert_audit(&mut *tx, audit).await?;
-                }
-                tx.commit().await?;
-                Ok(changed)
+                .await
             }
 
             async fn allowed_origins(&self) -> Result<Vec<String>, StoreError> {
@@ -894,22 +894,17 @@ macro_rules! sql_store {
                 now: OffsetDateTime,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.writer().begin().await?;
-                let answered = sqlx::query(
-                    "update login_transactions set completed_at = $2 \
-                     where id_hash = $1 and completed_at is null",
+                audited_change(
+                    self.writer(),
+                    sqlx::query(
+                        "update login_transactions set completed_at = $2 \
+                         where id_hash = $1 and completed_at is null",
+                    )
+                    .bind(transaction.as_bytes())
+                    .bind(ts(now)),
+                    audit,
                 )
-                .bind(transaction.as_bytes())
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if answered {
-                    insert_audit(&mut *tx, audit).await?;
-                }
-                tx.commit().await?;
-                Ok(answered)
+                .await
             }
 
             async fn redeem_code(

@@ -13,13 +13,7 @@ use crate::http::form::{FormError, parse_strict};
 use crate::oauth::error::{EndpointError, OAuthError};
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let origin = cors::allowed_origin(&req, &state.origins).await;
-    let mut res = match handle(&req, &state, &body).await {
-        Ok(res) => res,
-        Err(e) => actix_web::ResponseError::error_response(&e),
-    };
-    cors::apply(&mut res, origin.as_deref());
-    res
+    cors::with_cors(&req, &state.origins, handle(&req, &state, &body)).await
 }
 
 async fn handle(

@@ -16,13 +16,7 @@ pub async fn userinfo(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let origin = cors::allowed_origin(&req, &state.origins).await;
-    let mut res = match handle(&req, &state, &body).await {
-        Ok(res) => res,
-        Err(e) => actix_web::ResponseError::error_response(&e),
-    };
-    cors::apply(&mut res, origin.as_deref());
-    res
+    cors::with_cors(&req, &state.origins, handle(&req, &state, &body)).await
 }
 
 async fn handle(
