@@ -49,6 +49,10 @@ pub enum AuditKind {
     TokenIssued,
     #[serde(rename = "token.denied")]
     TokenDenied,
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    #[serde(rename = "key.retired")]
+    KeyRetired,
 }
 
 impl AuditKind {
@@ -73,6 +77,8 @@ impl AuditKind {
             Self::CodeReused => "code.reused",
             Self::TokenIssued => "token.issued",
             Self::TokenDenied => "token.denied",
+            Self::KeyRotated => "key.rotated",
+            Self::KeyRetired => "key.retired",
         }
     }
 }

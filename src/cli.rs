@@ -1,7 +1,7 @@
-//! The command line: `serve`, `migrate`, `users …`, `sessions …`, `audit …`. Commands work
-//! directly on the database named by the configuration and call the same functions as the
-//! server. Secrets are read from a prompt, or from stdin when it is not a terminal, never
-//! from arguments (which end up in shell history and `ps`).
+//! The command line: `serve`, `migrate`, `users …`, `clients …`, `sessions …`, `keys …`,
+//! `audit …`. Commands work directly on the database named by the configuration and call
+//! the same functions as the server. Secrets are read from a prompt, or from stdin when it
+//! is not a terminal, never from arguments (which end up in shell history and `ps`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, Sources, redact_url};
 use crate::domain::client::{AuthMethod, ClientId, ClientKind};
 use crate::domain::user::{NewUser, Password, User, Username};
+use crate::keys::{KeyRing, MasterKey, RetireOutcome, RotationOutcome};
 use crate::password::PasswordHasher;
 use crate::startup::Application;
 use crate::storage::{self, PasswordChange, Store};
@@ -55,6 +56,23 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys and their states.
+    List,
+    /// Rotate now: current → retired, next → current, and a new next key.
+    Rotate,
+    /// Emergency: unpublish a key at once; tokens it signed stop verifying. If it was
+    /// current, next is promoted.
+    Retire {
+        #[arg(long)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +246,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             .await;
+            store.close().await;
+            result
+        }
+        Command::Keys(cmd) => {
+            let store = open_migrated(&settings).await?;
+            let result = keys(&settings, Arc::clone(&store), cmd, json).await;
             store.close().await;
             result
         }
@@ -485,6 +509,101 @@ async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::
                     secret.expose()
                 ),
             );
+        }
+    }
+    Ok(())
+}
+
+async fn keys(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    cmd: KeysCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let KeysCommand::List = cmd {
+        let rows: Vec<serde_json::Value> = store
+            .list_signing_keys()
+            .await?
+            .into_iter()
+            .map(|k| {
+                let t = |t: Option<time::OffsetDateTime>| {
+                    t.and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                };
+                json!({
+                    "kid": k.kid,
+                    "alg": k.alg,
+                    "state": k.state,
+                    "created_at": t(Some(k.created_at)),
+                    "activated_at": t(k.activated_at),
+                    "retired_at": t(k.retired_at),
+                    "remove_after": t(k.remove_after),
+                })
+            })
+            .collect();
+        if json {
+            println!("{}", serde_json::Value::Array(rows));
+        } else {
+            for r in rows {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+                println!(
+                    "{}  {:<5} {:<7} created={} activated={} retired={} remove_after={}",
+                    s(&r["kid"]),
+                    s(&r["alg"]),
+                    s(&r["state"]),
+                    s(&r["created_at"]),
+                    s(&r["activated_at"]),
+                    s(&r["retired_at"]),
+                    s(&r["remove_after"]),
+                );
+            }
+        }
+        return Ok(());
+    }
+    let master = MasterKey::load(&settings.keys).context("loading the master key")?;
+    let ring = KeyRing::load_or_init_with(
+        store,
+        master,
+        Arc::new(SystemClock),
+        crate::keys::retention(settings),
+    )
+    .await
+    .context("loading the signing keys")?;
+    match cmd {
+        KeysCommand::List => {}
+        KeysCommand::Rotate => {
+            let outcome = ring.rotate_by(&Actor::cli()).await?;
+            let text = match &outcome {
+                RotationOutcome::Rotated {
+                    retired, current, ..
+                } => format!(
+                    "Rotated: {current} signs now; {retired} is retired (published until its tokens expire). Other instances pick this up within keys.reload_interval."
+                ),
+                RotationOutcome::LostRace { current } => format!(
+                    "Another rotation happened at the same time; the current key is {}.",
+                    current.as_deref().unwrap_or("-")
+                ),
+            };
+            emit(json, &serde_json::to_value(&outcome)?, &text);
+        }
+        KeysCommand::Retire { kid } => {
+            let outcome = ring.retire(&kid, &Actor::cli()).await?;
+            let text = match &outcome {
+                RetireOutcome::Retired {
+                    kid,
+                    promoted: Some(current),
+                    ..
+                } => format!(
+                    "Retired {kid}; tokens it signed no longer verify. {current} signs now."
+                ),
+                RetireOutcome::Retired { kid, .. } => {
+                    format!("Retired {kid}; tokens it signed no longer verify.")
+                }
+                RetireOutcome::NotFound { kid } => bail!("no signing key {kid}"),
+            };
+            emit(json, &serde_json::to_value(&outcome)?, &text);
         }
     }
     Ok(())

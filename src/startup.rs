@@ -14,7 +14,7 @@ use crate::http::cors::OriginCache;
 use crate::http::handlers::not_found;
 use crate::http::middleware::{RequestContext, security_headers};
 use crate::http::{AppState, cookies::CookieNames, routes};
-use crate::keys::{KeyRing, MasterKey, spawn_reloader};
+use crate::keys::{KeyRing, MasterKey, retention, spawn_reloader, spawn_rotator};
 use crate::oauth::Provider;
 use crate::password::PasswordHasher;
 use crate::storage::{self, PurgeCutoffs, Store};
@@ -49,10 +49,21 @@ impl Application {
         }
         let hasher = PasswordHasher::new(&settings.password).context("password hasher")?;
         let master = MasterKey::load(&settings.keys).context("loading the master key")?;
-        let keys = KeyRing::load_or_init(Arc::clone(&store), master, Arc::clone(&clock))
-            .await
-            .context("loading the signing keys")?;
+        let keys = KeyRing::load_or_init_with(
+            Arc::clone(&store),
+            master,
+            Arc::clone(&clock),
+            retention(&settings),
+        )
+        .await
+        .context("loading the signing keys")?;
         let reloader = spawn_reloader(keys.clone(), settings.keys.reload_interval);
+        let rotator = spawn_rotator(
+            keys.clone(),
+            settings.keys.rotation_interval,
+            settings.keys.prepublication,
+            settings.keys.reload_interval,
+        );
         let auth = Authenticator::new(&settings, Arc::clone(&store), Arc::clone(&clock), hasher);
         let provider = Provider::new(&settings, auth.clone(), keys);
         let state = AppState {
@@ -85,7 +96,7 @@ impl Application {
             port,
             server,
             store,
-            background: vec![housekeeping, reloader],
+            background: vec![housekeeping, reloader, rotator],
         })
     }
 

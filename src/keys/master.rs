@@ -245,6 +245,8 @@ mod tests {
             generate_master_key: generate,
             generated_master_key_file: generated.to_owned(),
             reload_interval: Duration::from_secs(30),
+            rotation_interval: Duration::from_secs(30 * 86_400),
+            prepublication: Duration::from_secs(86_400),
         }
     }
 

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use super::jwt::{self, Expectations, MAX_TOKEN_LEN};
 use super::material::{RsaKey, generate_rsa_pkcs8};
 use super::{KeyError, MasterKey};
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::clock::Clock;
-use crate::storage::{SigningKeyRecord, Store, StoreError};
+use crate::storage::{KeyRetirement, Retired, SigningKeyRecord, Store, StoreError};
 
 /// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256).
 const DEFAULT_ALG: Algorithm = Algorithm::RS256;
@@ -25,6 +26,55 @@ const DEFAULT_ALG_NAME: &str = "RS256";
 /// How often `load_or_init` retries when another instance creates the first key at the
 /// same moment.
 const INIT_ATTEMPTS: usize = 3;
+
+/// How long a retired key stays published by default: the default token lifetime (10
+/// minutes) plus the clock skew allowance. `load_or_init_with` takes the configured value.
+const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(10 * 60 + 60);
+
+/// What `rotate` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RotationOutcome {
+    Rotated {
+        /// The key that was current and is now retired.
+        retired: String,
+        /// The key that signs from now on.
+        current: String,
+        /// The new pre-published key.
+        next: Option<String>,
+        #[serde(with = "time::serde::rfc3339")]
+        remove_after: OffsetDateTime,
+    },
+    /// Another instance rotated first; the ring now holds its result.
+    LostRace { current: Option<String> },
+}
+
+/// What an emergency `retire` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RetireOutcome {
+    Retired {
+        kid: String,
+        previous_state: String,
+        /// The key promoted to current when the retired key was current.
+        promoted: Option<String>,
+        next: Option<String>,
+    },
+    NotFound {
+        kid: String,
+    },
+}
+
+/// Whether the scheduled rotation should run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationDue {
+    No,
+    Yes,
+    /// Due, but there is no next key published long enough: create one and wait.
+    NeedsNext,
+    /// Due, but the next key was published less than the pre-publication window ago.
+    Waiting,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum KeyState {
@@ -87,6 +137,9 @@ struct PublishedKey {
 struct Snapshot {
     published: HashMap<String, PublishedKey>,
     current: Option<Arc<LoadedKey>>,
+    current_activated_at: Option<OffsetDateTime>,
+    /// When the oldest next key of the signing algorithm was created (published).
+    next_created_at: Option<OffsetDateTime>,
     jwks: Bytes,
     algorithms: Vec<String>,
 }
@@ -96,6 +149,8 @@ impl Snapshot {
         Self {
             published: HashMap::new(),
             current: None,
+            current_activated_at: None,
+            next_created_at: None,
             jwks: Bytes::from_static(br#"{"keys":[]}"#),
             algorithms: Vec::new(),
         }
@@ -106,6 +161,8 @@ struct Inner {
     store: Arc<dyn Store>,
     master: MasterKey,
     clock: Arc<dyn Clock>,
+    /// How long a retired key stays published: the longest token lifetime plus skew.
+    retain: time::Duration,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Serialises reloads so an older read never replaces a newer snapshot.
     reload: tokio::sync::Mutex<()>,
@@ -126,11 +183,24 @@ impl KeyRing {
         master: MasterKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeyError> {
+        Self::load_or_init_with(store, master, clock, DEFAULT_RETENTION).await
+    }
+
+    /// As `load_or_init`; `retain` is how long a retired key stays published (the longest
+    /// token lifetime plus clock skew, see `keys::retention`). Also creates a `next` key
+    /// when there is none.
+    pub async fn load_or_init_with(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        retain: std::time::Duration,
+    ) -> Result<Self, KeyError> {
         let ring = Self {
             inner: Arc::new(Inner {
                 store,
                 master,
                 clock,
+                retain: time::Duration::try_from(retain).unwrap_or(time::Duration::MAX),
                 snapshot: RwLock::new(Arc::new(Snapshot::empty())),
                 reload: tokio::sync::Mutex::new(()),
             }),
@@ -138,6 +208,7 @@ impl KeyRing {
         for _ in 0..INIT_ATTEMPTS {
             ring.reload().await?;
             if ring.snapshot().current.is_some() {
+                ring.ensure_next().await?;
                 return Ok(ring);
             }
             let now = ring.inner.clock.now();
@@ -175,6 +246,172 @@ impl KeyRing {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         Ok(())
+    }
+
+    /// Inserts a `next` key when the signing algorithm has none (first start, or a
+    /// database from before next keys existed), and reloads. Two instances doing this at
+    /// once may each add one; rotation then promotes the oldest.
+    pub async fn ensure_next(&self) -> Result<(), KeyError> {
+        if self.snapshot().next_created_at.is_some() {
+            return Ok(());
+        }
+        let record = self
+            .new_record(KeyState::Next, self.inner.clock.now())
+            .await?;
+        self.inner.store.insert_signing_key(&record).await?;
+        tracing::info!(kid = %record.kid, alg = %record.alg, "created a next signing key");
+        self.reload().await
+    }
+
+    /// Whether `current.activated_at + interval <= now`, and whether the next key has
+    /// been published for at least `prepublication`.
+    pub fn rotation_due(
+        &self,
+        interval: std::time::Duration,
+        prepublication: std::time::Duration,
+    ) -> RotationDue {
+        let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
+        let snapshot = self.snapshot();
+        let now = self.inner.clock.now();
+        let Some(activated) = snapshot.current_activated_at else {
+            return RotationDue::No;
+        };
+        if activated.saturating_add(d(interval)) > now {
+            return RotationDue::No;
+        }
+        match snapshot.next_created_at {
+            None => RotationDue::NeedsNext,
+            Some(created) if created.saturating_add(d(prepublication)) > now => {
+                RotationDue::Waiting
+            }
+            Some(_) => RotationDue::Yes,
+        }
+    }
+
+    /// Rotates: current → retired (published for the retention window), next → current,
+    /// a fresh next. Compare-and-swap on the current kid of this ring's snapshot (no
+    /// reload first: a rotation decided on that snapshot must not retire a key another
+    /// instance promoted meanwhile), so when instances rotate at once exactly one wins
+    /// and the others get `LostRace` and reload.
+    pub async fn rotate(&self) -> Result<RotationOutcome, KeyError> {
+        self.rotate_by(&Actor::default()).await
+    }
+
+    /// `rotate`, audited as done by `actor`.
+    pub async fn rotate_by(&self, actor: &Actor) -> Result<RotationOutcome, KeyError> {
+        let snapshot = self.snapshot();
+        let expected = snapshot
+            .current
+            .as_ref()
+            .map(|k| k.kid.clone())
+            .ok_or(KeyError::NoSigningKey)?;
+        let now = self.inner.clock.now();
+        let fresh = self.fresh_keys(&snapshot, now).await?;
+        let remove_after = now.saturating_add(self.inner.retain);
+        let audit = AuditEvent::new(now, AuditKind::KeyRotated, Outcome::Success, actor)
+            .detail("remove_after", remove_after.unix_timestamp());
+        let result = self
+            .inner
+            .store
+            .retire_signing_key(&KeyRetirement {
+                kid: &expected,
+                only_if_current: true,
+                now,
+                remove_after,
+                fresh: &fresh,
+                audit: &audit,
+            })
+            .await;
+        let outcome = match result {
+            Ok(Retired::Retired {
+                promoted: Some(current),
+                next,
+                ..
+            }) => {
+                tracing::info!(retired = %expected, %current, next = next.as_deref(), "rotated the signing key");
+                RotationOutcome::Rotated {
+                    retired: expected,
+                    current,
+                    next,
+                    remove_after,
+                }
+            }
+            Ok(Retired::Retired { promoted: None, .. }) => {
+                return Err(KeyError::Crypto("rotation left no current key".to_owned()));
+            }
+            // The partial unique index refused a second current key: another won.
+            Ok(Retired::LostRace | Retired::NotFound) | Err(StoreError::Conflict(_)) => {
+                RotationOutcome::LostRace { current: None }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.reload().await?;
+        Ok(match outcome {
+            RotationOutcome::LostRace { .. } => {
+                tracing::info!("another instance rotated the signing key first");
+                RotationOutcome::LostRace {
+                    current: self.current_kid(),
+                }
+            }
+            rotated => rotated,
+        })
+    }
+
+    /// Emergency retirement: `kid` is unpublished at once and tokens it signed stop
+    /// verifying. If it was current, next is promoted and a new next created in the same
+    /// transaction.
+    pub async fn retire(&self, kid: &str, actor: &Actor) -> Result<RetireOutcome, KeyError> {
+        self.reload().await?;
+        let snapshot = self.snapshot();
+        let now = self.inner.clock.now();
+        let fresh = self.fresh_keys(&snapshot, now).await?;
+        let audit = AuditEvent::new(now, AuditKind::KeyRetired, Outcome::Success, actor)
+            .detail("emergency", true);
+        let result = self
+            .inner
+            .store
+            .retire_signing_key(&KeyRetirement {
+                kid,
+                only_if_current: false,
+                now,
+                remove_after: now,
+                fresh: &fresh,
+                audit: &audit,
+            })
+            .await?;
+        self.reload().await?;
+        Ok(match result {
+            Retired::Retired {
+                previous_state,
+                promoted,
+                next,
+                ..
+            } => {
+                tracing::warn!(%kid, %previous_state, promoted = promoted.as_deref(), "retired a signing key at once");
+                RetireOutcome::Retired {
+                    kid: kid.to_owned(),
+                    previous_state,
+                    promoted,
+                    next,
+                }
+            }
+            Retired::LostRace | Retired::NotFound => RetireOutcome::NotFound {
+                kid: kid.to_owned(),
+            },
+        })
+    }
+
+    /// A fresh next key, plus one to promote directly when there is no next key.
+    async fn fresh_keys(
+        &self,
+        snapshot: &Snapshot,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SigningKeyRecord>, KeyError> {
+        let mut fresh = vec![self.new_record(KeyState::Next, now).await?];
+        if snapshot.next_created_at.is_none() {
+            fresh.push(self.new_record(KeyState::Next, now).await?);
+        }
+        Ok(fresh)
     }
 
     /// A JWS (RFC 7515 compact form) of `claims` under the current key, with header
@@ -288,6 +525,7 @@ impl KeyRing {
         let mut published = HashMap::new();
         let mut jwks = Vec::new();
         let mut current: Option<(Arc<LoadedKey>, Option<OffsetDateTime>)> = None;
+        let mut next_created_at: Option<OffsetDateTime> = None;
 
         for record in records {
             let Some(state) = KeyState::parse(&record.state) else {
@@ -298,7 +536,13 @@ impl KeyRing {
                 tracing::warn!(kid = %record.kid, alg = %record.alg, "skipping a signing key with an unsupported algorithm");
                 continue;
             }
-            if state == KeyState::Retired && record.remove_after.is_some_and(|t| t <= now) {
+            // An emergency retirement sets remove_after to the retirement instant: gone
+            // at once whatever this instance's clock says.
+            if state == KeyState::Retired
+                && record
+                    .remove_after
+                    .is_some_and(|t| t <= now || record.retired_at.is_some_and(|r| t <= r))
+            {
                 continue;
             }
             let reused = previous
@@ -318,6 +562,9 @@ impl KeyRing {
             {
                 current = Some((Arc::clone(&key), record.activated_at));
             }
+            if state == KeyState::Next && next_created_at.is_none_or(|t| record.created_at < t) {
+                next_created_at = Some(record.created_at);
+            }
             jwks.push(key.published_jwk.clone());
             let remove_after = if state == KeyState::Retired {
                 record.remove_after
@@ -329,8 +576,11 @@ impl KeyRing {
 
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))
             .map_err(|e| KeyError::Crypto(format!("serializing the JWKS: {e}")))?;
+        let current_activated_at = current.as_ref().and_then(|(_, activated)| *activated);
         let current = current.map(|(key, _)| key);
         Ok(Snapshot {
+            current_activated_at,
+            next_created_at,
             algorithms: current.iter().map(|k| k.alg_name.to_owned()).collect(),
             current,
             published,

@@ -208,12 +208,18 @@ fn pem(label: &str, der: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn load_or_init_creates_exactly_one_current_key() {
+async fn load_or_init_creates_exactly_one_current_key_and_a_next_key() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
     let records = f.records().await;
-    assert_eq!(records.len(), 1);
-    let record = &records[0];
+    assert_eq!(records.len(), 2);
+    let next: Vec<_> = records.iter().filter(|r| r.state == "next").collect();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].activated_at, None);
+    let record = records
+        .iter()
+        .find(|r| r.state == "current")
+        .unwrap_or_else(|| panic!("no current key"));
     assert_eq!(record.state, "current");
     assert_eq!(record.alg, "RS256");
     assert_eq!(record.activated_at, Some(f.clock.now()));
@@ -230,7 +236,7 @@ async fn a_second_ring_on_the_same_store_reuses_the_key() {
     let first = f.ring().await;
     let second = f.ring().await;
     assert_eq!(first.current_kid(), second.current_kid());
-    assert_eq!(f.records().await.len(), 1);
+    assert_eq!(f.records().await.len(), 2);
     assert_eq!(first.jwks_json(), second.jwks_json());
 
     // A token from one instance verifies on the other.
@@ -279,7 +285,7 @@ async fn a_different_master_key_is_a_mismatch_not_a_new_key() {
         err.to_string(),
         "the master key does not match the one the signing keys were encrypted with"
     );
-    assert_eq!(f.records().await.len(), 1);
+    assert_eq!(f.records().await.len(), 2);
 }
 
 #[tokio::test]
@@ -386,8 +392,13 @@ async fn jwks_has_exactly_the_public_parameters() {
     let keys = jwks["keys"]
         .as_array()
         .unwrap_or_else(|| panic!("no keys array: {jwks}"));
-    assert_eq!(keys.len(), 1);
-    let jwk = &keys[0];
+    // The current key and the pre-published next key.
+    assert_eq!(keys.len(), 2);
+    let current = ring.current_kid().unwrap_or_default();
+    let jwk = keys
+        .iter()
+        .find(|k| k["kid"] == current.as_str())
+        .unwrap_or_else(|| panic!("the current key is not published: {jwks}"));
     let members: BTreeSet<&str> = jwk
         .as_object()
         .unwrap_or_else(|| panic!("not an object"))
@@ -721,6 +732,13 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
     let current = ring
         .current_kid()
         .unwrap_or_else(|| panic!("no current key"));
+    let first_next = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.state == "next")
+        .unwrap_or_else(|| panic!("no next key"))
+        .kid;
 
     let now = f.clock.now();
     let next = ring
@@ -743,7 +761,7 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
 
     // Not visible until the reload.
     let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
     let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
     let kids: BTreeSet<&str> = jwks["keys"]
@@ -754,7 +772,12 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
         .collect();
     assert_eq!(
         kids,
-        BTreeSet::from([current.as_str(), next.kid.as_str(), retired.kid.as_str()])
+        BTreeSet::from([
+            current.as_str(),
+            first_next.as_str(),
+            next.kid.as_str(),
+            retired.kid.as_str()
+        ])
     );
     assert_eq!(ring.current_kid().as_deref(), Some(current.as_str()));
     assert_eq!(ring.algorithms(), vec!["RS256".to_owned()]);
@@ -788,7 +811,7 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
     assert_eq!(reason(ring.verify(&old_token, &expect)), "unknown key");
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
     let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(3));
     assert!(!jwks.to_string().contains(&retired.kid));
 }
 
@@ -849,4 +872,205 @@ async fn the_reloader_picks_up_keys_added_elsewhere() {
     }
     task.abort();
     assert!(seen, "the reloader never published the new key");
+}
+
+fn count(records: &[SigningKeyRecord], state: &str) -> usize {
+    records.iter().filter(|r| r.state == state).count()
+}
+
+#[tokio::test]
+async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let old = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+    let next = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.state == "next")
+        .unwrap_or_else(|| panic!("no next key"))
+        .kid;
+    f.clock.advance(Span::hours(1));
+    let outcome = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let RotationOutcome::Rotated {
+        retired,
+        current,
+        next: Some(new_next),
+        remove_after,
+    } = outcome
+    else {
+        panic!("unexpected {outcome:?}");
+    };
+    assert_eq!(
+        (retired.as_str(), current.as_str()),
+        (old.as_str(), next.as_str())
+    );
+    assert_eq!(ring.current_kid().as_deref(), Some(next.as_str()));
+    let records = f.records().await;
+    assert_eq!(
+        (
+            count(&records, "current"),
+            count(&records, "next"),
+            count(&records, "retired")
+        ),
+        (1, 1, 1)
+    );
+    let by_kid = |kid: &str| {
+        records
+            .iter()
+            .find(|r| r.kid == kid)
+            .unwrap_or_else(|| panic!("{kid} is gone"))
+            .clone()
+    };
+    let r = by_kid(&old);
+    assert_eq!(r.retired_at, Some(f.clock.now()));
+    assert_eq!(r.remove_after, Some(remove_after));
+    assert_eq!(remove_after, f.clock.now() + Span::minutes(11));
+    assert_eq!(by_kid(&next).activated_at, Some(f.clock.now()));
+    assert_eq!(by_kid(&new_next).state, "next");
+
+    // The ring reloaded after its own rotation, so it can rotate again.
+    let again = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(again, RotationOutcome::Rotated { ref retired, .. } if *retired == next));
+    // The first retired key is still within its window.
+    assert_eq!(count(&f.records().await, "retired"), 2);
+    f.clock.advance(Span::minutes(12));
+    ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let records = f.records().await;
+    assert!(
+        records.iter().all(|r| r.kid != old && r.kid != next),
+        "expired keys were not deleted"
+    );
+}
+
+#[tokio::test]
+async fn without_a_next_key_rotation_promotes_a_fresh_one_and_creates_a_next() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let next = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.state == "next")
+        .unwrap_or_else(|| panic!("no next key"))
+        .kid;
+    let retired = ring
+        .retire(&next, &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(retired, RetireOutcome::Retired { ref previous_state, promoted: None, .. } if previous_state == "next")
+    );
+    assert!(!String::from_utf8_lossy(&ring.jwks_json()).contains(&next));
+    let old = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+    let outcome = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let RotationOutcome::Rotated {
+        current,
+        next: Some(new_next),
+        ..
+    } = outcome
+    else {
+        panic!("unexpected {outcome:?}");
+    };
+    assert_ne!(current, old);
+    assert_ne!(current, new_next);
+    let records = f.records().await;
+    assert_eq!(
+        (count(&records, "current"), count(&records, "next")),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn an_emergency_retirement_stops_verification_at_once() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let old = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+    let token = ring
+        .sign("at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = f.ring().await;
+    let outcome = ring
+        .retire(&old, &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let RetireOutcome::Retired {
+        promoted: Some(promoted),
+        next: Some(_),
+        ..
+    } = outcome
+    else {
+        panic!("unexpected {outcome:?}");
+    };
+    assert_eq!(ring.current_kid().as_deref(), Some(promoted.as_str()));
+    assert_eq!(
+        reason(ring.verify::<Claims>(&token, &at_jwt(Some("client-1")))),
+        "unknown key"
+    );
+    // Another instance, even with a clock behind, drops it on its next reload.
+    f.clock.advance(Span::seconds(-30));
+    other.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reason(other.verify::<Claims>(&token, &at_jwt(Some("client-1")))),
+        "unknown key"
+    );
+    assert_eq!(count(&f.records().await, "current"), 1);
+    let missing = ring
+        .retire("no-such-kid", &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(missing, RetireOutcome::NotFound { .. }));
+}
+
+#[tokio::test]
+async fn scheduled_rotation_waits_for_the_interval_and_the_prepublication() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let day = Duration::from_secs(86_400);
+    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::No);
+    f.clock.advance(Span::days(30));
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::Yes);
+    ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::No);
+    // The new next key was created just now: due after 30 days, it has long been published.
+    f.clock.advance(Span::days(30));
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::Yes);
+    // A next key younger than the pre-publication window holds the rotation back.
+    assert_eq!(ring.rotation_due(30 * day, 31 * day), RotationDue::Waiting);
+}
+
+#[tokio::test]
+async fn a_ring_with_a_stale_view_loses_the_race_and_catches_up() {
+    let f = Fixture::new().await;
+    let first = f.ring().await;
+    let second = f.ring().await;
+    let won = first.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let RotationOutcome::Rotated { current, .. } = won else {
+        panic!("unexpected {won:?}");
+    };
+    let lost = second.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        lost,
+        RotationOutcome::LostRace {
+            current: Some(current.clone())
+        }
+    );
+    assert_eq!(second.current_kid(), Some(current));
+    let records = f.records().await;
+    assert_eq!(
+        (
+            count(&records, "current"),
+            count(&records, "next"),
+            count(&records, "retired")
+        ),
+        (1, 1, 1)
+    );
 }

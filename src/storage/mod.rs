@@ -169,6 +169,41 @@ pub struct SigningKeyRecord {
     pub remove_after: Option<OffsetDateTime>,
 }
 
+/// Retires one signing key and, when it was the current key of its algorithm, promotes
+/// the oldest `next` key (or, without one, `fresh[0]`) and inserts a fresh `next`, all in
+/// one transaction. Keys whose `remove_after` has passed are deleted on the way.
+#[derive(Debug)]
+pub struct KeyRetirement<'a> {
+    pub kid: &'a str,
+    /// A scheduled or manual rotation: retire `kid` only if it is still current (compare
+    /// and swap), otherwise `LostRace`. An emergency retirement retires it in any state.
+    pub only_if_current: bool,
+    pub now: OffsetDateTime,
+    /// When the retired key stops verifying and leaves the JWKS.
+    pub remove_after: OffsetDateTime,
+    /// Freshly generated keys (their `state` and `activated_at` are set here): the first
+    /// becomes `next` (or `current` when no `next` exists, the second then `next`).
+    pub fresh: &'a [SigningKeyRecord],
+    pub audit: &'a AuditEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retired {
+    Retired {
+        /// The state the key was in before.
+        previous_state: String,
+        /// The key that became current, when the retired one was current.
+        promoted: Option<String>,
+        /// The key inserted as next, if any.
+        next: Option<String>,
+        /// How many keys past `remove_after` were deleted.
+        deleted: u64,
+    },
+    /// `only_if_current` and the key is no longer current: another rotation won.
+    LostRace,
+    NotFound,
+}
+
 /// Rows older than these instants are purged.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeCutoffs {
@@ -332,6 +367,8 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the key's algorithm already has a current key (instances racing
     /// to create the first key: one wins, the others reload).
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Rotation and emergency retirement, in one transaction (see `KeyRetirement`).
+    async fn retire_signing_key(&self, r: &KeyRetirement<'_>) -> Result<Retired, StoreError>;
 
     /// For decisions that change nothing else (a refused or failed attempt), in one
     /// transaction.

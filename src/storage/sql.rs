@@ -21,8 +21,8 @@ macro_rules! sql_store {
         use crate::domain::scope::ScopeSet;
         use crate::storage::{
             AuthorizationCodeRecord, CodeRedemption, CompletedLogin, IssueCode,
-            LoginTransaction, PasswordChange, PurgeCutoffs, Redemption, Reservation,
-            SigningKeyRecord, Store,
+            KeyRetirement, LoginTransaction, PasswordChange, PurgeCutoffs, Redemption,
+            Reservation, Retired, SigningKeyRecord, Store,
         };
 
         const USER_COLUMNS: &str = "user_id, username, email, email_verified, name, \
@@ -272,6 +272,33 @@ macro_rules! sql_store {
             }
             tx.commit().await?;
             Ok(changed)
+        }
+
+        async fn insert_key<'c, E>(
+            executor: E,
+            k: &SigningKeyRecord,
+            state: &str,
+            activated_at: Option<time::OffsetDateTime>,
+        ) -> Result<(), StoreError>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            sqlx::query(
+                "insert into signing_keys (kid, alg, state, encrypted_private_key, \
+                 public_jwk, created_at, activated_at, retired_at, remove_after) \
+                 values ($1, $2, $3, $4, $5, $6, $7, null, null)",
+            )
+            .bind(&k.kid)
+            .bind(&k.alg)
+            .bind(state)
+            .bind(&k.encrypted_private_key)
+            .bind(Json(&k.public_jwk))
+            .bind(ts(k.created_at))
+            .bind(activated_at.map(ts))
+            .execute(executor)
+            .await
+            .map_err(|e| conflict_or(e, "a current key for this algorithm"))?;
+            Ok(())
         }
 
         fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
@@ -1024,6 +1051,99 @@ macro_rules! sql_store {
                 .await
                 .map_err(|e| conflict_or(e, "a current key for this algorithm"))?;
                 Ok(())
+            }
+
+            async fn retire_signing_key(
+                &self,
+                r: &KeyRetirement<'_>,
+            ) -> Result<Retired, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // Locks the row on Postgres: a concurrent rotation waits here, then sees
+                // the key already retired and loses the race.
+                let found: Option<(String, String)> = sqlx::query_as(&format!(
+                    "select state, alg from signing_keys where kid = $1{LOCK_ROW}"
+                ))
+                .bind(r.kid)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((previous_state, alg)) = found else {
+                    return Ok(if r.only_if_current {
+                        Retired::LostRace
+                    } else {
+                        Retired::NotFound
+                    });
+                };
+                let was_current = previous_state == "current";
+                if r.only_if_current && !was_current {
+                    return Ok(Retired::LostRace);
+                }
+                let changed = sqlx::query(
+                    "update signing_keys set state = 'retired', \
+                     retired_at = coalesce(retired_at, $2), \
+                     remove_after = case when remove_after is null or remove_after > $3 \
+                     then $3 else remove_after end \
+                     where kid = $1 and (state = 'current' or $4 = 0)",
+                )
+                .bind(r.kid)
+                .bind(ts(r.now))
+                .bind(ts(r.remove_after))
+                .bind(i32::from(r.only_if_current))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Ok(Retired::LostRace);
+                }
+                let mut promoted = None;
+                let mut next = None;
+                if was_current {
+                    let mut fresh = r.fresh.iter();
+                    promoted = sqlx::query_scalar(
+                        "update signing_keys set state = 'current', activated_at = $2 \
+                         where kid = (select kid from signing_keys \
+                         where alg = $1 and state = 'next' order by created_at, kid limit 1) \
+                         returning kid",
+                    )
+                    .bind(&alg)
+                    .bind(ts(r.now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if promoted.is_none() {
+                        if let Some(k) = fresh.next() {
+                            insert_key(&mut *tx, k, "current", Some(r.now)).await?;
+                            promoted = Some(k.kid.clone());
+                        }
+                    }
+                    if let Some(k) = fresh.next() {
+                        insert_key(&mut *tx, k, "next", None).await?;
+                        next = Some(k.kid.clone());
+                    }
+                }
+                // Keys retired with remove_after = now stay listed until a later change.
+                let deleted = sqlx::query(
+                    "delete from signing_keys where state = 'retired' and remove_after < $1",
+                )
+                .bind(ts(r.now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let mut audit = r.audit.clone();
+                if let serde_json::Value::Object(map) = &mut audit.details {
+                    map.insert("kid".into(), r.kid.into());
+                    map.insert("alg".into(), alg.clone().into());
+                    map.insert("previous_state".into(), previous_state.clone().into());
+                    map.insert("promoted".into(), promoted.clone().into());
+                    map.insert("next".into(), next.clone().into());
+                    map.insert("deleted".into(), deleted.into());
+                }
+                insert_audit(&mut *tx, &audit).await?;
+                tx.commit().await?;
+                Ok(Retired::Retired {
+                    previous_state,
+                    promoted,
+                    next,
+                    deleted,
+                })
             }
 
             async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

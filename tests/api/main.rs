@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod health;
 mod helpers;
+mod keys;
 mod login;
 mod logs;
 mod oidc;
