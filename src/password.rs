@@ -1,11 +1,18 @@
 //! argon2id password hashing on a bounded blocking pool: a flood of sign-ins waits for a
 //! permit (or gets 429) instead of starving the async workers that serve tokens.
+//!
+//! Verification (every sign-in) reuses one preallocated argon2 memory area per permit:
+//! allocating 19 MiB per attempt made glibc keep freed areas in per-thread arenas, and a
+//! burst of sign-ins left the process at hundreds of MiB (docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use argon2::password_hash::{PasswordHashString, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::config::PasswordSettings;
@@ -32,6 +39,8 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// At most one area per permit, allocated on first use and kept.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     queue_timeout: Duration,
     /// SECURITY: unknown users are verified against this so that timing does not reveal
     /// which accounts exist.
@@ -47,8 +56,12 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Failed(e.to_string()))?;
+        // Default: one core fewer than the machine has (at least one), so that a flood of
+        // sign-ins never takes the core that serves tokens.
         let permits = match settings.max_concurrent {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            }
             n => n,
         };
         let dummy = hash_blocking(&params, "portcullis dummy password for timing")?;
@@ -57,6 +70,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(permits)),
             queue_timeout: settings.queue_timeout,
             dummy_hash: Arc::new(dummy),
+            memory: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -77,6 +91,7 @@ impl PasswordHasher {
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
         let dummy = Arc::clone(&self.dummy_hash);
+        let pool = Arc::clone(&self.memory);
         self.run_blocking(move || {
             let (phc, real) = match &stored {
                 Some(h) => match PasswordHashString::new(&h.0) {
@@ -86,9 +101,9 @@ impl PasswordHasher {
                 None => ((*dummy).clone(), false),
             };
             let parsed = phc.password_hash();
-            let ok = argon2_for(&params)
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok();
+            let mut memory = take_memory(&pool, params.block_count());
+            let ok = verify_with_memory(password.expose().as_bytes(), &parsed, &mut memory);
+            give_memory(&pool, memory, params.block_count());
             let needs_rehash = real
                 && Params::try_from(&parsed)
                     .map(|p| {
@@ -103,6 +118,12 @@ impl PasswordHasher {
             }
         })
         .await
+    }
+
+    #[cfg(test)]
+    fn permits_total(&self) -> usize {
+        // Nothing holds a permit between calls in the tests.
+        self.permits.available_permits()
     }
 
     async fn run_blocking<T: Send + 'static>(
@@ -121,6 +142,52 @@ impl PasswordHasher {
         .await
         .map_err(|e| HashError::Failed(e.to_string()))
     }
+}
+
+/// A memory area of at least `blocks` blocks: a pooled one, or a new one.
+fn take_memory(pool: &Mutex<Vec<Vec<Block>>>, blocks: usize) -> Vec<Block> {
+    pool.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .unwrap_or_else(|| vec![Block::default(); blocks])
+}
+
+/// Returns a configured-size area to the pool (odd sizes from old hashes are dropped).
+fn give_memory(pool: &Mutex<Vec<Vec<Block>>>, memory: Vec<Block>, blocks: usize) {
+    if memory.len() == blocks {
+        pool.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+    }
+}
+
+/// Recomputes the hash of `password` with the stored hash's own algorithm, version,
+/// parameters and salt, in `memory`, and compares in constant time.
+fn verify_with_memory(
+    password: &[u8],
+    stored: &argon2::password_hash::PasswordHash<'_>,
+    memory: &mut Vec<Block>,
+) -> bool {
+    let mut verify = || -> Option<bool> {
+        let algorithm = Algorithm::try_from(stored.algorithm).ok()?;
+        let version = match stored.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::V0x13,
+        };
+        let params = Params::try_from(stored).ok()?;
+        let expected = stored.hash?;
+        let mut salt = [0u8; 64];
+        let salt = stored.salt?.decode_b64(&mut salt).ok()?;
+        let needed = params.block_count();
+        if memory.len() < needed {
+            // A hash made with more memory than configured now: a one-off area.
+            *memory = vec![Block::default(); needed];
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..needed])
+            .ok()?;
+        Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+    };
+    verify().unwrap_or(false)
 }
 
 fn argon2_for(params: &Params) -> Argon2<'static> {
@@ -185,6 +252,35 @@ mod tests {
                 .map(|v| v.matches),
             Some(false)
         );
+    }
+
+    #[tokio::test]
+    async fn verification_reuses_a_bounded_set_of_memory_areas() {
+        let h = hasher();
+        let hash = h
+            .hash(pw("correct horse"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let attempts = (0..12).map(|i| {
+            let h = h.clone();
+            let hash = hash.clone();
+            tokio::spawn(async move {
+                h.verify(
+                    pw(if i % 2 == 0 { "correct horse" } else { "wrong" }),
+                    Some(hash),
+                )
+                .await
+            })
+        });
+        let mut matches = 0;
+        for a in attempts.collect::<Vec<_>>() {
+            if a.await.ok().and_then(Result::ok).is_some_and(|v| v.matches) {
+                matches += 1;
+            }
+        }
+        assert_eq!(matches, 6);
+        let pooled = h.memory.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        assert!(pooled >= 1 && pooled <= h.permits_total(), "{pooled} areas");
     }
 
     #[tokio::test]
