@@ -11,14 +11,15 @@
 //!
 //! Environment: `BENCH_DB` (`sqlite` | `postgres`), `BENCH_DATABASE_URL` (Postgres admin
 //! URL, default `postgres://postgres@127.0.0.1:5432/postgres`), `BENCH_CONCURRENCY` (16),
-//! `BENCH_REQUESTS` (4000 per read-only scenario), `BENCH_TOKEN_REQUESTS` (2000 seeded
-//! codes), `BENCH_SERVER_BIN` (server binary; default: the one cargo built for this
-//! bench), `BENCH_WRITE` (a markdown file, relative to the crate root).
+//! `BENCH_REQUESTS` (4000 per read-only scenario and for introspection),
+//! `BENCH_TOKEN_REQUESTS` (2000 per `/token` scenario at full concurrency),
+//! `BENCH_SERVER_BIN` (server binary; default: the one cargo built for this bench),
+//! `BENCH_WRITE` (a markdown file, relative to the crate root).
 //!
 //! Under `cargo test --all-targets` this target is run without `--bench`; it then does
 //! nothing, so the test suite never starts a load run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -32,12 +33,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use portcullis::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use portcullis::clients::Registration;
+use portcullis::clock::SystemClock;
 use portcullis::config::Settings;
 use portcullis::domain::client::ClientKind;
 use portcullis::domain::scope::ScopeSet;
 use portcullis::domain::secret::OpaqueToken;
 use portcullis::domain::session::BrowserSession;
 use portcullis::domain::user::{NewUser, Password, User, Username};
+use portcullis::keys::{Expectations, KeyRing, MasterKey};
 use portcullis::password::PasswordHasher;
 use portcullis::storage::{AuthorizationCodeRecord, IssueCode, Store};
 use reqwest::StatusCode;
@@ -45,6 +48,11 @@ use time::OffsetDateTime;
 
 const REDIRECT_URI: &str = "https://bench.example.com/cb";
 const CLIENT_ID: &str = "bench-web";
+/// A web app allowed the refresh_token grant (the refresh scenario).
+const REFRESH_CLIENT_ID: &str = "bench-app";
+/// A service: client_credentials for itself, introspection of users' tokens.
+const SERVICE_CLIENT_ID: &str = "bench-service";
+const API_SCOPE: &str = "api.read";
 const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORD: &str = "not the password at all";
 const LOGIN_USER: &str = "bench";
@@ -374,16 +382,22 @@ fn mib(kib: Option<u64>) -> String {
 // ---------------------------------------------------------------------------------------
 // Load generation
 
-/// What one request produced: its status, or a transport error.
-type Outcome1 = Result<u16, reqwest::Error>;
+/// What one request produced: its status, or why it has none worth counting (a transport
+/// error, or a response the scenario's own check refused).
+type Outcome1 = Result<u16, &'static str>;
+
+const TRANSPORT_ERROR: &str = "transport error";
+
+/// A request of a scenario whose closure is built by a helper function.
+type OpFuture = std::pin::Pin<Box<dyn Future<Output = Outcome1> + Send>>;
 
 #[derive(Default)]
 struct Sample {
     latencies: Vec<Duration>,
     elapsed: Duration,
     errors: usize,
-    /// Unexpected statuses (0 = transport error) and how often.
-    unexpected: BTreeMap<u16, usize>,
+    /// Unexpected statuses, or failures without one, and how often.
+    unexpected: BTreeMap<String, usize>,
 }
 
 /// Runs up to `count` requests (`op(i)` for i in 0..count) on `concurrency` tasks, each
@@ -423,11 +437,11 @@ where
                     Ok(status) if status == expected => {}
                     Ok(status) => {
                         s.errors += 1;
-                        *s.unexpected.entry(status).or_default() += 1;
+                        *s.unexpected.entry(status.to_string()).or_default() += 1;
                     }
-                    Err(_) => {
+                    Err(reason) => {
                         s.errors += 1;
-                        *s.unexpected.entry(0).or_default() += 1;
+                        *s.unexpected.entry(reason.to_owned()).or_default() += 1;
                     }
                 }
             }
@@ -450,10 +464,22 @@ where
 
 /// Sends a request and reads the whole body (so the connection goes back to the pool).
 async fn exchange(request: reqwest::RequestBuilder) -> Outcome1 {
-    let response = request.send().await?;
+    let response = request.send().await.map_err(|_| TRANSPORT_ERROR)?;
     let status = response.status().as_u16();
-    response.bytes().await?;
+    response.bytes().await.map_err(|_| TRANSPORT_ERROR)?;
     Ok(status)
+}
+
+/// Like `exchange`, and parses the body as JSON (`/token` and `/introspect` answer JSON,
+/// errors included).
+async fn exchange_json(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, serde_json::Value), &'static str> {
+    let response = request.send().await.map_err(|_| TRANSPORT_ERROR)?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(|_| TRANSPORT_ERROR)?;
+    let json = serde_json::from_slice(&body).map_err(|_| "a body that is not JSON")?;
+    Ok((status, json))
 }
 
 fn http_client(concurrency: usize) -> Result<reqwest::Client> {
@@ -509,6 +535,8 @@ struct Row {
     sample: Sample,
     /// Server CPU time spent during the run.
     server_cpu: Option<Duration>,
+    /// CPU time of the Postgres backends during the run (none on SQLite: in the server).
+    db_cpu: Option<Duration>,
     /// The server's RSS right after the run, in KiB.
     rss_after_kib: Option<u64>,
     /// Statuses counted as success besides the one expected (documented in the table).
@@ -535,23 +563,27 @@ fn ms(d: Duration) -> String {
 }
 
 impl Row {
-    fn markdown(&self) -> String {
+    fn markdown(&self, db: Db) -> String {
         let s = &self.sample;
         let n = s.latencies.len();
         let rps = n as f64 / s.elapsed.as_secs_f64().max(1e-9);
-        let cpu = self.server_cpu.map_or_else(
-            || "n/a".into(),
-            |c| format!("{:.0}", c.as_secs_f64() * 1e6 / n.max(1) as f64),
-        );
+        let per_request = |cpu: Option<Duration>| {
+            cpu.map_or_else(
+                || "n/a".into(),
+                |c| format!("{:.0}", c.as_secs_f64() * 1e6 / n.max(1) as f64),
+            )
+        };
+        let cpu = per_request(self.server_cpu);
+        let db_cpu = match db {
+            Db::Sqlite => "–".to_owned(),
+            Db::Postgres => per_request(self.db_cpu),
+        };
         let mut notes = self.note.clone();
         if !s.unexpected.is_empty() {
             let list: Vec<String> = s
                 .unexpected
                 .iter()
-                .map(|(status, count)| match status {
-                    0 => format!("transport error ×{count}"),
-                    _ => format!("{status} ×{count}"),
-                })
+                .map(|(what, count)| format!("{what} ×{count}"))
                 .collect();
             if !notes.is_empty() {
                 notes.push_str("; ");
@@ -559,7 +591,7 @@ impl Row {
             notes.push_str(&list.join(", "));
         }
         format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             self.scenario,
             n,
             self.concurrency,
@@ -570,6 +602,7 @@ impl Row {
             ms(s.latencies.last().copied().unwrap_or_default()),
             s.errors,
             cpu,
+            db_cpu,
             self.rss_after_kib
                 .map_or_else(|| "n/a".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
             notes,
@@ -585,6 +618,77 @@ struct ProcessFigures {
     peak_rss_kib: Option<u64>,
     idle_threads: Option<u64>,
     after_threads: Option<u64>,
+    crypto: CryptoCosts,
+}
+
+/// What one cryptographic operation of the token endpoints costs, measured in the load
+/// process with the server's own RS256 key (loaded from the database with the master key):
+/// the median of `CRYPTO_ROUNDS` sequential calls, taken once the server is idle.
+struct CryptoCosts {
+    sign: Duration,
+    verify: Duration,
+    seal: Duration,
+}
+
+const CRYPTO_ROUNDS: usize = 300;
+
+async fn crypto_costs(
+    store: &Arc<dyn Store>,
+    key_file: &Path,
+    issuer: &str,
+) -> Result<CryptoCosts> {
+    let master = MasterKey::from_file(key_file)?;
+    let ring = KeyRing::load_or_init(Arc::clone(store), master, Arc::new(SystemClock)).await?;
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    // The claims of an access token as `/token` issues them.
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": uuid::Uuid::new_v4().to_string(),
+        "aud": issuer,
+        "client_id": CLIENT_ID,
+        "scope": "openid profile email",
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "sid": uuid::Uuid::new_v4().to_string(),
+        "auth_time": now,
+    });
+    let mut token = String::new();
+    let mut signs = Vec::with_capacity(CRYPTO_ROUNDS);
+    for _ in 0..CRYPTO_ROUNDS {
+        let t = Instant::now();
+        token = ring.sign("at+jwt", &claims)?;
+        signs.push(t.elapsed());
+    }
+    let expected = Expectations {
+        typ: "at+jwt",
+        issuer,
+        audience: Some(issuer),
+        allow_expired: false,
+    };
+    let mut verifies = Vec::with_capacity(CRYPTO_ROUNDS);
+    for _ in 0..CRYPTO_ROUNDS {
+        let t = Instant::now();
+        ring.verify::<serde_json::Value>(&token, &expected)?;
+        verifies.push(t.elapsed());
+    }
+    // About the size of a sealed refresh response (access token, ID token, refresh token).
+    let plain = vec![b'x'; 2 * token.len()];
+    let mut seals = Vec::with_capacity(CRYPTO_ROUNDS);
+    for _ in 0..CRYPTO_ROUNDS {
+        let t = Instant::now();
+        ring.seal(&plain, b"bench")?;
+        seals.push(t.elapsed());
+    }
+    Ok(CryptoCosts {
+        sign: median(signs),
+        verify: median(verifies),
+        seal: median(seals),
+    })
 }
 
 fn first_line_with(path: &str, prefix: &str) -> Option<String> {
@@ -683,16 +787,26 @@ fn report(opts: &Options, process: &ProcessFigures, rows: &[Row]) -> String {
     ));
     let count = |n: Option<u64>| n.map_or_else(|| "n/a".into(), |n| n.to_string());
     out.push_str(&format!(
-        "| server threads idle / after all scenarios | {} / {} |\n\n",
+        "| server threads idle / after all scenarios | {} / {} |\n",
         count(process.idle_threads),
         count(process.after_threads)
     ));
+    let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+    out.push_str(&format!(
+        "| one RS256 signature (RSA-2048) / verification, in the load process (median of {CRYPTO_ROUNDS}) | {} / {} |\n",
+        us(process.crypto.sign),
+        us(process.crypto.verify)
+    ));
+    out.push_str(&format!(
+        "| one AES-256-GCM seal of a refresh response (the retry window), in the load process | {} |\n\n",
+        us(process.crypto.seal)
+    ));
     out.push_str(
-        "| scenario | requests | concurrency | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU µs/req | server RSS after, MiB | notes |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| scenario | requests | concurrency | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU µs/req | Postgres CPU µs/req | server RSS after, MiB | notes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for row in rows {
-        out.push_str(&row.markdown());
+        out.push_str(&row.markdown(opts.db));
         out.push('\n');
     }
     out
@@ -702,13 +816,15 @@ const DOC_INTRO: &str = r#"# Benchmarks
 
 Figures for DESIGN.md's "Performance budget", produced by the load harness in
 `benches/load.rs`. It starts the release `portcullis` binary as a child process on
-127.0.0.1, seeds a client, users and authorization codes through the library, and sends
+127.0.0.1, seeds clients, users and authorization codes through the library, and sends
 load from the bench process (a second process, over keep-alive loopback connections).
 
-**These figures are indicative only.** They come from a 2-core VM that was running other
-builds and tests at the same time; the server and the load generator also share those two
-cores. Compare runs on the same machine, not with other providers' published numbers.
-"server CPU µs/req" is less sensitive to that noise than req/s and latency.
+**These figures are indicative only.** They come from a 2-core VM shared by several
+engineers, which was running other builds and tests at the same time; the server, the
+load generator and (for Postgres) the database also share those two cores. req/s and
+latencies move by tens of percent from one run to the next. Compare runs on the same
+machine, not with other providers' published numbers, and compare scenarios by "server
+CPU µs/req" (and "Postgres CPU µs/req"), which are less sensitive to that noise.
 
 ## What is measured
 
@@ -719,20 +835,50 @@ cores. Compare runs on the same machine, not with other providers' published num
   (0.5 s after the first 200), after each scenario and after all of them, its peak
   (VmHWM), and its thread count.
 - **Server CPU µs/req**: the child's user + system time during the scenario (from
-  `/proc/<pid>/stat`) divided by the requests. With Postgres, the database's own CPU is
-  not in it (Postgres runs on the same two cores, which lowers req/s).
+  `/proc/<pid>/stat`) divided by the requests. On SQLite it includes the database's work
+  (SQLite runs inside the server).
+- **Postgres CPU µs/req** (Postgres only): the user + system time of the Postgres backend
+  processes connected to the bench database (their pids from `pg_stat_activity`, their
+  times from `/proc`) during the scenario, divided by the requests. Postgres's background
+  processes (WAL writer, checkpointer) are not in it; they serve every database on the
+  machine.
+- **Cryptography per operation**, measured after the scenarios in the load process with
+  the server's own keys (loaded from the database with the master key), the median of 300
+  sequential calls: one RS256 signature of access-token claims (RSA-2048), one
+  verification of it, and one AES-256-GCM seal of a refresh response's size. The server
+  runs the same code, so these split a request's server CPU into signing and the rest.
 - Per scenario, after a short warm-up: throughput, p50 / p90 / p99 / max latency, and
-  errors (any status other than the one expected, or a transport error):
+  errors (any status other than the one expected, a transport error, or a response that
+  fails the scenario's own check):
   - `GET /.well-known/openid-configuration` and `GET /jwks.json`;
   - `GET /userinfo` with one valid access token;
   - `POST /token`, `authorization_code` grant with PKCE and `client_secret_basic`, every
-    request redeeming a distinct code pre-created in the database;
+    request redeeming a distinct code pre-created in the database, for a client without
+    the refresh grant (so no refresh family is created). Scope `openid profile email`:
+    each response carries an access token and an ID token, two RS256 signatures;
+  - `POST /token`, `refresh_token` grant, for a second confidential client allowed
+    `authorization_code` and `refresh_token`. One rotation chain per concurrent worker
+    (16), each in a browser session of its own (16 sign-ins of the same user through the
+    pages), started by redeeming a seeded code through `/token`. A request presents its
+    chain's newest refresh token and the response's refresh token feeds the chain's next
+    request, so **no token is ever presented twice**: every request is a real rotation
+    (the compare-and-swap transaction, an access token and an ID token signed, the
+    response sealed for the retry window), never a retry answered from the window, and
+    a 200 without a new refresh token counts as an error. The warm-up continues the same
+    chains;
+  - `POST /token`, `client_credentials` grant: a confidential client allowed only that
+    grant and the scope `api.read` asks for `scope=api.read` (one RS256 signature, an
+    audit row, no ID or refresh token);
+  - `POST /introspect` by that client (a resource server, `client_secret_basic`) of a
+    user's live access token (`token_type_hint=access_token`; the token comes from a code
+    redeemed just before, so it cannot expire during the run, and carries a `sid`); every
+    answer is parsed and must say `"active": true`;
   - `POST /login` with a wrong password for an existing user: each attempt costs one
-    argon2id verification (m=19 MiB, t=2), on a pool bounded to the core count; the
-    expected answer is the re-rendered form (200);
-  - `POST /token` at concurrency 4 on an idle server, then again while 8 concurrent
-    wrong-password sign-ins keep the argon2 pool saturated: the design's "token requests
-    keep their latency" claim.
+    argon2id verification (m=19 MiB, t=2), on a pool of cores − 1 permits (at least 1);
+    the expected answer is the re-rendered form (200);
+  - `POST /token` (`authorization_code`) at concurrency 4 on an idle server, then again
+    while 8 concurrent wrong-password sign-ins keep the argon2 pool saturated: the
+    design's "token requests keep their latency" claim.
 
 ## How to run
 
@@ -750,8 +896,9 @@ harness runs `$CARGO_TARGET_DIR/release/portcullis` (default `target/release/por
 and tells you to run `cargo build --release --bin portcullis` if it is missing. Under
 `cargo test --all-targets` the bench target is run without `--bench` and does nothing.
 
-Knobs: `BENCH_CONCURRENCY` (16), `BENCH_REQUESTS` (4000 per read-only scenario),
-`BENCH_TOKEN_REQUESTS` (2000), `BENCH_DATABASE_URL` (the Postgres admin URL; a database
+Knobs: `BENCH_CONCURRENCY` (16; also the number of refresh chains), `BENCH_REQUESTS` (4000
+per read-only scenario and for introspection), `BENCH_TOKEN_REQUESTS` (2000 per `/token`
+scenario at full concurrency), `BENCH_DATABASE_URL` (the Postgres admin URL; a database
 `bench_<random>` is created there and dropped afterwards), `BENCH_SERVER_BIN`. The server
 runs with defaults except: log level `warn`, and sign-in throttling raised
 (`login.forms_per_ip_per_minute`, `login.ip_max_failures`, `login.max_failures`) so that
@@ -813,8 +960,10 @@ struct Seeded {
     secret: String,
 }
 
+/// Creates `count` authorization codes of `client` in `session`, straight in the database.
 async fn seed_codes(
     store: &Arc<dyn Store>,
+    client: &'static str,
     user: &User,
     session: &BrowserSession,
     challenge: &str,
@@ -831,7 +980,7 @@ async fn seed_codes(
             let mut codes = Vec::with_capacity(n);
             let actor = Actor::cli();
             let scope = ScopeSet::from_tokens(["openid", "profile", "email"]);
-            let client_id = portcullis::domain::client::ClientId::parse(CLIENT_ID)?;
+            let client_id = portcullis::domain::client::ClientId::parse(client)?;
             for _ in 0..n {
                 let now = OffsetDateTime::now_utc();
                 let code = OpaqueToken::generate();
@@ -854,7 +1003,7 @@ async fn seed_codes(
                     AuditEvent::new(now, AuditKind::CodeIssued, Outcome::Success, &actor)
                         .user(user_id)
                         .session(session.id)
-                        .client(CLIENT_ID),
+                        .client(client),
                 ];
                 let issued = store
                     .issue_code(
@@ -908,21 +1057,220 @@ fn token_request(
     seeded: &Seeded,
     code: &str,
 ) -> reqwest::RequestBuilder {
+    code_request(
+        client,
+        base,
+        CLIENT_ID,
+        &seeded.secret,
+        code,
+        &seeded.verifier,
+    )
+}
+
+/// `POST /token`, `authorization_code` grant with PKCE and `client_secret_basic`.
+fn code_request(
+    client: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    secret: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::RequestBuilder {
     client
         .post(format!("{base}/token"))
-        .basic_auth(CLIENT_ID, Some(&seeded.secret))
+        .basic_auth(client_id, Some(secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", REDIRECT_URI),
-            ("code_verifier", seeded.verifier.as_str()),
+            ("code_verifier", verifier),
         ])
 }
 
-/// One scenario: optional warm-up, then the measured run, with the server's CPU time.
+/// Redeems a code through `/token` and returns the response, which must be a 200.
+async fn redeem(request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+    let response = request.send().await?;
+    if response.status() != StatusCode::OK {
+        bail!(
+            "redeeming a seeded code answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(response.json().await?)
+}
+
+fn json_str(body: &serde_json::Value, field: &str) -> Result<String> {
+    body[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no {field} in {body}"))
+}
+
+/// Registers a confidential client with `client_secret_basic`; returns its secret.
+async fn register_client(
+    store: &dyn Store,
+    client_id: &str,
+    grant_types: &[&str],
+    scopes: &[&str],
+    first_party: bool,
+) -> Result<String> {
+    let redirects = grant_types.contains(&"authorization_code");
+    let (_, secret) = portcullis::clients::register(
+        store,
+        Registration {
+            client_id: Some(client_id.into()),
+            name: format!("Bench {client_id}"),
+            kind: ClientKind::Confidential,
+            auth_method: None,
+            redirect_uris: if redirects {
+                vec![REDIRECT_URI.into()]
+            } else {
+                vec![]
+            },
+            post_logout_redirect_uris: vec![],
+            allowed_origins: vec![],
+            grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            first_party,
+            refresh_token_delivery: Default::default(),
+            id_token_signed_response_alg: None,
+        },
+        OffsetDateTime::now_utc(),
+        &Actor::cli(),
+    )
+    .await?;
+    Ok(secret
+        .ok_or_else(|| anyhow!("a confidential client got no secret"))?
+        .expose()
+        .to_owned())
+}
+
+/// Signs `LOGIN_USER` in through the pages, in a browser of its own: a new session.
+async fn sign_in(base: &str) -> Result<()> {
+    let browser = browser(base)?;
+    let (tx, csrf) = login_form(&browser, base).await?;
+    let response = browser
+        .post(format!("{base}/login"))
+        .form(&[
+            ("tx", tx.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("username", LOGIN_USER),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await?;
+    if response.status() != StatusCode::SEE_OTHER {
+        bail!("the seeding sign-in answered {}", response.status());
+    }
+    Ok(())
+}
+
+/// The refresh-token chains of the refresh scenario: each holds the newest token of one
+/// family. A request takes a chain's token and puts the successor back, so no chain is
+/// used by two requests at once and no token is ever presented twice (a second
+/// presentation would be answered from the retry window or detected as reuse).
+struct Chains(std::sync::Mutex<VecDeque<String>>);
+
+impl Chains {
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok()?.pop_front()
+    }
+    fn put(&self, token: String) {
+        if let Ok(mut queue) = self.0.lock() {
+            queue.push_back(token);
+        }
+    }
+}
+
+fn refresh_op(
+    client: reqwest::Client,
+    base: &str,
+    secret: &str,
+    chains: &Arc<Chains>,
+) -> impl Fn(usize) -> OpFuture + Send + Sync + 'static {
+    let (url, secret, chains) = (
+        format!("{base}/token"),
+        Arc::new(secret.to_owned()),
+        Arc::clone(chains),
+    );
+    move |_| {
+        let (client, url, secret, chains) = (
+            client.clone(),
+            url.clone(),
+            Arc::clone(&secret),
+            Arc::clone(&chains),
+        );
+        Box::pin(async move {
+            let token = chains.take().ok_or("no live refresh token left")?;
+            let request = client
+                .post(url)
+                .basic_auth(REFRESH_CLIENT_ID, Some(&*secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", &token)]);
+            let (status, body) = exchange_json(request).await?;
+            if status == 200 {
+                match body["refresh_token"].as_str() {
+                    Some(next) if next != token => chains.put(next.to_owned()),
+                    _ => return Err("200 without a new refresh token"),
+                }
+            }
+            Ok(status)
+        })
+    }
+}
+
+/// One scenario: optional warm-up, then the measured run, with the server's CPU time (and
+/// the database's, on Postgres).
 struct Runner {
     pid: u32,
     ticks: f64,
+    db: Option<DbProbe>,
+}
+
+/// The CPU time of the Postgres backends connected to the bench database: Postgres runs on
+/// the same cores, outside the server process. Backends that exit during a run are missed
+/// (the server's pool keeps its connections, so none should).
+struct DbProbe {
+    /// A connection to the admin database, so it is not one of those measured.
+    conn: tokio::sync::Mutex<sqlx::PgConnection>,
+    database: String,
+    ticks: f64,
+}
+
+type BackendCpu = BTreeMap<u32, Duration>;
+
+impl DbProbe {
+    async fn sample(&self) -> Option<BackendCpu> {
+        let mut conn = self.conn.lock().await;
+        // pg_stat_activity.pid is int4.
+        let pids: Vec<i32> =
+            sqlx::query_scalar("select pid from pg_stat_activity where datname = $1")
+                .bind(&self.database)
+                .fetch_all(&mut *conn)
+                .await
+                .ok()?;
+        Some(
+            pids.into_iter()
+                .filter_map(|pid| {
+                    let pid = u32::try_from(pid).ok()?;
+                    Some((pid, proc_cpu(pid, self.ticks)?))
+                })
+                .collect(),
+        )
+    }
+}
+
+fn backend_cpu_between(
+    before: Option<&BackendCpu>,
+    after: Option<&BackendCpu>,
+) -> Option<Duration> {
+    let (before, after) = (before?, after?);
+    Some(
+        after
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or_default()))
+            .sum(),
+    )
 }
 
 impl Runner {
@@ -940,9 +1288,11 @@ impl Runner {
     {
         eprint!("benches/load: {name} ({count} requests, concurrency {concurrency}) … ");
         let _ = std::io::stderr().flush();
+        let db_before = self.db_sample().await;
         let cpu_before = proc_cpu(self.pid, self.ticks);
         let sample = load(count, concurrency, expected, None, op).await?;
         let cpu_after = proc_cpu(self.pid, self.ticks);
+        let db_after = self.db_sample().await;
         eprintln!(
             "{:.1} s, {} errors",
             sample.elapsed.as_secs_f64(),
@@ -952,10 +1302,18 @@ impl Runner {
             scenario: name.into(),
             concurrency,
             server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
+            db_cpu: backend_cpu_between(db_before.as_ref(), db_after.as_ref()),
             rss_after_kib: proc_status(self.pid, "VmRSS"),
             sample,
             note: String::new(),
         })
+    }
+
+    async fn db_sample(&self) -> Option<BackendCpu> {
+        match &self.db {
+            Some(probe) => probe.sample().await,
+            None => None,
+        }
     }
 }
 
@@ -1038,7 +1396,20 @@ async fn run() -> Result<()> {
     db_settings.max_connections = 4;
     db_settings.migrate_on_start = false;
     let store = portcullis::storage::connect(&db_settings).await?;
-    let result = exercise(&opts, &store, &settings, &base, pid).await;
+    let ticks = clock_ticks();
+    let db = match &guard.pg {
+        Some((admin_url, database)) => {
+            use sqlx::Connection as _;
+            Some(DbProbe {
+                conn: tokio::sync::Mutex::new(sqlx::PgConnection::connect(admin_url).await?),
+                database: database.clone(),
+                ticks,
+            })
+        }
+        None => None,
+    };
+    let runner = Runner { pid, ticks, db };
+    let result = exercise(&opts, &store, &settings, &base, &runner, &key_file).await;
     store.close().await;
     let (rows, mut process) = result?;
     process.first_start = first_start;
@@ -1065,51 +1436,46 @@ async fn exercise(
     store: &Arc<dyn Store>,
     settings: &Settings,
     base: &str,
-    pid: u32,
+    runner: &Runner,
+    key_file: &Path,
 ) -> Result<(Vec<Row>, ProcessFigures)> {
-    let now = OffsetDateTime::now_utc();
-    let (_, secret) = portcullis::clients::register(
+    let pid = runner.pid;
+    // The web app of the authorization_code scenarios (no refresh grant, so redeeming a
+    // code creates no refresh family), the app of the refresh scenario, and a service
+    // (resource server) for client_credentials and introspection.
+    let secret = register_client(
         store.as_ref(),
-        Registration {
-            client_id: Some(CLIENT_ID.into()),
-            name: "Bench".into(),
-            kind: ClientKind::Confidential,
-            auth_method: None,
-            redirect_uris: vec![REDIRECT_URI.into()],
-            post_logout_redirect_uris: vec![],
-            allowed_origins: vec![],
-            grant_types: vec![],
-            scopes: vec![],
-            first_party: true,
-        },
-        now,
-        &Actor::cli(),
+        CLIENT_ID,
+        &["authorization_code"],
+        &[],
+        true,
     )
     .await?;
-    let secret = secret
-        .ok_or_else(|| anyhow!("a confidential client got no secret"))?
-        .expose()
-        .to_owned();
+    let refresh_secret = register_client(
+        store.as_ref(),
+        REFRESH_CLIENT_ID,
+        &["authorization_code", "refresh_token"],
+        &[],
+        true,
+    )
+    .await?;
+    let service_secret = Arc::new(
+        register_client(
+            store.as_ref(),
+            SERVICE_CLIENT_ID,
+            &["client_credentials"],
+            &[API_SCOPE],
+            false,
+        )
+        .await?,
+    );
     let hasher = PasswordHasher::new(&settings.password)?;
     let user = create_user(store.as_ref(), &hasher, LOGIN_USER).await?;
     create_user(store.as_ref(), &hasher, FLOOD_USER).await?;
 
-    // One real session, signed in through the pages; every seeded code points at it.
-    let signin = browser(base)?;
-    let (tx, csrf) = login_form(&signin, base).await?;
-    let response = signin
-        .post(format!("{base}/login"))
-        .form(&[
-            ("tx", tx.as_str()),
-            ("csrf_token", csrf.as_str()),
-            ("username", LOGIN_USER),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await?;
-    if response.status() != StatusCode::SEE_OTHER {
-        bail!("the seeding sign-in answered {}", response.status());
-    }
+    // One real session, signed in through the pages; every seeded code of the web app
+    // points at it.
+    sign_in(base).await?;
     let session = store
         .list_sessions(user.id, OffsetDateTime::now_utc())
         .await?
@@ -1126,26 +1492,24 @@ async fn exercise(
         .map_err(|e| anyhow!("{e}"))?
         .as_str()
         .to_owned();
-    let wanted = 1 + TOKEN_WARMUP + opts.token_requests + 2 * SIDE_TOKEN_REQUESTS;
+    let wanted = 2 + TOKEN_WARMUP + opts.token_requests + 2 * SIDE_TOKEN_REQUESTS;
     eprint!("benches/load: seeding {wanted} authorization codes … ");
     let t = Instant::now();
-    let codes = seed_codes(store, &user, &session, &challenge, wanted).await?;
+    let codes = seed_codes(store, CLIENT_ID, &user, &session, &challenge, wanted).await?;
     eprintln!("{:.1} s", t.elapsed().as_secs_f64());
     let seeded = Arc::new(Seeded {
         codes,
         verifier,
         secret,
     });
-    // Code ranges: [0] userinfo token, then warm-up, main run, idle side run, flood run.
-    let warm_at = 1;
+    // Code ranges: [0] userinfo token, [1] introspected token, then warm-up, main run,
+    // idle side run, flood run.
+    let introspect_at = 1;
+    let warm_at = 2;
     let main_at = warm_at + TOKEN_WARMUP;
     let idle_at = main_at + opts.token_requests;
     let flood_at = idle_at + SIDE_TOKEN_REQUESTS;
 
-    let runner = Runner {
-        pid,
-        ticks: clock_ticks(),
-    };
     let c = opts.concurrency;
     let mut rows = Vec::new();
 
@@ -1169,21 +1533,8 @@ async fn exercise(
     // /userinfo with one access token from a redeemed code.
     {
         let client = http_client(c)?;
-        let response = token_request(&client, base, &seeded, &seeded.codes[0])
-            .send()
-            .await?;
-        if response.status() != StatusCode::OK {
-            bail!(
-                "redeeming a seeded code answered {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        let body: serde_json::Value = response.json().await?;
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no access_token in {body}"))?
-            .to_owned();
+        let body = redeem(token_request(&client, base, &seeded, &seeded.codes[0])).await?;
+        let token = json_str(&body, "access_token")?;
         let url = format!("{base}/userinfo");
         let warm = {
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
@@ -1227,6 +1578,159 @@ async fn exercise(
                 )
                 .await?,
         );
+    }
+
+    // /token, refresh_token grant: one rotation chain per concurrent worker, each in a
+    // browser session of its own (as different users' apps would be: refreshes of one
+    // session serialise on its row, which each session-bound refresh updates). The chains
+    // start from codes redeemed through /token; the warm-up and the run continue them.
+    {
+        eprint!("benches/load: starting {c} refresh chains (sign-ins, codes, redemptions) … ");
+        let t = Instant::now();
+        for _ in 0..c {
+            sign_in(base).await?;
+        }
+        let sessions: Vec<BrowserSession> = store
+            .list_sessions(user.id, OffsetDateTime::now_utc())
+            .await?
+            .into_iter()
+            .filter(|s| s.id != session.id)
+            .collect();
+        if sessions.len() < c {
+            bail!("{c} sign-ins made only {} new sessions", sessions.len());
+        }
+        let client = http_client(c)?;
+        let mut tokens = VecDeque::with_capacity(c);
+        for chain_session in &sessions[..c] {
+            let codes = seed_codes(
+                store,
+                REFRESH_CLIENT_ID,
+                &user,
+                chain_session,
+                &challenge,
+                1,
+            )
+            .await?;
+            let code = codes.first().ok_or_else(|| anyhow!("no code was seeded"))?;
+            let request = code_request(
+                &client,
+                base,
+                REFRESH_CLIENT_ID,
+                &refresh_secret,
+                code,
+                &seeded.verifier,
+            );
+            tokens.push_back(json_str(&redeem(request).await?, "refresh_token")?);
+        }
+        eprintln!("{:.1} s", t.elapsed().as_secs_f64());
+        let chains = Arc::new(Chains(std::sync::Mutex::new(tokens)));
+        load(
+            TOKEN_WARMUP,
+            c,
+            200,
+            None,
+            refresh_op(client.clone(), base, &refresh_secret, &chains),
+        )
+        .await?;
+        let mut row = runner
+            .measure(
+                "`POST /token` (refresh_token)",
+                opts.token_requests,
+                c,
+                200,
+                refresh_op(client, base, &refresh_secret, &chains),
+            )
+            .await?;
+        row.note = format!("{c} rotation chains, every token presented once");
+        rows.push(row);
+    }
+
+    // /token, client_credentials grant: a service asks for a token for itself.
+    {
+        let client = http_client(c)?;
+        let url = format!("{base}/token");
+        let op = {
+            let secret = Arc::clone(&service_secret);
+            move |_| {
+                exchange(
+                    client
+                        .post(&url)
+                        .basic_auth(SERVICE_CLIENT_ID, Some(&*secret))
+                        .form(&[("grant_type", "client_credentials"), ("scope", API_SCOPE)]),
+                )
+            }
+        };
+        let op = Arc::new(op);
+        let warm = {
+            let op = Arc::clone(&op);
+            move |i| op(i)
+        };
+        load(TOKEN_WARMUP, c, 200, None, warm).await?;
+        rows.push(
+            runner
+                .measure(
+                    "`POST /token` (client_credentials)",
+                    opts.token_requests,
+                    c,
+                    200,
+                    move |i| op(i),
+                )
+                .await?,
+        );
+    }
+
+    // /introspect: the service asks about a user's live access token (redeemed just now,
+    // so it cannot expire during the run); every answer must say `active: true`.
+    {
+        let client = http_client(c)?;
+        let body = redeem(token_request(
+            &client,
+            base,
+            &seeded,
+            &seeded.codes[introspect_at],
+        ))
+        .await?;
+        let token = Arc::new(json_str(&body, "access_token")?);
+        let url = Arc::new(format!("{base}/introspect"));
+        let op = move |_| {
+            let (client, url, token, secret) = (
+                client.clone(),
+                Arc::clone(&url),
+                Arc::clone(&token),
+                Arc::clone(&service_secret),
+            );
+            async move {
+                let request = client
+                    .post(url.as_str())
+                    .basic_auth(SERVICE_CLIENT_ID, Some(&*secret))
+                    .form(&[
+                        ("token", token.as_str()),
+                        ("token_type_hint", "access_token"),
+                    ]);
+                let (status, body) = exchange_json(request).await?;
+                if status == 200 && body["active"] != serde_json::Value::Bool(true) {
+                    return Err("200 with active: false");
+                }
+                Ok(status)
+            }
+        };
+        let op = Arc::new(op);
+        let warm = {
+            let op = Arc::clone(&op);
+            move |i| op(i)
+        };
+        load(GET_WARMUP, c, 200, None, warm).await?;
+        let mut row = runner
+            .measure(
+                "`POST /introspect` (a user's access token)",
+                opts.requests,
+                c,
+                200,
+                move |i| op(i),
+            )
+            .await?;
+        row.note = "every answer checked for `active: true`".into();
+        rows.push(row);
     }
 
     // Sign-in with a wrong password: argon2id on the bounded pool. Failed attempts do not
@@ -1287,6 +1791,7 @@ async fn exercise(
         let flood_op = login_op(FLOOD_USER)?.await?;
         let stop = Arc::new(AtomicBool::new(false));
         eprintln!("benches/load: login flood (concurrency {FLOOD_CONCURRENCY}) started");
+        let flood_db_before = runner.db_sample().await;
         let flood_cpu_before = proc_cpu(pid, runner.ticks);
         let flood = tokio::spawn(load(
             FLOOD_MAX,
@@ -1309,9 +1814,11 @@ async fn exercise(
         stop.store(true, Ordering::Relaxed);
         let flood_sample = flood.await.context("the flood panicked")??;
         let flood_cpu_after = proc_cpu(pid, runner.ticks);
+        let flood_db_after = runner.db_sample().await;
         let mut row = measured?;
         // The server's CPU time during this row is mostly the flood's argon2.
         row.server_cpu = None;
+        row.db_cpu = None;
         let flood_n = flood_sample.latencies.len();
         row.note = format!(
             "{flood_n} sign-ins ran alongside{}",
@@ -1328,20 +1835,28 @@ async fn exercise(
             server_cpu: flood_cpu_before
                 .zip(flood_cpu_after)
                 .map(|(b, a)| a.saturating_sub(b)),
+            db_cpu: backend_cpu_between(flood_db_before.as_ref(), flood_db_after.as_ref()),
             rss_after_kib: proc_status(pid, "VmRSS"),
             sample: flood_sample,
-            note: "CPU column includes the concurrent /token requests".into(),
+            note: "CPU columns include the concurrent /token requests".into(),
         });
     }
 
+    let after_rss_kib = proc_status(pid, "VmRSS");
+    let peak_rss_kib = proc_status(pid, "VmHWM");
+    let after_threads = proc_status(pid, "Threads");
+    eprint!("benches/load: RS256 and AES-GCM costs in this process … ");
+    let crypto = crypto_costs(store, key_file, base).await?;
+    eprintln!("done");
     let process = ProcessFigures {
         first_start: Duration::ZERO,
         restart: Duration::ZERO,
         idle_rss_kib: None,
-        after_rss_kib: proc_status(pid, "VmRSS"),
-        peak_rss_kib: proc_status(pid, "VmHWM"),
+        after_rss_kib,
+        peak_rss_kib,
         idle_threads: None,
-        after_threads: proc_status(pid, "Threads"),
+        after_threads,
+        crypto,
     };
     Ok((rows, process))
 }

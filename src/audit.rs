@@ -53,6 +53,24 @@ pub enum AuditKind {
     KeyRotated,
     #[serde(rename = "key.retired")]
     KeyRetired,
+    #[serde(rename = "refresh.rotated")]
+    RefreshRotated,
+    #[serde(rename = "refresh.reuse_detected")]
+    RefreshReuseDetected,
+    #[serde(rename = "refresh.family_revoked")]
+    RefreshFamilyRevoked,
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
+    #[serde(rename = "token.introspected")]
+    TokenIntrospected,
+    #[serde(rename = "client.updated")]
+    ClientUpdated,
+    #[serde(rename = "user.updated")]
+    UserUpdated,
+    #[serde(rename = "user.deleted")]
+    UserDeleted,
+    #[serde(rename = "key.master_rotated")]
+    MasterKeyRotated,
 }
 
 impl AuditKind {
@@ -79,6 +97,15 @@ impl AuditKind {
             Self::TokenDenied => "token.denied",
             Self::KeyRotated => "key.rotated",
             Self::KeyRetired => "key.retired",
+            Self::RefreshRotated => "refresh.rotated",
+            Self::RefreshReuseDetected => "refresh.reuse_detected",
+            Self::RefreshFamilyRevoked => "refresh.family_revoked",
+            Self::TokenRevoked => "token.revoked",
+            Self::TokenIntrospected => "token.introspected",
+            Self::ClientUpdated => "client.updated",
+            Self::UserUpdated => "user.updated",
+            Self::UserDeleted => "user.deleted",
+            Self::MasterKeyRotated => "key.master_rotated",
         }
     }
 }
@@ -99,11 +126,14 @@ impl Outcome {
     }
 }
 
-/// Who or what acted: the request's IP and id, or the CLI.
+/// Who or what acted: the request's IP and id, or the CLI; for the admin API also the
+/// client whose token authorised the call.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// The admin client acting (admin API); recorded as the row's `actor_client_id`.
+    pub client_id: Option<String>,
 }
 
 impl Actor {
@@ -111,6 +141,7 @@ impl Actor {
         Self {
             ip: None,
             request_id: Some("cli".into()),
+            client_id: None,
         }
     }
 }
@@ -126,6 +157,8 @@ pub struct AuditEvent {
     pub session_id: Option<SessionId>,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// The admin client that made the change, when it came through the admin API.
+    pub actor_client_id: Option<String>,
     pub details: Value,
 }
 
@@ -140,6 +173,7 @@ impl AuditEvent {
             session_id: None,
             ip: actor.ip.clone(),
             request_id: actor.request_id.clone(),
+            actor_client_id: actor.client_id.clone(),
             details: Value::Object(Default::default()),
         }
     }
@@ -181,6 +215,7 @@ pub struct AuditRecord {
     pub session_id: Option<SessionId>,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    pub actor_client_id: Option<String>,
     pub details: Value,
 }
 
@@ -189,5 +224,23 @@ pub struct AuditRecord {
 pub struct AuditQuery {
     pub kind: Option<String>,
     pub user_id: Option<UserId>,
+    pub limit: u32,
+}
+
+/// Filters and a page of the audit trail (CLI `audit list`, admin API), newest first.
+/// Every filter is optional; `before` is the cursor: rows with a smaller id.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSearch {
+    pub kind: Option<String>,
+    pub user_id: Option<UserId>,
+    /// The client the event concerns (e.g. the client a token was issued to).
+    pub client_id: Option<String>,
+    /// The admin client that acted.
+    pub actor_client_id: Option<String>,
+    /// `at >= since`
+    pub since: Option<OffsetDateTime>,
+    /// `at < until`
+    pub until: Option<OffsetDateTime>,
+    pub before: Option<i64>,
     pub limit: u32,
 }

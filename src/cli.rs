@@ -11,15 +11,18 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::audit::{Actor, AuditEvent, AuditKind, AuditQuery, Outcome};
+use crate::audit::{Actor, AuditSearch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, Sources, redact_url};
 use crate::domain::client::{AuthMethod, ClientId, ClientKind};
-use crate::domain::user::{NewUser, Password, User, Username};
-use crate::keys::{KeyRing, MasterKey, RetireOutcome, RotationOutcome};
+use crate::domain::jws::SigningAlg;
+use crate::domain::refresh::TokenDelivery;
+use crate::domain::user::{Password, User, Username, parse_email};
+use crate::keys::{KeyRing, MasterKey, RetireOutcome, RotationOutcome, rotate_master_key};
 use crate::password::PasswordHasher;
 use crate::startup::Application;
-use crate::storage::{self, PasswordChange, Store};
+use crate::storage::{self, Store};
+use crate::users::{self, NewAccount, ProfileChange, UserError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +44,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (applies pending migrations first unless disabled).
-    Serve,
+    Serve {
+        /// Development only: also seed a demo user and the example SPA's client, and serve
+        /// the example SPA (examples/spa) on its own origin.
+        #[arg(long)]
+        demo: bool,
+        /// Where the demo SPA listens (with --demo).
+        #[arg(long, default_value = "127.0.0.1:5173", value_name = "HOST:PORT")]
+        demo_spa_bind: String,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage user accounts.
@@ -63,16 +74,34 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// List the signing keys and their states.
+    /// List the signing keys: algorithm, state and dates.
     List,
-    /// Rotate now: current → retired, next → current, and a new next key.
-    Rotate,
+    /// Rotate now, every algorithm in keys.algorithms (or only --alg): current → retired,
+    /// next → current, and a new next key.
+    Rotate {
+        /// RS256, ES256 or EdDSA.
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<SigningAlg>,
+    },
     /// Emergency: unpublish a key at once; tokens it signed stop verifying. If it was
     /// current, next is promoted.
     Retire {
         #[arg(long)]
         kid: String,
     },
+    /// Re-encrypt every private signing key under a new master key, read from
+    /// --new-key-file or else from a prompt or stdin (never from the command line). The
+    /// current key comes from PORTCULLIS_MASTER_KEY or keys.master_key_file as usual.
+    /// Restart every instance with the new key afterwards.
+    RotateMasterKey {
+        /// A file holding the new base64 master key (`openssl rand -base64 32`).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(s).ok_or_else(|| "expected RS256, ES256 or EdDSA".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +133,26 @@ pub enum UsersCommand {
         #[arg(long)]
         username: String,
     },
+    /// Change a user's email address, its verification, or display name. A new address
+    /// starts unverified unless --email-verified is given.
+    Update {
+        #[arg(long)]
+        username: String,
+        /// An empty value removes the address.
+        #[arg(long)]
+        email: Option<String>,
+        /// An empty value removes the name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email_verified: Option<bool>,
+    },
+    /// Delete a user for good: sessions, consents and pending codes go too; the audit
+    /// trail stays.
+    Delete {
+        #[arg(long)]
+        username: String,
+    },
     /// List users.
     List {
         #[arg(long, default_value_t = 1000)]
@@ -118,14 +167,22 @@ pub enum ClientsCommand {
         /// A display name shown on the consent page.
         #[arg(long)]
         name: String,
-        /// confidential (server-side web app), spa (browser app) or native (mobile/desktop).
-        #[arg(long, value_parser = parse_kind)]
-        kind: ClientKind,
+        /// An admin API client: confidential, client_credentials only, scope
+        /// portcullis:admin (its secret obtains tokens for /admin/v1).
+        #[arg(long, conflicts_with_all = [
+            "kind", "redirect_uris", "post_logout_redirect_uris", "allowed_origins",
+            "auth_method", "scopes", "grant_types", "first_party",
+        ])]
+        admin: bool,
+        /// confidential (server-side web app or service), spa (browser app) or native
+        /// (mobile/desktop).
+        #[arg(long, value_parser = parse_kind, required_unless_present = "admin")]
+        kind: Option<ClientKind>,
         /// An explicit client_id (infrastructure as code); a random one otherwise.
         #[arg(long)]
         client_id: Option<String>,
-        /// Repeat for several.
-        #[arg(long = "redirect-uri", required = true)]
+        /// Repeat for several (required for the authorization_code grant).
+        #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
@@ -138,12 +195,21 @@ pub enum ClientsCommand {
         /// Allowed scopes (default: openid profile email).
         #[arg(long = "scope")]
         scopes: Vec<String>,
-        /// Allowed grant types (default: authorization_code).
+        /// Allowed grant types: authorization_code (default), refresh_token,
+        /// client_credentials (confidential clients only).
         #[arg(long = "grant-type")]
         grant_types: Vec<String>,
         /// Trusted first-party application: no consent page.
         #[arg(long)]
         first_party: bool,
+        /// How refresh tokens reach the client: body (default) or cookie (spa clients on
+        /// the provider's site: an HttpOnly cookie script cannot read).
+        #[arg(long, value_parser = parse_delivery, default_value = "body")]
+        refresh_token_delivery: TokenDelivery,
+        /// id_token_signed_response_alg: RS256 (default), ES256 or EdDSA; must be one of
+        /// keys.algorithms.
+        #[arg(long, value_parser = parse_alg)]
+        id_token_alg: Option<SigningAlg>,
     },
     /// List clients.
     List {
@@ -154,6 +220,28 @@ pub enum ClientsCommand {
     Show {
         #[arg(long)]
         client_id: String,
+    },
+    /// Change a client under the registration rules; options left out stay as they are,
+    /// a repeated option replaces the whole list.
+    Update {
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Option<Vec<String>>,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Option<Vec<String>>,
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Option<Vec<String>>,
+        #[arg(long, value_parser = parse_auth_method)]
+        auth_method: Option<AuthMethod>,
+        #[arg(long = "scope")]
+        scopes: Option<Vec<String>>,
+        #[arg(long = "grant-type")]
+        grant_types: Option<Vec<String>>,
+        #[arg(long)]
+        first_party: Option<bool>,
     },
     /// Delete a client.
     Delete {
@@ -171,6 +259,15 @@ fn parse_kind(s: &str) -> Result<ClientKind, String> {
     ClientKind::parse(s).ok_or_else(|| "expected confidential, spa or native".to_owned())
 }
 
+fn parse_delivery(s: &str) -> Result<TokenDelivery, String> {
+    TokenDelivery::parse(s).ok_or_else(|| "expected body or cookie".to_owned())
+}
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "expected an RFC 3339 time such as 2026-01-31T00:00:00Z".to_owned())
+}
+
 fn parse_auth_method(s: &str) -> Result<AuthMethod, String> {
     AuthMethod::parse(s)
         .ok_or_else(|| "expected client_secret_basic, client_secret_post or none".to_owned())
@@ -178,10 +275,18 @@ fn parse_auth_method(s: &str) -> Result<AuthMethod, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
-    /// Sign a user out everywhere.
+    /// A user's live sessions, most recently used first.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Sign a user out everywhere, or of one session.
     Revoke {
         #[arg(long)]
         user: String,
+        /// Only this session (an id from `sessions list`).
+        #[arg(long)]
+        session: Option<uuid::Uuid>,
     },
 }
 
@@ -191,8 +296,24 @@ pub enum AuditCommand {
     List {
         #[arg(long)]
         kind: Option<String>,
+        /// A username.
         #[arg(long)]
         user: Option<String>,
+        /// Events concerning this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Events made by this admin API client.
+        #[arg(long)]
+        actor_client: Option<String>,
+        /// RFC 3339, e.g. 2026-01-31T00:00:00Z (inclusive).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// RFC 3339 (exclusive).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<time::OffsetDateTime>,
+        /// Only events older than this id (paging).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -202,7 +323,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&Sources::from_env(cli.config.clone()))?;
     let json = cli.json;
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve { demo: false, .. } => serve(settings).await,
+        Command::Serve {
+            demo: true,
+            demo_spa_bind,
+        } => serve_demo(settings, &demo_spa_bind).await,
         Command::Migrate => {
             let store = open(&settings).await?;
             store.migrate().await.context("applying migrations")?;
@@ -218,34 +343,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Clients(cmd) => {
             let store = open_migrated(&settings).await?;
-            let result = clients(store.as_ref(), cmd, json).await;
+            let result = clients(&settings, store.as_ref(), cmd, json).await;
             store.close().await;
             result
         }
-        Command::Sessions(SessionsCommand::Revoke { user }) => {
+        Command::Sessions(cmd) => {
             let store = open_migrated(&settings).await?;
-            let result = async {
-                let user = find(store.as_ref(), &user).await?;
-                let now = SystemClock.now();
-                let audit = AuditEvent::new(
-                    now,
-                    AuditKind::SessionRevoked,
-                    Outcome::Success,
-                    &Actor::cli(),
-                )
-                .user(user.id)
-                .detail("scope", "all");
-                let n = store
-                    .revoke_user_sessions(user.id, now, "admin_revoked", &audit)
-                    .await?;
-                emit(
-                    json,
-                    &json!({ "username": user.username, "revoked_sessions": n }),
-                    &format!("Revoked {n} session(s) of {}.", user.username),
-                );
-                Ok(())
-            }
-            .await;
+            let result = sessions(store.as_ref(), cmd, json).await;
             store.close().await;
             result
         }
@@ -255,7 +359,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
-        Command::Audit(AuditCommand::List { kind, user, limit }) => {
+        Command::Audit(AuditCommand::List {
+            kind,
+            user,
+            client,
+            actor_client,
+            since,
+            until,
+            before,
+            limit,
+        }) => {
             let store = open_migrated(&settings).await?;
             let result = async {
                 let user_id = match user {
@@ -263,10 +376,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => None,
                 };
                 let rows = store
-                    .list_audit(&AuditQuery {
+                    .search_audit(&AuditSearch {
                         kind,
                         user_id,
-                        limit,
+                        client_id: client,
+                        actor_client_id: actor_client,
+                        since,
+                        until,
+                        before,
+                        limit: limit.clamp(1, 1000),
                     })
                     .await?;
                 if json {
@@ -274,13 +392,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     for r in rows {
                         println!(
-                            "{}  {:<22} {:<8} user={} ip={} {}",
+                            "{:>6} {}  {:<22} {:<8} user={} client={} by={} ip={} {}",
+                            r.id,
                             crate::http::pages::format_time(r.at),
                             r.kind,
                             r.outcome,
                             r.user_id
                                 .map(|u| u.to_string())
                                 .unwrap_or_else(|| "-".into()),
+                            r.client_id.as_deref().unwrap_or("-"),
+                            r.actor_client_id
+                                .as_deref()
+                                .or(r.request_id.as_deref().filter(|id| *id == "cli"))
+                                .unwrap_or("-"),
                             r.ip.as_deref().unwrap_or("-"),
                             r.details
                         );
@@ -302,6 +426,41 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
     tracing::info!(%bind, %issuer, database = %db, "portcullis is listening");
     app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn serve_demo(settings: Settings, spa_bind: &str) -> anyhow::Result<()> {
+    if std::env::var("PORTCULLIS_ENV").as_deref() == Ok("production") {
+        bail!(
+            "--demo seeds a user with a published password: never with PORTCULLIS_ENV=production"
+        );
+    }
+    let listener = std::net::TcpListener::bind(spa_bind)
+        .with_context(|| format!("binding the demo SPA to {spa_bind}"))?;
+    let addr = listener.local_addr()?;
+    let demo = crate::demo::DemoApp {
+        origin: format!("http://{addr}"),
+        issuer: settings.issuer.clone(),
+    };
+    let issuer = settings.issuer.clone();
+    let app = Application::build(settings.clone(), Arc::new(SystemClock)).await?;
+    let store = open(&settings).await?;
+    crate::demo::seed(store.as_ref(), &settings, &SystemClock, &demo).await?;
+    store.close().await;
+    let spa = crate::demo::spa_server(listener, demo.clone())?;
+    let spa_handle = spa.handle();
+    let spa_task = tokio::spawn(spa);
+    println!(
+        "\nPortcullis demo\n  provider:   {issuer}\n  demo app:   {}   <- open this and click \"Sign in\"\n  sign in as: {} / {}\n",
+        demo.origin,
+        crate::demo::DEMO_USERNAME,
+        crate::demo::DEMO_PASSWORD
+    );
+    tracing::info!(%issuer, spa = %demo.origin, "portcullis demo is listening");
+    let result = app.run_until_stopped().await;
+    spa_handle.stop(true).await;
+    spa_task.abort();
+    result?;
     Ok(())
 }
 
@@ -332,34 +491,28 @@ async fn users(
             name,
             no_password,
         } => {
-            let username = Username::parse(&username).context("invalid --username")?;
-            let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+            // Refuse a bad name or address before prompting for a password.
+            Username::parse(&username).context("invalid --username")?;
             if let Some(e) = &email {
-                if !e.contains('@') || e.len() > 254 {
-                    bail!("invalid --email: expected an address like alice@example.com");
-                }
+                parse_email(e).context("invalid --email")?;
             }
-            let password_hash = if no_password {
+            let password = if no_password {
                 None
             } else {
-                let password = read_new_password(settings)?;
-                Some(hasher(settings)?.hash(password).await?)
+                Some(read_new_password(settings)?)
             };
-            let now = clock.now();
-            let audit = AuditEvent::new(now, AuditKind::UserCreated, Outcome::Success, &actor)
-                .detail("username", username.as_str());
-            let user = store
-                .create_user(
-                    &NewUser {
-                        username,
-                        email,
-                        name: name.filter(|n| !n.trim().is_empty()),
-                        password_hash,
-                    },
-                    now,
-                    &audit,
-                )
-                .await?;
+            let account = NewAccount {
+                username,
+                email,
+                name,
+                password,
+            };
+            let user = match users::create(store, &hasher(settings)?, account, clock.now(), &actor)
+                .await
+            {
+                Err(UserError::Conflict(_)) => bail!("a user with this username already exists"),
+                other => other?,
+            };
             emit(
                 json,
                 &serde_json::to_value(&user)?,
@@ -369,21 +522,15 @@ async fn users(
         UsersCommand::SetPassword { username } => {
             let user = find(store, &username).await?;
             let password = read_new_password(settings)?;
-            let hash = hasher(settings)?.hash(password).await?;
-            let now = clock.now();
-            let audit = AuditEvent::new(
-                now,
-                AuditKind::UserPasswordChanged,
-                Outcome::Success,
+            users::set_password(
+                store,
+                &hasher(settings)?,
+                &user,
+                password,
+                clock.now(),
                 &actor,
             )
-            .user(user.id);
-            let key = crate::auth::throttle_key(Some(&user.username), user.username.as_str());
-            let change = PasswordChange::Reset {
-                throttle_key: &key,
-                audit: &audit,
-            };
-            store.set_password_hash(user.id, &hash, now, change).await?;
+            .await?;
             emit(
                 json,
                 &json!({ "username": user.username, "password_changed": true }),
@@ -398,6 +545,37 @@ async fn users(
         }
         UsersCommand::Enable { username } => {
             set_disabled(store, &username, false, json).await?;
+        }
+        UsersCommand::Update {
+            username,
+            email,
+            name,
+            email_verified,
+        } => {
+            let user = find(store, &username).await?;
+            let blank = |v: String| (!v.trim().is_empty()).then_some(v);
+            let change = ProfileChange {
+                email: email.map(blank),
+                name: name.map(blank),
+                email_verified,
+            };
+            let user = users::update_profile(store, user.id, change, clock.now(), &actor).await?;
+            emit(
+                json,
+                &serde_json::to_value(&user)?,
+                &format!("Updated user {}.", user.username),
+            );
+        }
+        UsersCommand::Delete { username } => {
+            let user = find(store, &username).await?;
+            if !users::delete(store, &user, clock.now(), &actor).await? {
+                bail!("no user named {}", user.username);
+            }
+            emit(
+                json,
+                &json!({ "username": user.username, "deleted": true }),
+                &format!("Deleted user {} and their sessions.", user.username),
+            );
         }
         UsersCommand::List { limit } => {
             let users = store.list_users(limit).await?;
@@ -419,13 +597,19 @@ async fn users(
     Ok(())
 }
 
-async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::Result<()> {
+async fn clients(
+    settings: &Settings,
+    store: &dyn Store,
+    cmd: ClientsCommand,
+    json: bool,
+) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let actor = Actor::cli();
     let client_id = |raw: &str| ClientId::parse(raw).context("invalid --client-id");
     match cmd {
         ClientsCommand::Create {
             name,
+            admin,
             kind,
             client_id,
             redirect_uris,
@@ -435,10 +619,24 @@ async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::
             scopes,
             grant_types,
             first_party,
+            refresh_token_delivery,
+            id_token_alg,
         } => {
-            let (client, secret) = crate::clients::register(
-                store,
-                crate::clients::Registration {
+            crate::clients::check_id_token_alg(id_token_alg, &settings.keys.algorithms)
+                .with_context(|| {
+                    format!(
+                        "--id-token-alg: keys.algorithms is {:?}",
+                        settings
+                            .keys
+                            .algorithms
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                    )
+                })?;
+            let registration = match (admin, kind) {
+                (true, _) => crate::clients::Registration::admin(name, client_id),
+                (false, Some(kind)) => crate::clients::Registration {
                     client_id,
                     name,
                     kind,
@@ -449,11 +647,13 @@ async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::
                     grant_types,
                     scopes,
                     first_party,
+                    refresh_token_delivery,
+                    id_token_signed_response_alg: id_token_alg,
                 },
-                now,
-                &actor,
-            )
-            .await?;
+                (false, None) => bail!("--kind is required (or --admin)"),
+            };
+            let (client, secret) =
+                crate::clients::register(store, registration, now, &actor).await?;
             let mut value = serde_json::to_value(&client)?;
             if let (Some(secret), serde_json::Value::Object(map)) = (&secret, &mut value) {
                 map.insert("client_secret".into(), secret.expose().into());
@@ -485,6 +685,38 @@ async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::
             };
             println!("{}", serde_json::to_string_pretty(&client)?);
         }
+        ClientsCommand::Update {
+            client_id: raw,
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            auth_method,
+            scopes,
+            grant_types,
+            first_party,
+        } => {
+            let change = crate::clients::ClientUpdate {
+                name,
+                auth_method,
+                redirect_uris,
+                post_logout_redirect_uris,
+                allowed_origins,
+                grant_types,
+                scopes,
+                first_party,
+            };
+            let client =
+                match crate::clients::update(store, &client_id(&raw)?, change, now, &actor).await {
+                    Err(crate::clients::UpdateError::NotFound) => bail!("no client {raw}"),
+                    other => other?,
+                };
+            emit(
+                json,
+                &serde_json::to_value(&client)?,
+                &format!("Updated client {} ({}).", client.id, client.name),
+            );
+        }
         ClientsCommand::Delete { client_id: raw } => {
             if !crate::clients::delete(store, &client_id(&raw)?, now, &actor).await? {
                 bail!("no client {raw}");
@@ -514,6 +746,59 @@ async fn clients(store: &dyn Store, cmd: ClientsCommand, json: bool) -> anyhow::
     Ok(())
 }
 
+async fn sessions(store: &dyn Store, cmd: SessionsCommand, json: bool) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    let actor = Actor::cli();
+    match cmd {
+        SessionsCommand::List { user } => {
+            let user = find(store, &user).await?;
+            let sessions = users::sessions(store, user.id, now).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions)?);
+            } else {
+                for s in sessions {
+                    println!(
+                        "{}  signed in {}  last seen {}  ip={} {}",
+                        s.id,
+                        crate::http::pages::format_time(s.auth_time),
+                        crate::http::pages::format_time(s.last_seen_at),
+                        s.ip.as_deref().unwrap_or("-"),
+                        s.user_agent.as_deref().unwrap_or("-"),
+                    );
+                }
+            }
+        }
+        SessionsCommand::Revoke {
+            user,
+            session: Some(session),
+        } => {
+            let user = find(store, &user).await?;
+            let session = crate::domain::session::SessionId(session);
+            if !users::revoke_session(store, user.id, session, now, &actor).await? {
+                bail!("{} has no live session {session}", user.username);
+            }
+            emit(
+                json,
+                &json!({ "username": user.username, "revoked_sessions": 1 }),
+                &format!("Revoked session {session} of {}.", user.username),
+            );
+        }
+        SessionsCommand::Revoke {
+            user,
+            session: None,
+        } => {
+            let user = find(store, &user).await?;
+            let n = users::revoke_all_sessions(store, user.id, now, &actor).await?;
+            emit(
+                json,
+                &json!({ "username": user.username, "revoked_sessions": n }),
+                &format!("Revoked {n} session(s) of {}.", user.username),
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn keys(
     settings: &Settings,
     store: Arc<dyn Store>,
@@ -521,28 +806,11 @@ async fn keys(
     json: bool,
 ) -> anyhow::Result<()> {
     if let KeysCommand::List = cmd {
-        let rows: Vec<serde_json::Value> = store
-            .list_signing_keys()
+        let rows: Vec<serde_json::Value> = crate::keys::list(store.as_ref())
             .await?
             .into_iter()
-            .map(|k| {
-                let t = |t: Option<time::OffsetDateTime>| {
-                    t.and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                };
-                json!({
-                    "kid": k.kid,
-                    "alg": k.alg,
-                    "state": k.state,
-                    "created_at": t(Some(k.created_at)),
-                    "activated_at": t(k.activated_at),
-                    "retired_at": t(k.retired_at),
-                    "remove_after": t(k.remove_after),
-                })
-            })
-            .collect();
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
         if json {
             println!("{}", serde_json::Value::Array(rows));
         } else {
@@ -562,31 +830,76 @@ async fn keys(
         }
         return Ok(());
     }
+    if let KeysCommand::RotateMasterKey { new_key_file } = &cmd {
+        // Never generates a key: the keys are under the one they were encrypted with.
+        let current =
+            MasterKey::load_existing(&settings.keys).context("loading the current master key")?;
+        let new = match new_key_file {
+            Some(path) => MasterKey::from_file(path),
+            None => {
+                let secret = read_secret("New master key (base64): ")?;
+                MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(&secret))
+            }
+        }
+        .context("reading the new master key")?;
+        let rotation = rotate_master_key(
+            store.as_ref(),
+            &current,
+            &new,
+            SystemClock.now(),
+            &Actor::cli(),
+        )
+        .await
+        .context("re-encrypting the signing keys")?;
+        let n = rotation.reencrypted.len();
+        emit(
+            json,
+            &serde_json::to_value(&rotation)?,
+            &format!(
+                "Re-encrypted {n} signing key(s) under the new master key. Restart every \
+                 instance with the new key now: until then they keep signing with the keys \
+                 they hold but load no key changes, and the old key no longer starts them."
+            ),
+        );
+        return Ok(());
+    }
     let master = MasterKey::load(&settings.keys).context("loading the master key")?;
-    let ring = KeyRing::load_or_init_with(
-        store,
-        master,
-        Arc::new(SystemClock),
-        crate::keys::retention(settings),
-    )
-    .await
-    .context("loading the signing keys")?;
+    let ring = KeyRing::load_or_init_for(store, master, Arc::new(SystemClock), settings)
+        .await
+        .context("loading the signing keys")?;
     match cmd {
-        KeysCommand::List => {}
-        KeysCommand::Rotate => {
-            let outcome = ring.rotate_by(&Actor::cli()).await?;
-            let text = match &outcome {
-                RotationOutcome::Rotated {
-                    retired, current, ..
-                } => format!(
-                    "Rotated: {current} signs now; {retired} is retired (published until its tokens expire). Other instances pick this up within keys.reload_interval."
-                ),
-                RotationOutcome::LostRace { current } => format!(
-                    "Another rotation happened at the same time; the current key is {}.",
-                    current.as_deref().unwrap_or("-")
-                ),
+        KeysCommand::List | KeysCommand::RotateMasterKey { .. } => {}
+        KeysCommand::Rotate { alg } => {
+            let outcomes = match alg {
+                Some(alg) => vec![ring.rotate_alg_by(alg, &Actor::cli()).await?],
+                None => ring.rotate_by(&Actor::cli()).await?,
             };
-            emit(json, &serde_json::to_value(&outcome)?, &text);
+            let text: Vec<String> = outcomes
+                .iter()
+                .map(|outcome| match outcome {
+                    RotationOutcome::Rotated {
+                        alg,
+                        retired,
+                        current,
+                        ..
+                    } => format!(
+                        "{alg}: {current} signs now; {retired} is retired (published until its tokens expire)."
+                    ),
+                    RotationOutcome::LostRace { alg, current } => format!(
+                        "{alg}: another rotation happened at the same time; the current key is {}.",
+                        current.as_deref().unwrap_or("-")
+                    ),
+                })
+                .collect();
+            emit(
+                json,
+                &serde_json::to_value(&outcomes)?,
+                &format!(
+                    "{}\nOther instances pick this up at once on Postgres (NOTIFY), otherwise \
+                     within keys.reload_interval.",
+                    text.join("\n")
+                ),
+            );
         }
         KeysCommand::Retire { kid } => {
             let outcome = ring.retire(&kid, &Actor::cli()).await?;
@@ -616,16 +929,8 @@ async fn set_disabled(
     json: bool,
 ) -> anyhow::Result<()> {
     let user = find(store, username).await?;
-    let now = SystemClock.now();
-    let kind = if disabled {
-        AuditKind::UserDisabled
-    } else {
-        AuditKind::UserEnabled
-    };
-    let audit = AuditEvent::new(now, kind, Outcome::Success, &Actor::cli()).user(user.id);
-    let changed = store
-        .set_user_disabled(user.id, disabled, now, &audit)
-        .await?;
+    let changed =
+        users::set_disabled(store, user.id, disabled, SystemClock.now(), &Actor::cli()).await?;
     let state = if disabled { "disabled" } else { "enabled" };
     emit(
         json,
@@ -641,14 +946,39 @@ async fn set_disabled(
 
 async fn find(store: &dyn Store, username: &str) -> anyhow::Result<User> {
     let name = Username::parse(username).context("invalid username")?;
-    match store.find_user(&name).await? {
-        Some((user, _)) => Ok(user),
-        None => bail!("no user named {name}"),
+    match users::find_by_name(store, name.as_str()).await {
+        Err(UserError::NotFound) => bail!("no user named {name}"),
+        other => Ok(other?),
     }
 }
 
 fn hasher(settings: &Settings) -> anyhow::Result<PasswordHasher> {
     Ok(PasswordHasher::new(&settings.password)?)
+}
+
+/// A secret from a hidden prompt (asked twice) on a terminal; otherwise the first line of
+/// stdin.
+fn read_secret(prompt: &str) -> anyhow::Result<secrecy::SecretString> {
+    use secrecy::{ExposeSecret as _, SecretString};
+    if std::io::stdin().is_terminal() {
+        let first = SecretString::from(rpassword::prompt_password(prompt)?);
+        let second = SecretString::from(rpassword::prompt_password("Repeat it: ")?);
+        if first.expose_secret() != second.expose_secret() {
+            bail!("the two entries do not match");
+        }
+        return Ok(first);
+    }
+    let mut raw = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut raw)
+        .context("reading stdin")?;
+    let raw = SecretString::from(raw);
+    Ok(SecretString::from(
+        raw.expose_secret()
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+    ))
 }
 
 /// From a hidden prompt (asked twice) on a terminal; otherwise the first line of stdin.

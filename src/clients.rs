@@ -1,4 +1,4 @@
-//! Client registration, shared by the CLI and (later) the admin API: validation of every
+//! Client registration, shared by the CLI and the admin API: validation of every
 //! field, secret generation (256-bit, shown once, stored as SHA-256) and auditing.
 
 use time::OffsetDateTime;
@@ -8,7 +8,9 @@ use crate::domain::client::{
     AuthMethod, Client, ClientError, ClientId, ClientKind, GRANT_TYPES, validate_origin,
     validate_redirect_uri,
 };
-use crate::domain::scope::ScopeSet;
+use crate::domain::jws::SigningAlg;
+use crate::domain::refresh::TokenDelivery;
+use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::secret::OpaqueToken;
 use crate::storage::{Store, StoreError};
 
@@ -25,6 +27,10 @@ pub struct Registration {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub first_party: bool,
+    pub refresh_token_delivery: TokenDelivery,
+    /// `id_token_signed_response_alg` (OpenID Connect Registration §2); RS256 when unset.
+    /// It must be one of `keys.algorithms`: see `check_id_token_alg`.
+    pub id_token_signed_response_alg: Option<SigningAlg>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,20 +44,99 @@ pub enum RegistrationError {
 /// Default scopes of a new client.
 pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
 
-/// Validates and stores a new client. Returns it with its secret (confidential clients),
-/// which is never shown again.
-pub async fn register(
-    store: &dyn Store,
-    reg: Registration,
-    now: OffsetDateTime,
-    actor: &Actor,
-) -> Result<(Client, Option<OpaqueToken>), RegistrationError> {
-    let inconsistent = |m| RegistrationError::Invalid(ClientError::Inconsistent(m));
-    let id = match &reg.client_id {
-        Some(raw) => ClientId::parse(raw)?,
-        None => ClientId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
-    };
+impl Registration {
+    /// An admin API client (`clients create --admin`): confidential, `client_credentials`
+    /// only, with the `portcullis:admin` scope.
+    pub fn admin(name: String, client_id: Option<String>) -> Self {
+        Self {
+            client_id,
+            name,
+            kind: ClientKind::Confidential,
+            auth_method: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            allowed_origins: vec![],
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec![ADMIN_SCOPE.into()],
+            first_party: false,
+            refresh_token_delivery: TokenDelivery::Body,
+            id_token_signed_response_alg: None,
+        }
+    }
+}
+
+/// The mutable fields of a registered client; `None` leaves a field as it is. The
+/// client_id and kind never change (a public client cannot become confidential: it has
+/// no secret, and its users consented to a public client).
+#[derive(Debug, Clone, Default)]
+pub struct ClientUpdate {
+    pub name: Option<String>,
+    pub auth_method: Option<AuthMethod>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub first_party: Option<bool>,
+}
+
+impl ClientUpdate {
+    /// The names of the fields this update sets, for the audit trail.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("auth_method", self.auth_method.is_some()),
+            ("redirect_uris", self.redirect_uris.is_some()),
+            (
+                "post_logout_redirect_uris",
+                self.post_logout_redirect_uris.is_some(),
+            ),
+            ("allowed_origins", self.allowed_origins.is_some()),
+            ("grant_types", self.grant_types.is_some()),
+            ("scopes", self.scopes.is_some()),
+            ("first_party", self.first_party.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("no such client")]
+    NotFound,
+    #[error(transparent)]
+    Invalid(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything registration decides from a request, validated.
+struct Validated {
+    name: String,
+    auth_method: AuthMethod,
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    allowed_origins: Vec<String>,
+    grant_types: Vec<String>,
+    scopes: ScopeSet,
+}
+
+/// The registration rules, shared by `register` and `update`.
+fn validate(reg: &Registration) -> Result<Validated, ClientError> {
+    let inconsistent = ClientError::Inconsistent;
     let name = reg.name.trim().to_owned();
+    // Shown on the consent and logout pages: no control characters, and no bidi
+    // overrides that could make "Evil" read as something else.
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(inconsistent(
+            "the client name must not contain control or bidirectional-override characters",
+        ));
+    }
     if name.is_empty() || name.chars().count() > 100 {
         return Err(inconsistent(
             "the client name must have 1 to 100 characters",
@@ -72,8 +157,31 @@ pub async fn register(
             ));
         }
     };
-    if reg.redirect_uris.is_empty() {
-        return Err(inconsistent("at least one redirect URI is required"));
+    let mut grant_types: Vec<String> = Vec::new();
+    for grant in &reg.grant_types {
+        if !GRANT_TYPES.contains(&grant.as_str()) {
+            return Err(inconsistent(
+                "unknown grant type (authorization_code, refresh_token, client_credentials)",
+            ));
+        }
+        // RFC 6749 §4.4: the client credentials grant is for confidential clients only.
+        if grant == "client_credentials" && reg.kind != ClientKind::Confidential {
+            return Err(inconsistent(
+                "only confidential clients may use client_credentials",
+            ));
+        }
+        if !grant_types.contains(grant) {
+            grant_types.push(grant.clone());
+        }
+    }
+    if grant_types.is_empty() {
+        grant_types.push("authorization_code".to_owned());
+    }
+    let redirects = grant_types.iter().any(|g| g == "authorization_code");
+    if redirects && reg.redirect_uris.is_empty() {
+        return Err(inconsistent(
+            "at least one redirect URI is required for the authorization_code grant",
+        ));
     }
     for uri in reg
         .redirect_uris
@@ -84,7 +192,10 @@ pub async fn register(
     }
     let mut origins = Vec::new();
     for origin in &reg.allowed_origins {
-        origins.push(validate_origin(origin)?);
+        let origin = validate_origin(origin)?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
     }
     if reg.kind == ClientKind::Spa && origins.is_empty() {
         // A browser app calls the token endpoint from the origin of its redirect URIs.
@@ -97,50 +208,187 @@ pub async fn register(
             }
         }
     }
-    let grant_types = if reg.grant_types.is_empty() {
-        vec!["authorization_code".to_owned()]
-    } else {
-        reg.grant_types.clone()
-    };
-    for grant in &grant_types {
-        if !GRANT_TYPES.contains(&grant.as_str()) {
-            return Err(inconsistent(
-                "unknown grant type (authorization_code, refresh_token, client_credentials)",
-            ));
-        }
-        if grant == "client_credentials" && reg.kind != ClientKind::Confidential {
-            return Err(inconsistent(
-                "only confidential clients may use client_credentials",
-            ));
-        }
-    }
     let scopes = if reg.scopes.is_empty() {
         ScopeSet::from_tokens(DEFAULT_SCOPES)
     } else {
         ScopeSet::parse(&reg.scopes.join(" "))
             .map_err(|_| inconsistent("a scope contains characters RFC 6749 §3.3 does not allow"))?
     };
-    let secret = (reg.kind == ClientKind::Confidential).then(OpaqueToken::generate);
-    let client = Client {
-        id,
+    if reg.refresh_token_delivery == TokenDelivery::Cookie {
+        // The cookie arrangement protects tokens from script in a browser; other kinds of
+        // client have no browser cookie jar to keep it in.
+        if reg.kind != ClientKind::Spa {
+            return Err(inconsistent(
+                "refresh tokens are delivered in a cookie only to spa clients",
+            ));
+        }
+        if !grant_types.iter().any(|g| g == "refresh_token") {
+            return Err(inconsistent(
+                "cookie delivery needs the refresh_token grant",
+            ));
+        }
+        if reg
+            .scopes
+            .iter()
+            .any(|s| s == crate::domain::refresh::OFFLINE_ACCESS)
+        {
+            return Err(inconsistent(
+                "cookie delivery keeps refresh tokens bound to the browser session: no offline_access",
+            ));
+        }
+    }
+    if scopes.is_empty() {
+        return Err(inconsistent("at least one scope is required"));
+    }
+    // SECURITY: the admin scope goes only to a confidential client that can do nothing
+    // but obtain tokens for itself, so no user flow can ever carry it.
+    if scopes.contains(ADMIN_SCOPE)
+        && (reg.kind != ClientKind::Confidential || grant_types != ["client_credentials"])
+    {
+        return Err(inconsistent(
+            "the portcullis:admin scope is only for confidential clients whose only grant type is client_credentials",
+        ));
+    }
+    Ok(Validated {
         name,
-        kind: reg.kind,
         auth_method,
-        secret_hash: secret.as_ref().map(OpaqueToken::hash),
-        redirect_uris: reg.redirect_uris,
-        post_logout_redirect_uris: reg.post_logout_redirect_uris,
+        redirect_uris: reg.redirect_uris.clone(),
+        post_logout_redirect_uris: reg.post_logout_redirect_uris.clone(),
         allowed_origins: origins,
         grant_types,
         scopes,
+    })
+}
+
+/// Validates and stores a new client. Returns it with its secret (confidential clients),
+/// which is never shown again.
+pub async fn register(
+    store: &dyn Store,
+    reg: Registration,
+    now: OffsetDateTime,
+    actor: &Actor,
+) -> Result<(Client, Option<OpaqueToken>), RegistrationError> {
+    let id = match &reg.client_id {
+        // RFC 9700 §4.15: a client_credentials token's `sub` is the client_id; one shaped
+        // like a user id (a hyphenated UUID) could be mistaken for that user's.
+        Some(raw) if raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok() => {
+            return Err(ClientError::Inconsistent(
+                "a client_id must not look like a user id (a hyphenated UUID)",
+            )
+            .into());
+        }
+        Some(raw) => ClientId::parse(raw)?,
+        None => ClientId::parse(&uuid::Uuid::new_v4().simple().to_string())?,
+    };
+    let v = validate(&reg)?;
+    let secret = (reg.kind == ClientKind::Confidential).then(OpaqueToken::generate);
+    let client = Client {
+        id,
+        name: v.name,
+        kind: reg.kind,
+        auth_method: v.auth_method,
+        secret_hash: secret.as_ref().map(OpaqueToken::hash),
+        redirect_uris: v.redirect_uris,
+        post_logout_redirect_uris: v.post_logout_redirect_uris,
+        allowed_origins: v.allowed_origins,
+        grant_types: v.grant_types,
+        scopes: v.scopes,
         first_party: reg.first_party,
+        refresh_token_delivery: reg.refresh_token_delivery,
         created_at: now,
         updated_at: now,
+        id_token_signed_response_alg: reg
+            .id_token_signed_response_alg
+            .unwrap_or(SigningAlg::RS256),
     };
     let audit = AuditEvent::new(now, AuditKind::ClientCreated, Outcome::Success, actor)
         .client(client.id.as_str())
         .detail("kind", client.kind.as_str());
     store.create_client(&client, &audit).await?;
     Ok((client, secret))
+}
+
+/// Changes the mutable fields of a client under the same rules as registration.
+pub async fn update(
+    store: &dyn Store,
+    id: &ClientId,
+    change: ClientUpdate,
+    now: OffsetDateTime,
+    actor: &Actor,
+) -> Result<Client, UpdateError> {
+    let current = store.find_client(id).await?.ok_or(UpdateError::NotFound)?;
+    let fields = change.fields();
+    let reg = Registration {
+        client_id: Some(current.id.to_string()),
+        name: change.name.unwrap_or(current.name),
+        kind: current.kind,
+        auth_method: Some(change.auth_method.unwrap_or(current.auth_method)),
+        redirect_uris: change.redirect_uris.unwrap_or(current.redirect_uris),
+        post_logout_redirect_uris: change
+            .post_logout_redirect_uris
+            .unwrap_or(current.post_logout_redirect_uris),
+        allowed_origins: change.allowed_origins.unwrap_or(current.allowed_origins),
+        grant_types: match change.grant_types {
+            Some(g) if g.is_empty() => {
+                return Err(
+                    ClientError::Inconsistent("at least one grant type is required").into(),
+                );
+            }
+            Some(g) => g,
+            None => current.grant_types,
+        },
+        scopes: match change.scopes {
+            Some(s) if s.is_empty() => {
+                return Err(ClientError::Inconsistent("at least one scope is required").into());
+            }
+            Some(s) => s,
+            None => current.scopes.to_vec(),
+        },
+        first_party: change.first_party.unwrap_or(current.first_party),
+        refresh_token_delivery: current.refresh_token_delivery,
+        id_token_signed_response_alg: Some(current.id_token_signed_response_alg),
+    };
+    let v = validate(&reg)?;
+    let client = Client {
+        id: current.id,
+        name: v.name,
+        kind: current.kind,
+        auth_method: v.auth_method,
+        secret_hash: current.secret_hash,
+        redirect_uris: v.redirect_uris,
+        post_logout_redirect_uris: v.post_logout_redirect_uris,
+        allowed_origins: v.allowed_origins,
+        grant_types: v.grant_types,
+        scopes: v.scopes,
+        first_party: reg.first_party,
+        refresh_token_delivery: reg.refresh_token_delivery,
+        id_token_signed_response_alg: current.id_token_signed_response_alg,
+        created_at: current.created_at,
+        updated_at: now,
+    };
+    let audit = AuditEvent::new(now, AuditKind::ClientUpdated, Outcome::Success, actor)
+        .client(client.id.as_str())
+        .detail("fields", fields);
+    if !store.update_client(&client, &audit).await? {
+        return Err(UpdateError::NotFound);
+    }
+    Ok(client)
+}
+
+/// Refuses an `id_token_signed_response_alg` this deployment has no keys for (not in
+/// `keys.algorithms`): the client could never get an ID token.
+pub fn check_id_token_alg(
+    requested: Option<SigningAlg>,
+    enabled: &[SigningAlg],
+) -> Result<(), ClientError> {
+    match requested {
+        Some(alg) if alg != SigningAlg::RS256 && !enabled.contains(&alg) => {
+            Err(ClientError::Inconsistent(
+                "id_token_signed_response_alg must be one of keys.algorithms",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::domain::jws::SigningAlg;
+
 /// The documented defaults; the same file ships in `config/` for reference.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -56,6 +58,9 @@ pub struct KeySettings {
     /// How long a next key is published before it may start signing.
     #[serde(with = "humantime_serde")]
     pub prepublication: Duration,
+    /// The algorithms signing keys are kept for; RS256 is required (OpenID Connect
+    /// Discovery §3), ES256 and EdDSA are optional.
+    pub algorithms: Vec<SigningAlg>,
 }
 
 /// The `Cache-Control: max-age` of JWKS responses (src/http/handlers/discovery.rs): a
@@ -71,6 +76,20 @@ pub struct TokenSettings {
     pub id_token_lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub authorization_code_lifetime: Duration,
+    /// Refresh tokens of confidential and native clients: idle / absolute lifetime.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_idle_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_absolute_lifetime: Duration,
+    /// Refresh tokens of browser apps (SPA clients): idle / absolute lifetime.
+    #[serde(with = "humantime_serde")]
+    pub spa_refresh_token_idle_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub spa_refresh_token_absolute_lifetime: Duration,
+    /// How long a just-rotated refresh token may be presented again by the same client
+    /// to get back the same response (a retry, not a replay); zero turns it off.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_retry_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -254,7 +273,8 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("server.trusted_proxies"),
+                    .with_list_parse_key("server.trusted_proxies")
+                    .with_list_parse_key("keys.algorithms"),
             );
         }
         if let Some(file) = &sources.file {
@@ -289,6 +309,12 @@ impl Settings {
         const HOUR: u64 = 3600;
         const DAY: u64 = 24 * HOUR;
         self.issuer = validate_issuer(&self.issuer)?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                "is not a tracing filter (e.g. \"info\" or \"portcullis=debug,info\")",
+            ));
+        }
         if self.server.max_form_bytes < 1024 || self.server.max_form_bytes > 1024 * 1024 {
             return Err(invalid(
                 "server.max_form_bytes",
@@ -413,6 +439,17 @@ impl Settings {
                 "must be longer than keys.prepublication",
             ));
         }
+        // OpenID Connect Discovery §3: id_token_signing_alg_values_supported "MUST include
+        // RS256"; Core §15.1 requires providers to support it.
+        if !self.keys.algorithms.contains(&SigningAlg::RS256) {
+            return Err(invalid("keys.algorithms", "must include RS256"));
+        }
+        let mut algorithms = self.keys.algorithms.clone();
+        algorithms.sort();
+        algorithms.dedup();
+        if algorithms.len() != self.keys.algorithms.len() {
+            return Err(invalid("keys.algorithms", "lists an algorithm twice"));
+        }
         let t = &self.tokens;
         // DESIGN.md: 10 minutes by default; anything beyond an hour defeats revocation.
         within(
@@ -429,6 +466,32 @@ impl Settings {
             t.authorization_code_lifetime,
             1,
             10 * MINUTE,
+        )?;
+        for (idle_key, idle, absolute_key, absolute) in [
+            (
+                "tokens.refresh_token_idle_lifetime",
+                t.refresh_token_idle_lifetime,
+                "tokens.refresh_token_absolute_lifetime",
+                t.refresh_token_absolute_lifetime,
+            ),
+            (
+                "tokens.spa_refresh_token_idle_lifetime",
+                t.spa_refresh_token_idle_lifetime,
+                "tokens.spa_refresh_token_absolute_lifetime",
+                t.spa_refresh_token_absolute_lifetime,
+            ),
+        ] {
+            within(idle_key, idle, MINUTE, 365 * DAY)?;
+            within(absolute_key, absolute, MINUTE, 365 * DAY)?;
+            if idle > absolute {
+                return Err(invalid(idle_key, "must not exceed the absolute lifetime"));
+            }
+        }
+        within(
+            "tokens.refresh_token_retry_window",
+            t.refresh_token_retry_window,
+            0,
+            MINUTE,
         )?;
         Ok(self)
     }
@@ -708,8 +771,16 @@ mod tests {
                         walk(&key, v, out);
                     }
                 }
-                ValueKind::Array(items) if items.is_empty() => {
-                    out.push((prefix.into(), "[]".into()))
+                ValueKind::Array(items) => {
+                    // As written in TOML: `[]`, `["RS256"]`.
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|item| match item.kind {
+                            ValueKind::String(s) => format!("\"{s}\""),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    out.push((prefix.into(), format!("[{}]", items.join(", "))))
                 }
                 ValueKind::String(s) if s.is_empty() => out.push((prefix.into(), "\"\"".into())),
                 other => out.push((prefix.into(), other.to_string())),
@@ -728,25 +799,46 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_setting() {
-        let readme = include_str!("../README.md");
         let defaults = documented_defaults();
         assert!(defaults.len() > 20, "{defaults:?}");
-        for (key, default) in &defaults {
-            let row = format!("| `{key}` | `{default}` |");
-            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        // The README's table and the configuration reference in docs/ both.
+        for (name, doc) in [
+            ("README.md", include_str!("../README.md")),
+            (
+                "docs/configuration.md",
+                include_str!("../docs/configuration.md"),
+            ),
+        ] {
+            for (key, default) in &defaults {
+                let row = format!("| `{key}` | `{default}` |");
+                assert!(doc.contains(&row), "{name} lacks the row {row}");
+            }
+            let rows = doc
+                .lines()
+                .filter(|l| l.starts_with("| `") && l.matches(" | `").count() >= 1)
+                .filter_map(|l| l.split('`').nth(1))
+                .filter(|k| k.contains('.') || *k == "issuer")
+                .filter(|k| !k.contains(' ') && !k.starts_with('/'))
+                .count();
+            assert_eq!(
+                rows,
+                defaults.len(),
+                "{name} documents settings that do not exist"
+            );
         }
-        let rows = readme
-            .lines()
-            .filter(|l| l.starts_with("| `") && l.matches(" | `").count() >= 1)
-            .filter_map(|l| l.split('`').nth(1))
-            .filter(|k| k.contains('.') || *k == "issuer")
-            .filter(|k| !k.contains(' ') && !k.starts_with('/'))
-            .count();
-        assert_eq!(
-            rows,
-            defaults.len(),
-            "the README documents settings that do not exist"
-        );
+    }
+
+    #[test]
+    fn an_unreadable_log_filter_is_a_configuration_error() {
+        let mut s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        s.log.level = "info,portcullis=loud".into();
+        assert!(matches!(
+            s.validated(),
+            Err(ConfigError::Invalid {
+                key: "log.level",
+                ..
+            })
+        ));
     }
 
     #[test]

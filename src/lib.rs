@@ -1,11 +1,13 @@
 //! Portcullis: a standalone OAuth 2.0 / OpenID Connect provider.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod keys;
@@ -14,3 +16,4 @@ pub mod password;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod users;

@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
     // Logs go to stderr; commands other than `serve` log only warnings so their stdout
     // stays clean for scripts.
     let log = match Settings::load(&Sources::from_env(cli.config.clone())) {
-        Ok(s) if matches!(cli.command, Command::Serve) => s.log,
+        Ok(s) if matches!(cli.command, Command::Serve { .. }) => s.log,
         Ok(s) => LogSettings {
             level: "warn".into(),
             ..s.log
@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let log = LogSettings {
-        format: if matches!(cli.command, Command::Serve) {
+        format: if matches!(cli.command, Command::Serve { .. }) {
             log.format
         } else {
             LogFormat::Pretty

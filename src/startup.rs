@@ -14,7 +14,7 @@ use crate::http::cors::OriginCache;
 use crate::http::handlers::not_found;
 use crate::http::middleware::{RequestContext, security_headers};
 use crate::http::{AppState, cookies::CookieNames, routes};
-use crate::keys::{KeyRing, MasterKey, retention, spawn_reloader, spawn_rotator};
+use crate::keys::{KeyRing, MasterKey, spawn_listener, spawn_reloader, spawn_rotator};
 use crate::oauth::Provider;
 use crate::password::PasswordHasher;
 use crate::storage::{self, PurgeCutoffs, Store};
@@ -49,15 +49,12 @@ impl Application {
         }
         let hasher = PasswordHasher::new(&settings.password).context("password hasher")?;
         let master = MasterKey::load(&settings.keys).context("loading the master key")?;
-        let keys = KeyRing::load_or_init_with(
-            Arc::clone(&store),
-            master,
-            Arc::clone(&clock),
-            retention(&settings),
-        )
-        .await
-        .context("loading the signing keys")?;
+        let keys =
+            KeyRing::load_or_init_for(Arc::clone(&store), master, Arc::clone(&clock), &settings)
+                .await
+                .context("loading the signing keys")?;
         let reloader = spawn_reloader(keys.clone(), settings.keys.reload_interval);
+        let key_listener = spawn_listener(keys.clone(), Arc::clone(&store));
         let rotator = spawn_rotator(
             keys.clone(),
             settings.keys.rotation_interval,
@@ -65,7 +62,7 @@ impl Application {
             settings.keys.reload_interval,
         );
         let auth = Authenticator::new(&settings, Arc::clone(&store), Arc::clone(&clock), hasher);
-        let provider = Provider::new(&settings, auth.clone(), keys);
+        let provider = Provider::new(&settings, auth.clone(), keys.clone());
         let state = AppState {
             cookies: CookieNames::new(settings.is_https()),
             issuer_origin: settings.issuer_origin(),
@@ -91,12 +88,12 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
-        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&store), clock, settings));
+        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&store), clock, settings, keys));
         Ok(Self {
             port,
             server,
             store,
-            background: vec![housekeeping, reloader, rotator],
+            background: vec![housekeeping, reloader, key_listener, rotator],
         })
     }
 
@@ -119,15 +116,27 @@ impl Application {
     }
 }
 
-/// Purges expired rows in bounded batches, off the request path.
-async fn housekeeping(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) {
+/// Purges expired rows in bounded batches, off the request path, and retired signing keys
+/// past `remove_after`.
+async fn housekeeping(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    keys: KeyRing,
+) {
     let h = &settings.housekeeping;
     let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
     let failure_window = d(settings.login.failure_window);
-    let mut ticker = tokio::time::interval(h.interval);
+    // The first round runs one interval after start, not during it: start-up stays
+    // quick, and a write transaction of ours is never open while something else (a CLI
+    // run next to a fresh server) needs the SQLite write lock.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + h.interval, h.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if let Err(error) = keys.purge_removed().await {
+            tracing::warn!(%error, "deleting removed signing keys failed");
+        }
         let now = clock.now();
         let cutoffs = PurgeCutoffs {
             now,

@@ -2,6 +2,7 @@
 //! tracking, sign-out of one or all sessions.
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::client::ClientId;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::user::User;
@@ -66,16 +67,24 @@ impl Authenticator {
             .await
     }
 
-    /// Ends the current session (sign-out).
+    /// Ends the current session (sign-out). `client` is the application that asked for it
+    /// (RP-initiated logout), `via` how it was decided (`account`, `confirmation`,
+    /// `id_token_hint`); both go into the audit row.
     pub async fn logout(
         &self,
         current: &CurrentSession,
+        client: Option<&ClientId>,
+        via: &'static str,
         actor: &Actor,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let audit = AuditEvent::new(now, AuditKind::Logout, Outcome::Success, actor)
+        let mut audit = AuditEvent::new(now, AuditKind::Logout, Outcome::Success, actor)
             .user(current.user.id)
-            .session(current.session.id);
+            .session(current.session.id)
+            .detail("via", via);
+        if let Some(client) = client {
+            audit = audit.client(client.as_str());
+        }
         self.store
             .revoke_session(current.user.id, current.session.id, now, "logout", &audit)
             .await

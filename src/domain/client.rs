@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::{Host, Url};
 
+use super::jws::SigningAlg;
+use super::refresh::TokenDelivery;
 use super::scope::ScopeSet;
 use super::secret::TokenHash;
 
@@ -123,6 +125,11 @@ pub fn validate_redirect_uri(raw: &str, kind: ClientKind) -> Result<(), ClientEr
     if raw.len() > 2000 {
         return Err(bad("is longer than 2000 characters"));
     }
+    // Stored as given: no control characters or spaces (a NUL would also break Postgres
+    // text, and it would behave differently on SQLite).
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad("must not contain spaces or control characters"));
+    }
     if raw.contains('*') {
         return Err(bad("wildcards are not allowed; register every URI exactly"));
     }
@@ -190,6 +197,9 @@ fn loopback_ip(url: &Url) -> Option<IpAddr> {
 /// Validates a CORS origin at registration.
 pub fn validate_origin(raw: &str) -> Result<String, ClientError> {
     let bad = || ClientError::BadOrigin(raw.to_owned());
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad());
+    }
     let url = Url::parse(raw).map_err(|_| bad())?;
     let origin = url.origin();
     if !origin.is_tuple() || !matches!(url.scheme(), "https" | "http") {
@@ -219,10 +229,16 @@ pub struct Client {
     pub grant_types: Vec<String>,
     pub scopes: ScopeSet,
     pub first_party: bool,
+    /// How refresh tokens reach this client (cookie: SPA clients only).
+    pub refresh_token_delivery: TokenDelivery,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// OpenID Connect Dynamic Client Registration §2: ID tokens for this client are
+    /// signed with this algorithm (RS256 unless registered otherwise). Access tokens are
+    /// always RS256.
+    pub id_token_signed_response_alg: SigningAlg,
 }
 
 impl Client {
@@ -281,8 +297,10 @@ mod tests {
             grant_types: vec!["authorization_code".into()],
             scopes: ScopeSet::parse("openid").unwrap_or_default(),
             first_party: false,
+            refresh_token_delivery: TokenDelivery::Body,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            id_token_signed_response_alg: SigningAlg::RS256,
         }
     }
 
@@ -311,6 +329,8 @@ mod tests {
             ("data:text/html,x", Native),
             ("https://user:pw@app.example.com/cb", Confidential),
             ("/relative", Confidential),
+            ("https://app.example.com/c\u{0}b", Confidential),
+            ("https://app.example.com/c b", Confidential),
         ];
         for (uri, kind) in bad {
             assert!(

@@ -1,7 +1,9 @@
 //! Pure types and rules: no I/O, no actix, no sqlx, no system time.
 
 pub mod client;
+pub mod jws;
 pub mod pkce;
+pub mod refresh;
 pub mod scope;
 pub mod secret;
 pub mod session;

@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 /// Longest scope string accepted in a request.
 pub const MAX_SCOPE_LEN: usize = 1024;
 
+/// The scope of the admin API (`/admin/v1`). Only ever granted to a confidential client
+/// through `client_credentials`, never to a user through `/authorize`.
+pub const ADMIN_SCOPE: &str = "portcullis:admin";
+
+/// Scopes that are about a signed-in user (OpenID Connect Core §5.4, §11): meaningless in
+/// a token a client obtains for itself.
+pub const USER_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+pub fn is_user_scope(scope: &str) -> bool {
+    USER_SCOPES.contains(&scope)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
     #[error("the scope `{0}` contains characters RFC 6749 §3.3 does not allow")]
@@ -60,6 +72,11 @@ impl ScopeSet {
     }
 
     /// The scopes of `self` that `other` lacks.
+    /// This set without `scope`.
+    pub fn without(&self, scope: &str) -> ScopeSet {
+        Self(self.0.iter().filter(|s| *s != scope).cloned().collect())
+    }
+
     pub fn missing_from(&self, other: &ScopeSet) -> Vec<String> {
         self.0.difference(&other.0).cloned().collect()
     }
@@ -100,6 +117,7 @@ pub fn describe(scope: &str) -> String {
         "profile" => "See your name and username".into(),
         "email" => "See your email address".into(),
         "offline_access" => "Stay signed in and act for you when you are not using it".into(),
+        ADMIN_SCOPE => "Administer this identity provider".into(),
         other => format!("Access “{other}”"),
     }
 }

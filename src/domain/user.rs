@@ -173,6 +173,55 @@ pub struct NewUser {
     pub password_hash: Option<PasswordHash>,
 }
 
+/// The profile fields an administrator may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+}
+
+/// Longest email address (RFC 5321 §4.5.3.1.3 path limit) and display name accepted.
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "expected an email address like alice@example.com (at most {MAX_EMAIL_LEN} characters)"
+    )]
+    BadEmail,
+    #[error("a name has at most {MAX_NAME_LEN} characters and no control characters")]
+    BadName,
+    #[error("a user without an email address cannot have a verified one")]
+    NoEmailToVerify,
+}
+
+/// A trimmed email address with one `@` between non-empty parts; `None` for an empty one.
+/// Deliverability is not checked here (that is what `email_verified` records).
+pub fn parse_email(raw: &str) -> Result<Option<String>, ProfileError> {
+    let email = raw.trim();
+    if email.is_empty() {
+        return Ok(None);
+    }
+    let ok = email.len() <= MAX_EMAIL_LEN
+        && !email.chars().any(|c| c.is_control() || c.is_whitespace())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    ok.then(|| Some(email.to_owned()))
+        .ok_or(ProfileError::BadEmail)
+}
+
+/// A trimmed display name; `None` for an empty one.
+pub fn parse_name(raw: &str) -> Result<Option<String>, ProfileError> {
+    let name = raw.trim();
+    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ProfileError::BadName);
+    }
+    Ok((!name.is_empty()).then(|| name.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +262,25 @@ mod tests {
         );
         let p = Password::presented("hunter2hunter2".into()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn emails_and_names_are_checked_and_trimmed() {
+        assert_eq!(parse_email(" a@b.example "), Ok(Some("a@b.example".into())));
+        assert_eq!(parse_email(""), Ok(None));
+        for bad in [
+            "nobody",
+            "@b",
+            "a@",
+            "a@b@c",
+            "a b@c",
+            &format!("{}@b", "a".repeat(260)),
+        ] {
+            assert_eq!(parse_email(bad), Err(ProfileError::BadEmail), "{bad}");
+        }
+        assert_eq!(parse_name("  Alice  "), Ok(Some("Alice".into())));
+        assert_eq!(parse_name(" "), Ok(None));
+        assert_eq!(parse_name("a\u{0}b"), Err(ProfileError::BadName));
+        assert_eq!(parse_name(&"x".repeat(201)), Err(ProfileError::BadName));
     }
 }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use actix_web::HttpRequest;
 
 pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    // An IPv4 peer on a dual-stack socket shows up as `::ffff:a.b.c.d`: compare (and
+    // report) the IPv4 address, as configured.
+    let peer = req.peer_addr()?.ip().to_canonical();
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
@@ -23,7 +25,7 @@ pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr
     }
     let mut nearest_trusted = peer;
     for hop in hops.iter().rev() {
-        match parse_hop(hop) {
+        match parse_hop(hop).map(|ip| ip.to_canonical()) {
             Some(ip) if trusted_proxies.contains(&ip) => nearest_trusted = ip,
             Some(ip) => return Some(ip),
             // Our own proxy wrote something unreadable: the best we know is that proxy.
@@ -66,6 +68,27 @@ mod tests {
             .to_http_request();
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(client_ip(&req, &trusted), Some(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn an_ipv4_proxy_on_a_dual_stack_socket_is_still_trusted() {
+        let req = TestRequest::default()
+            .peer_addr(
+                "[::ffff:10.0.0.1]:4000"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .insert_header(("x-forwarded-for", "198.51.100.7"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &[ip("10.0.0.1")]), Some(ip("198.51.100.7")));
+        let direct = TestRequest::default()
+            .peer_addr(
+                "[::ffff:203.0.113.9]:4000"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .to_http_request();
+        assert_eq!(client_ip(&direct, &[]), Some(ip("203.0.113.9")));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 pub struct CookieNames {
     pub session: String,
     pub binding: String,
+    /// `__Secure-` on https: the refresh cookie has a Path, so `__Host-` cannot apply.
+    refresh_prefix: &'static str,
 }
 
 impl CookieNames {
@@ -20,8 +22,35 @@ impl CookieNames {
         Self {
             session: format!("{prefix}portcullis_session"),
             binding: format!("{prefix}portcullis_login"),
+            refresh_prefix: if https { "__Secure-" } else { "" },
         }
     }
+
+    /// The refresh cookie of one client (client ids are URL-safe, so cookie-safe).
+    pub fn refresh(&self, client_id: &str) -> String {
+        format!("{}portcullis_rt_{client_id}", self.refresh_prefix)
+    }
+}
+
+/// Where the refresh cookie is sent: the token endpoint only.
+const REFRESH_PATH: &str = "/token";
+
+/// A refresh token for a browser app (DESIGN.md, OAuth 2.0 for Browser-Based Apps §6.1):
+/// `HttpOnly` so no script, injected or not, can read it; `SameSite=Strict` so no other
+/// site can make the browser send it; `Path=/token` so it goes nowhere else.
+pub fn refresh_cookie(name: &str, value: &str, max_age_secs: i64) -> Cookie<'static> {
+    Cookie::build(name.to_owned(), value.to_owned())
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path(REFRESH_PATH)
+        .max_age(CookieDuration::seconds(max_age_secs.max(0)))
+        .finish()
+}
+
+/// Makes the browser drop a refresh cookie.
+pub fn refresh_removal(name: &str) -> Cookie<'static> {
+    refresh_cookie(name, "", 0)
 }
 
 /// How long a browser keeps its binding cookie (it carries no authority by itself).

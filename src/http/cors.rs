@@ -1,8 +1,9 @@
 //! CORS for the endpoints browsers call from other origins (`/token`, `/userinfo`,
-//! `/jwks.json`, discovery): only origins registered on some client are allowed, never `*`,
-//! and no credentials.
+//! `/jwks.json`, discovery, `/revoke`): only origins registered on some client are allowed,
+//! never `*`. Credentials (the refresh cookie) are allowed only on `/token`, and only for
+//! origins of clients that receive their refresh tokens in a cookie.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,9 +15,12 @@ use crate::storage::Store;
 /// How long the registered origins are cached per instance.
 const REFRESH: Duration = Duration::from_secs(5);
 
+/// Origin → whether a cookie-delivery client registered it.
+type Origins = HashMap<String, bool>;
+
 pub struct OriginCache {
     store: Arc<dyn Store>,
-    cached: RwLock<Option<(Instant, Arc<HashSet<String>>)>>,
+    cached: RwLock<Option<(Instant, Arc<Origins>)>>,
 }
 
 impl OriginCache {
@@ -29,6 +33,15 @@ impl OriginCache {
 
     /// Whether `origin` is registered on some client (reloaded at most every 5 s).
     pub async fn allows(&self, origin: &str) -> bool {
+        self.lookup(origin).await.is_some()
+    }
+
+    /// Whether `origin` may send credentials (the refresh cookie) to `/token`.
+    pub async fn allows_credentials(&self, origin: &str) -> bool {
+        self.lookup(origin).await == Some(true)
+    }
+
+    async fn lookup(&self, origin: &str) -> Option<bool> {
         let fresh = self
             .cached
             .read()
@@ -40,18 +53,18 @@ impl OriginCache {
             Some(set) => set,
             None => match self.store.allowed_origins().await {
                 Ok(list) => {
-                    let set: Arc<HashSet<String>> = Arc::new(list.into_iter().collect());
+                    let set: Arc<Origins> = Arc::new(list.into_iter().collect());
                     *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
                         Some((Instant::now(), Arc::clone(&set)));
                     set
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not load CORS origins");
-                    return false;
+                    return None;
                 }
             },
         };
-        set.contains(origin)
+        set.get(origin).copied()
     }
 }
 
@@ -78,11 +91,31 @@ pub fn apply(res: &mut HttpResponse, origin: Option<&str>) {
     }
 }
 
+/// Allows the response to a credentialed request to be read (`/token` only).
+async fn apply_credentials(req: &HttpRequest, cache: &OriginCache, res: &mut HttpResponse) {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return;
+    };
+    if cache.allows_credentials(origin).await {
+        res.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
 /// Answers a preflight (`OPTIONS`).
 pub async fn preflight(req: HttpRequest, cache: &OriginCache) -> HttpResponse {
     let origin = allowed_origin(&req, cache).await;
     let mut res = HttpResponse::NoContent().finish();
     apply(&mut res, origin.as_deref());
+    if origin.is_some() && req.path() == "/token" {
+        apply_credentials(&req, cache, &mut res).await;
+    }
     if origin.is_some() {
         let h = res.headers_mut();
         h.insert(
@@ -114,5 +147,16 @@ pub async fn with_cors<E: actix_web::ResponseError>(
         Err(e) => e.error_response(),
     };
     apply(&mut res, origin.as_deref());
+    res
+}
+
+/// `with_cors` for `/token`: also allows credentials for cookie-delivery clients' origins.
+pub async fn with_credentialed_cors<E: actix_web::ResponseError>(
+    req: &HttpRequest,
+    cache: &OriginCache,
+    result: impl std::future::Future<Output = Result<HttpResponse, E>>,
+) -> HttpResponse {
+    let mut res = with_cors(req, cache, result).await;
+    apply_credentials(req, cache, &mut res).await;
     res
 }

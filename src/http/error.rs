@@ -33,6 +33,10 @@ pub enum PageError {
     /// unregistered redirect URI): shown here, never redirected.
     #[error("{0}")]
     AuthorizeRefused(String),
+    /// A logout request that cannot be trusted (RP-Initiated Logout 1.0 §4): shown here,
+    /// never redirected.
+    #[error("{0}")]
+    LogoutRefused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,6 +65,7 @@ impl PageError {
         match self {
             Self::BadRequest(m) => ("Bad request", m.clone()),
             Self::AuthorizeRefused(m) => ("This sign-in request cannot be completed", m.clone()),
+            Self::LogoutRefused(m) => ("This sign-out request cannot be completed", m.clone()),
             Self::Forbidden(m) => ("Request refused", m.clone()),
             Self::NotFound => ("Page not found", "There is nothing at this address.".into()),
             Self::MethodNotAllowed => (
@@ -90,7 +95,9 @@ impl PageError {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::AuthorizeRefused(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::AuthorizeRefused(_) | Self::LogoutRefused(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

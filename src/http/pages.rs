@@ -71,6 +71,34 @@ pub struct ConsentPage<'a> {
     pub redirect_host: &'a str,
 }
 
+/// RP-Initiated Logout 1.0 §2: "Sign out of Portcullis?", with the request's parameters
+/// carried in hidden fields (validated again when the form is posted).
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub css_href: &'a str,
+    pub csrf_token: &'a str,
+    pub username: &'a str,
+    pub client_name: Option<&'a str>,
+    /// Where the browser goes afterwards (host, or scheme for native apps).
+    pub redirect_host: Option<&'a str>,
+    pub id_token_hint: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+/// After an RP-initiated logout that does not return to the application.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+pub struct SignedOutPage<'a> {
+    pub css_href: &'a str,
+    pub client_name: Option<&'a str>,
+    /// A link back to the application (a registered target the browser was not
+    /// redirected to automatically).
+    pub return_to: Option<&'a str>,
+}
+
 /// OAuth 2.0 Form Post Response Mode: a form that submits itself to the client.
 #[derive(Template)]
 #[template(path = "form_post.html")]

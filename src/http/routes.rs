@@ -25,7 +25,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/logout")
-                .route(web::post().to(logout::submit))
+                .route(web::get().to(logout::get))
+                .route(web::post().to(logout::post))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/logout/confirm")
+                .route(web::post().to(logout::confirm))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
@@ -64,6 +70,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
+            web::resource("/revoke")
+                .route(web::post().to(token::revoke))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/introspect")
+                .route(web::post().to(token::introspect))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
             web::resource("/userinfo")
                 .route(web::get().to(userinfo::userinfo))
                 .route(web::post().to(userinfo::userinfo))
@@ -84,5 +101,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/jwks.json")
                 .route(web::get().to(discovery::jwks))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(discovery::preflight)),
-        );
+        )
+        // The admin API (JSON, bearer tokens with portcullis:admin): its routes and their
+        // OpenAPI document come from one list in `admin`.
+        .configure(crate::admin::configure);
 }

@@ -36,14 +36,20 @@ impl MasterKey {
     /// `PORTCULLIS_MASTER_KEY` wins; else `keys.master_key_file`; else, if allowed, a
     /// generated development key in `keys.generated_master_key_file`.
     pub fn load(settings: &KeySettings) -> Result<Self, KeyError> {
-        let env =
-            match std::env::var_os(ENV_VAR) {
-                None => None,
-                Some(value) => Some(value.into_string().map_err(|_| {
-                    KeyError::BadMasterKey(format!("{ENV_VAR} is not valid UTF-8"))
-                })?),
-            };
-        Self::load_with(settings, env.as_deref())
+        Self::load_with(settings, env_value()?.as_deref())
+    }
+
+    /// As `load`, but never generates a key: a development key is used only if its file
+    /// exists. For commands that must work with the key the data is already under.
+    pub fn load_existing(settings: &KeySettings) -> Result<Self, KeyError> {
+        let generated = Path::new(&settings.generated_master_key_file);
+        let settings = KeySettings {
+            generate_master_key: settings.generate_master_key
+                && !settings.generated_master_key_file.is_empty()
+                && generated.exists(),
+            ..settings.clone()
+        };
+        Self::load_with(&settings, env_value()?.as_deref())
     }
 
     /// `load` with the environment value passed in, so tests need not touch process env.
@@ -71,6 +77,12 @@ impl MasterKey {
         decode(s)
             .map(Self::from_bytes)
             .map_err(KeyError::BadMasterKey)
+    }
+
+    /// The base64 key in `path` (surrounding whitespace ignored); warns when the file is
+    /// readable by others.
+    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        read_key_file(path)
     }
 
     /// 32 bytes from the operating system's CSPRNG.
@@ -130,9 +142,27 @@ impl MasterKey {
     }
 }
 
+impl PartialEq for MasterKey {
+    /// Constant-time, though only the CLI compares master keys.
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.expose_secret().ct_eq(other.0.expose_secret()).into()
+    }
+}
+
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MasterKey(..)")
+    }
+}
+
+fn env_value() -> Result<Option<String>, KeyError> {
+    match std::env::var_os(ENV_VAR) {
+        None => Ok(None),
+        Some(value) => value
+            .into_string()
+            .map(Some)
+            .map_err(|_| KeyError::BadMasterKey(format!("{ENV_VAR} is not valid UTF-8"))),
     }
 }
 
@@ -247,6 +277,7 @@ mod tests {
             reload_interval: Duration::from_secs(30),
             rotation_interval: Duration::from_secs(30 * 86_400),
             prepublication: Duration::from_secs(86_400),
+            algorithms: vec![crate::domain::jws::SigningAlg::RS256],
         }
     }
 

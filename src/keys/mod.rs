@@ -2,9 +2,11 @@
 //! request signs and verifies with, the published JWKS, and the periodic reload that makes
 //! a rotation on one instance visible on all.
 
+mod info;
 mod jwt;
 mod master;
 mod material;
+mod rekey;
 mod ring;
 
 #[cfg(test)]
@@ -12,8 +14,10 @@ mod tests;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::config::Settings;
-use crate::storage::StoreError;
+use crate::storage::{Store, StoreError};
 
 /// The clock skew allowed when verifying tokens, also kept as a margin before a retired
 /// key is removed.
@@ -29,8 +33,10 @@ pub fn retention(settings: &Settings) -> Duration {
         + CLOCK_SKEW
 }
 
+pub use info::{KeyInfo, list};
 pub use jwt::Expectations;
 pub use master::MasterKey;
+pub use rekey::{MasterKeyRotation, rotate_master_key};
 pub use ring::{KeyRing, RetireOutcome, RotationDue, RotationOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +52,14 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("signing key error: {0}")]
     Crypto(String),
-    #[error("no current signing key")]
-    NoSigningKey,
+    #[error("no current {0} signing key")]
+    NoSigningKey(crate::domain::jws::SigningAlg),
+    #[error("{0} is not one of keys.algorithms")]
+    AlgorithmNotEnabled(crate::domain::jws::SigningAlg),
+    #[error(
+        "the signing keys changed while they were re-encrypted; nothing was written: run it again"
+    )]
+    KeysChanged,
     /// A token failed verification. The reason is for logs, never for the client.
     #[error("invalid token: {0}")]
     Invalid(&'static str),
@@ -70,9 +82,55 @@ pub fn spawn_reloader(ring: KeyRing, every: Duration) -> tokio::task::JoinHandle
     })
 }
 
-/// Rotates the signing key on schedule: every `every`, if the current key was activated
-/// `keys.rotation_interval` ago and the next key has been published for
-/// `keys.prepublication`. Losing the race to another instance is fine.
+/// Backoff between attempts to (re)connect the key-change listener.
+const LISTEN_RETRY_MIN: Duration = Duration::from_secs(1);
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Postgres: reloads the key set as soon as any instance or the CLI changes it (every
+/// change sends `NOTIFY portcullis_keys` in its transaction), so a rotation is visible
+/// everywhere within moments; the interval reload stays as the fallback. The listener
+/// reconnects with exponential backoff and reloads after every (re)connection, since
+/// notifications sent while it was away are lost. Failures are logged; the task never ends
+/// on its own. On SQLite (one node) it ends at once.
+pub fn spawn_listener(ring: KeyRing, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = LISTEN_RETRY_MIN;
+        loop {
+            let mut listener = match store.listen_key_changes().await {
+                Ok(Some(listener)) => listener,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "cannot listen for signing key changes");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
+                    continue;
+                }
+            };
+            tracing::debug!("listening for signing key changes");
+            backoff = LISTEN_RETRY_MIN;
+            loop {
+                if let Err(error) = ring.reload().await {
+                    tracing::warn!(%error, "reloading the signing keys failed; keeping the previous set");
+                }
+                match listener.changed().await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::info!("the key-change listener reconnected; reloading"),
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?backoff, "the key-change listener failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+            drop(listener);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
+        }
+    })
+}
+
+/// Rotates the signing keys on schedule: every `every`, each configured algorithm whose
+/// current key was activated `keys.rotation_interval` ago and whose next key has been
+/// published for `keys.prepublication`. Losing the race to another instance is fine.
 pub fn spawn_rotator(
     ring: KeyRing,
     rotation_interval: Duration,
@@ -86,16 +144,19 @@ pub fn spawn_rotator(
         let actor = crate::audit::Actor {
             ip: None,
             request_id: Some("scheduler".into()),
+            client_id: None,
         };
         loop {
             ticks.tick().await;
-            let result = match ring.rotation_due(rotation_interval, prepublication) {
-                RotationDue::No | RotationDue::Waiting => Ok(()),
-                RotationDue::NeedsNext => ring.ensure_next().await,
-                RotationDue::Yes => ring.rotate_by(&actor).await.map(|_| ()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, "scheduled signing key rotation failed");
+            for &alg in ring.configured_algorithms() {
+                let result = match ring.rotation_due(alg, rotation_interval, prepublication) {
+                    RotationDue::No | RotationDue::Waiting => Ok(()),
+                    RotationDue::NeedsNext => ring.ensure_next(alg).await,
+                    RotationDue::Yes => ring.rotate_alg_by(alg, &actor).await.map(|_| ()),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, %alg, "scheduled signing key rotation failed");
+                }
             }
         }
     })

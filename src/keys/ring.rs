@@ -1,11 +1,11 @@
 //! The key ring: an immutable snapshot of the published keys, swapped whole on reload, so
 //! signing and verification only ever take a read lock for an `Arc` clone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use actix_web::web::Bytes;
-use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret as _;
 use serde::Serialize;
@@ -13,15 +13,26 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use super::jwt::{self, Expectations, MAX_TOKEN_LEN};
-use super::material::{RsaKey, generate_rsa_pkcs8};
+use super::material::{PrivateKey, generate_pkcs8};
 use super::{KeyError, MasterKey};
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::jws::SigningAlg;
 use crate::storage::{KeyRetirement, Retired, SigningKeyRecord, Store, StoreError};
 
-/// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256).
-const DEFAULT_ALG: Algorithm = Algorithm::RS256;
-const DEFAULT_ALG_NAME: &str = "RS256";
+/// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256); access
+/// tokens are always signed with it.
+const DEFAULT_ALG: SigningAlg = SigningAlg::RS256;
+
+/// jsonwebtoken's name for the algorithm a key is pinned to.
+fn jwt_algorithm(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::RS256 => Algorithm::RS256,
+        SigningAlg::ES256 => Algorithm::ES256,
+        SigningAlg::EdDSA => Algorithm::EdDSA,
+    }
+}
 
 /// How often `load_or_init` retries when another instance creates the first key at the
 /// same moment.
@@ -36,6 +47,7 @@ const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(10
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RotationOutcome {
     Rotated {
+        alg: SigningAlg,
         /// The key that was current and is now retired.
         retired: String,
         /// The key that signs from now on.
@@ -46,7 +58,10 @@ pub enum RotationOutcome {
         remove_after: OffsetDateTime,
     },
     /// Another instance rotated first; the ring now holds its result.
-    LostRace { current: Option<String> },
+    LostRace {
+        alg: SigningAlg,
+        current: Option<String>,
+    },
 }
 
 /// What an emergency `retire` did.
@@ -106,13 +121,13 @@ impl KeyState {
 /// an unchanged set does no cryptography.
 struct LoadedKey {
     kid: String,
-    alg_name: &'static str,
+    alg: SigningAlg,
     /// What it was built from, to recognise the same row on the next reload.
     encrypted_private_key: Vec<u8>,
     public_jwk: serde_json::Value,
     /// Rebuilt from the private key, never copied from the stored column.
     published_jwk: serde_json::Value,
-    private: RsaKey,
+    private: PrivateKey,
     decoding: DecodingKey,
     /// Pinned to the key's algorithm; time and audience are checked by `jwt::check_claims`
     /// against the injected clock, so jsonwebtoken never reads the system time.
@@ -122,7 +137,7 @@ struct LoadedKey {
 impl LoadedKey {
     fn is_built_from(&self, record: &SigningKeyRecord) -> bool {
         self.kid == record.kid
-            && self.alg_name == record.alg
+            && self.alg.as_str() == record.alg
             && self.encrypted_private_key == record.encrypted_private_key
             && self.public_jwk == record.public_jwk
     }
@@ -134,26 +149,37 @@ struct PublishedKey {
     remove_after: Option<OffsetDateTime>,
 }
 
-struct Snapshot {
-    published: HashMap<String, PublishedKey>,
+/// The signing state of one algorithm.
+#[derive(Default)]
+struct AlgKeys {
     current: Option<Arc<LoadedKey>>,
     current_activated_at: Option<OffsetDateTime>,
-    /// When the oldest next key of the signing algorithm was created (published).
+    /// When the oldest next key was created (published).
     next_created_at: Option<OffsetDateTime>,
+}
+
+struct Snapshot {
+    published: HashMap<String, PublishedKey>,
+    /// Every algorithm with a current or next key in the database.
+    by_alg: BTreeMap<SigningAlg, AlgKeys>,
     jwks: Bytes,
-    algorithms: Vec<String>,
 }
 
 impl Snapshot {
     fn empty() -> Self {
         Self {
             published: HashMap::new(),
-            current: None,
-            current_activated_at: None,
-            next_created_at: None,
+            by_alg: BTreeMap::new(),
             jwks: Bytes::from_static(br#"{"keys":[]}"#),
-            algorithms: Vec::new(),
         }
+    }
+
+    fn current(&self, alg: SigningAlg) -> Option<&Arc<LoadedKey>> {
+        self.by_alg.get(&alg).and_then(|k| k.current.as_ref())
+    }
+
+    fn next_created_at(&self, alg: SigningAlg) -> Option<OffsetDateTime> {
+        self.by_alg.get(&alg).and_then(|k| k.next_created_at)
     }
 }
 
@@ -163,9 +189,16 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// How long a retired key stays published: the longest token lifetime plus skew.
     retain: time::Duration,
+    /// The algorithms this instance signs with and keeps keys for (`keys.algorithms`),
+    /// sorted, RS256 first.
+    algorithms: Vec<SigningAlg>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Serialises reloads so an older read never replaces a newer snapshot.
     reload: tokio::sync::Mutex<()>,
+    /// Set when a reload found keys this master key cannot decrypt (the keys were
+    /// re-encrypted under a new master key): the ring keeps signing with what it holds but
+    /// must not add keys encrypted under the old master key.
+    master_stale: AtomicBool,
 }
 
 /// The in-memory key set of one instance, shared by all requests (cheap to clone).
@@ -195,37 +228,88 @@ impl KeyRing {
         clock: Arc<dyn Clock>,
         retain: std::time::Duration,
     ) -> Result<Self, KeyError> {
+        Self::init(store, master, clock, retain, &[DEFAULT_ALG]).await
+    }
+
+    /// As `load_or_init_with`, for every algorithm in `keys.algorithms` and the retention
+    /// the token lifetimes call for: what the server and the CLI use.
+    pub async fn load_or_init_for(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        settings: &Settings,
+    ) -> Result<Self, KeyError> {
+        Self::init(
+            store,
+            master,
+            clock,
+            super::retention(settings),
+            &settings.keys.algorithms,
+        )
+        .await
+    }
+
+    async fn init(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        retain: std::time::Duration,
+        algorithms: &[SigningAlg],
+    ) -> Result<Self, KeyError> {
+        let mut algorithms = algorithms.to_vec();
+        algorithms.push(DEFAULT_ALG);
+        algorithms.sort();
+        algorithms.dedup();
         let ring = Self {
             inner: Arc::new(Inner {
                 store,
                 master,
                 clock,
                 retain: time::Duration::try_from(retain).unwrap_or(time::Duration::MAX),
+                algorithms,
                 snapshot: RwLock::new(Arc::new(Snapshot::empty())),
                 reload: tokio::sync::Mutex::new(()),
+                master_stale: AtomicBool::new(false),
             }),
         };
         for _ in 0..INIT_ATTEMPTS {
             ring.reload().await?;
-            if ring.snapshot().current.is_some() {
-                ring.ensure_next().await?;
+            let snapshot = ring.snapshot();
+            let missing: Vec<SigningAlg> = ring
+                .inner
+                .algorithms
+                .iter()
+                .copied()
+                .filter(|alg| snapshot.current(*alg).is_none())
+                .collect();
+            if missing.is_empty() {
+                for alg in ring.inner.algorithms.clone() {
+                    ring.ensure_next(alg).await?;
+                }
                 return Ok(ring);
             }
-            let now = ring.inner.clock.now();
-            let record = ring.new_record(KeyState::Current, now).await?;
-            match ring.inner.store.insert_signing_key(&record).await {
-                Ok(()) => {
-                    tracing::info!(kid = %record.kid, alg = %record.alg, "created a signing key")
+            for alg in missing {
+                let now = ring.inner.clock.now();
+                let record = ring.new_record(alg, KeyState::Current, now).await?;
+                match ring.inner.store.insert_signing_key(&record).await {
+                    Ok(()) => {
+                        tracing::info!(kid = %record.kid, %alg, "created a signing key")
+                    }
+                    Err(StoreError::Conflict(_)) => {
+                        tracing::info!(%alg, "another instance created the signing key first; using it");
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(StoreError::Conflict(_)) => {
-                    tracing::info!("another instance created the signing key first; using it");
-                }
-                Err(e) => return Err(e.into()),
             }
         }
         Err(KeyError::Crypto(
             "no current signing key after creating one".to_owned(),
         ))
+    }
+
+    /// The algorithms this ring signs with (`keys.algorithms`), RS256 first.
+    pub fn configured_algorithms(&self) -> &[SigningAlg] {
+        &self.inner.algorithms
     }
 
     /// Re-reads the key set from the store and swaps it in whole. On error the previous
@@ -234,11 +318,28 @@ impl KeyRing {
         let _guard = self.inner.reload.lock().await;
         let records = self.inner.store.list_signing_keys().await?;
         let previous = self.snapshot();
-        let next = self.build(&records, &previous)?;
-        let old_kid = previous.current.as_ref().map(|k| k.kid.as_str());
-        let new_kid = next.current.as_ref().map(|k| k.kid.as_str());
-        if old_kid != new_kid {
-            tracing::info!(kid = new_kid, previous = old_kid, "signing key changed");
+        let next = match self.build(&records, &previous) {
+            Ok(next) => next,
+            Err(KeyError::MasterKeyMismatch) => {
+                if !self.inner.master_stale.swap(true, Ordering::SeqCst) {
+                    tracing::error!(
+                        "the signing keys in the database are encrypted under another master key \
+                         (was the master key rotated?): this instance keeps signing with the keys \
+                         it holds, creates and rotates none, and must be restarted with the \
+                         current master key"
+                    );
+                }
+                return Err(KeyError::MasterKeyMismatch);
+            }
+            Err(e) => return Err(e),
+        };
+        self.inner.master_stale.store(false, Ordering::SeqCst);
+        for (alg, keys) in &next.by_alg {
+            let old_kid = previous.current(*alg).map(|k| k.kid.as_str());
+            let new_kid = keys.current.as_ref().map(|k| k.kid.as_str());
+            if old_kid != new_kid {
+                tracing::info!(%alg, kid = new_kid, previous = old_kid, "signing key changed");
+            }
         }
         *self
             .inner
@@ -248,38 +349,63 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Inserts a `next` key when the signing algorithm has none (first start, or a
-    /// database from before next keys existed), and reloads. Two instances doing this at
-    /// once may each add one; rotation then promotes the oldest.
-    pub async fn ensure_next(&self) -> Result<(), KeyError> {
-        if self.snapshot().next_created_at.is_some() {
+    /// Refuses to write keys while the database holds keys this master key cannot read:
+    /// they would be encrypted under a master key the other instances no longer have.
+    fn check_master(&self) -> Result<(), KeyError> {
+        if self.inner.master_stale.load(Ordering::SeqCst) {
+            return Err(KeyError::MasterKeyMismatch);
+        }
+        Ok(())
+    }
+
+    /// Inserts a `next` key for `alg` when it has none (first start, or a database from
+    /// before next keys existed), and reloads. When another instance inserts one at the
+    /// same moment, the unique index keeps one and this instance reloads it.
+    pub async fn ensure_next(&self, alg: SigningAlg) -> Result<(), KeyError> {
+        if self.snapshot().next_created_at(alg).is_some() {
             return Ok(());
         }
+        // Re-read first: a reload under a master key that is no longer the database's
+        // fails here, before a key sealed under it could be written.
+        self.reload().await?;
+        if self.snapshot().next_created_at(alg).is_some() {
+            return Ok(());
+        }
+        self.check_master()?;
         let record = self
-            .new_record(KeyState::Next, self.inner.clock.now())
+            .new_record(alg, KeyState::Next, self.inner.clock.now())
             .await?;
-        self.inner.store.insert_signing_key(&record).await?;
-        tracing::info!(kid = %record.kid, alg = %record.alg, "created a next signing key");
+        match self.inner.store.insert_signing_key(&record).await {
+            Ok(()) => tracing::info!(kid = %record.kid, %alg, "created a next signing key"),
+            Err(StoreError::Conflict(_)) => {
+                tracing::info!(%alg, "another instance created the next key first; using it");
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.reload().await
     }
 
-    /// Whether `current.activated_at + interval <= now`, and whether the next key has
-    /// been published for at least `prepublication`.
+    /// Whether `alg`'s `current.activated_at + interval <= now`, and whether its next key
+    /// has been published for at least `prepublication`.
     pub fn rotation_due(
         &self,
+        alg: SigningAlg,
         interval: std::time::Duration,
         prepublication: std::time::Duration,
     ) -> RotationDue {
         let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
-        let Some(activated) = snapshot.current_activated_at else {
+        let Some(keys) = snapshot.by_alg.get(&alg) else {
+            return RotationDue::No;
+        };
+        let Some(activated) = keys.current_activated_at else {
             return RotationDue::No;
         };
         if activated.saturating_add(d(interval)) > now {
             return RotationDue::No;
         }
-        match snapshot.next_created_at {
+        match keys.next_created_at {
             None => RotationDue::NeedsNext,
             Some(created) if created.saturating_add(d(prepublication)) > now => {
                 RotationDue::Waiting
@@ -288,25 +414,40 @@ impl KeyRing {
         }
     }
 
-    /// Rotates: current → retired (published for the retention window), next → current,
-    /// a fresh next. Compare-and-swap on the current kid of this ring's snapshot (no
-    /// reload first: a rotation decided on that snapshot must not retire a key another
-    /// instance promoted meanwhile), so when instances rotate at once exactly one wins
-    /// and the others get `LostRace` and reload.
-    pub async fn rotate(&self) -> Result<RotationOutcome, KeyError> {
+    /// Rotates every configured algorithm (see `rotate_alg_by`).
+    pub async fn rotate(&self) -> Result<Vec<RotationOutcome>, KeyError> {
         self.rotate_by(&Actor::default()).await
     }
 
-    /// `rotate`, audited as done by `actor`.
-    pub async fn rotate_by(&self, actor: &Actor) -> Result<RotationOutcome, KeyError> {
+    /// `rotate`, audited as done by `actor`: one transaction (and one audit row) per
+    /// algorithm.
+    pub async fn rotate_by(&self, actor: &Actor) -> Result<Vec<RotationOutcome>, KeyError> {
+        let mut outcomes = Vec::new();
+        for alg in self.inner.algorithms.clone() {
+            outcomes.push(self.rotate_alg_by(alg, actor).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Rotates `alg`: current → retired (published for the retention window), next →
+    /// current, a fresh next. Compare-and-swap on the current kid of this ring's snapshot
+    /// (no reload first: a rotation decided on that snapshot must not retire a key another
+    /// instance promoted meanwhile), so when instances rotate at once exactly one wins and
+    /// the others get `LostRace` and reload.
+    pub async fn rotate_alg_by(
+        &self,
+        alg: SigningAlg,
+        actor: &Actor,
+    ) -> Result<RotationOutcome, KeyError> {
+        self.check_master()?;
         let snapshot = self.snapshot();
-        let expected = snapshot
-            .current
-            .as_ref()
-            .map(|k| k.kid.clone())
-            .ok_or(KeyError::NoSigningKey)?;
+        let current = snapshot
+            .current(alg)
+            .cloned()
+            .ok_or(KeyError::NoSigningKey(alg))?;
+        let expected = current.kid.clone();
         let now = self.inner.clock.now();
-        let fresh = self.fresh_keys(&snapshot, now).await?;
+        let fresh = self.fresh_keys(&snapshot, alg, now).await?;
         let remove_after = now.saturating_add(self.inner.retain);
         let audit = AuditEvent::new(now, AuditKind::KeyRotated, Outcome::Success, actor)
             .detail("remove_after", remove_after.unix_timestamp());
@@ -316,6 +457,7 @@ impl KeyRing {
             .retire_signing_key(&KeyRetirement {
                 kid: &expected,
                 only_if_current: true,
+                expected_private_key: Some(&current.encrypted_private_key),
                 now,
                 remove_after,
                 fresh: &fresh,
@@ -328,8 +470,9 @@ impl KeyRing {
                 next,
                 ..
             }) => {
-                tracing::info!(retired = %expected, %current, next = next.as_deref(), "rotated the signing key");
+                tracing::info!(%alg, retired = %expected, %current, next = next.as_deref(), "rotated the signing key");
                 RotationOutcome::Rotated {
+                    alg,
                     retired: expected,
                     current,
                     next,
@@ -341,16 +484,17 @@ impl KeyRing {
             }
             // The partial unique index refused a second current key: another won.
             Ok(Retired::LostRace | Retired::NotFound) | Err(StoreError::Conflict(_)) => {
-                RotationOutcome::LostRace { current: None }
+                RotationOutcome::LostRace { alg, current: None }
             }
             Err(e) => return Err(e.into()),
         };
         self.reload().await?;
         Ok(match outcome {
             RotationOutcome::LostRace { .. } => {
-                tracing::info!("another instance rotated the signing key first");
+                tracing::info!(%alg, "another instance rotated the signing key first");
                 RotationOutcome::LostRace {
-                    current: self.current_kid(),
+                    alg,
+                    current: self.current_kid_for(alg),
                 }
             }
             rotated => rotated,
@@ -358,21 +502,33 @@ impl KeyRing {
     }
 
     /// Emergency retirement: `kid` is unpublished at once and tokens it signed stop
-    /// verifying. If it was current, next is promoted and a new next created in the same
-    /// transaction.
+    /// verifying. If it was current, its algorithm's next key is promoted and a new next
+    /// created in the same transaction.
     pub async fn retire(&self, kid: &str, actor: &Actor) -> Result<RetireOutcome, KeyError> {
         self.reload().await?;
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
-        let fresh = self.fresh_keys(&snapshot, now).await?;
+        // Keys of an algorithm this build cannot load (or already gone) get no successor.
+        let fresh = match snapshot.published.get(kid).map(|p| p.key.alg) {
+            Some(alg) => self.fresh_keys(&snapshot, alg, now).await?,
+            None => Vec::new(),
+        };
         let audit = AuditEvent::new(now, AuditKind::KeyRetired, Outcome::Success, actor)
             .detail("emergency", true);
+        // Compare-and-swap on the stored blob, as rotation does: if the master key was
+        // rotated since the reload above, nothing (in particular no fresh key sealed under
+        // the old master key) is written.
+        let expected = snapshot
+            .published
+            .get(kid)
+            .map(|p| p.key.encrypted_private_key.clone());
         let result = self
             .inner
             .store
             .retire_signing_key(&KeyRetirement {
                 kid,
                 only_if_current: false,
+                expected_private_key: expected.as_deref(),
                 now,
                 remove_after: now,
                 fresh: &fresh,
@@ -401,27 +557,56 @@ impl KeyRing {
         })
     }
 
-    /// A fresh next key, plus one to promote directly when there is no next key.
+    /// Deletes retired keys past `remove_after` (housekeeping) and reloads when any went,
+    /// so the JWKS this instance serves drops them too.
+    pub async fn purge_removed(&self) -> Result<u64, KeyError> {
+        let deleted = self
+            .inner
+            .store
+            .purge_removed_signing_keys(self.inner.clock.now())
+            .await?;
+        if deleted > 0 {
+            tracing::info!(deleted, "deleted retired signing keys past remove_after");
+            self.reload().await?;
+        }
+        Ok(deleted)
+    }
+
+    /// A fresh next key for `alg`, plus one to promote directly when it has no next key.
     async fn fresh_keys(
         &self,
         snapshot: &Snapshot,
+        alg: SigningAlg,
         now: OffsetDateTime,
     ) -> Result<Vec<SigningKeyRecord>, KeyError> {
-        let mut fresh = vec![self.new_record(KeyState::Next, now).await?];
-        if snapshot.next_created_at.is_none() {
-            fresh.push(self.new_record(KeyState::Next, now).await?);
+        let mut fresh = vec![self.new_record(alg, KeyState::Next, now).await?];
+        if snapshot.next_created_at(alg).is_none() {
+            fresh.push(self.new_record(alg, KeyState::Next, now).await?);
         }
         Ok(fresh)
     }
 
-    /// A JWS (RFC 7515 compact form) of `claims` under the current key, with header
-    /// `{"alg": "RS256", "typ": typ, "kid": kid}`.
+    /// A JWS (RFC 7515 compact form) of `claims` under the current RS256 key, with header
+    /// `{"alg": "RS256", "typ": typ, "kid": kid}`. Access tokens are always RS256.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
+        self.sign_with(DEFAULT_ALG, typ, claims)
+    }
+
+    /// As `sign`, under the current key of `alg`, which must be one of `keys.algorithms`
+    /// (e.g. a client's `id_token_signed_response_alg`).
+    pub fn sign_with<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        if !self.inner.algorithms.contains(&alg) {
+            return Err(KeyError::AlgorithmNotEnabled(alg));
+        }
         let snapshot = self.snapshot();
-        let key = snapshot.current.as_ref().ok_or(KeyError::NoSigningKey)?;
-        // RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3), in aws-lc.
-        jwt::encode(key.alg_name, typ, &key.kid, claims, |input| {
-            key.private.sign(&RSA_PKCS1_SHA256, input)
+        let key = snapshot.current(alg).ok_or(KeyError::NoSigningKey(alg))?;
+        jwt::encode(key.alg.as_str(), typ, &key.kid, claims, |input| {
+            key.private.sign(input)
         })
     }
 
@@ -449,9 +634,10 @@ impl KeyRing {
             return Err(KeyError::Invalid("unknown key"));
         }
         let key = &published.key;
-        // SECURITY: the key decides the algorithm, never the token. This refuses `none`
-        // and HMAC keyed with our public key (algorithm confusion).
-        if header.alg != key.alg_name {
+        // SECURITY: the key decides the algorithm, never the token. This refuses `none`,
+        // HMAC keyed with our public key, and a kid of one key type with another type's
+        // algorithm (algorithm confusion).
+        if header.alg != key.alg.as_str() {
             return Err(KeyError::Invalid("algorithm does not match the key"));
         }
         jwt::check_typ(header.typ.as_deref(), expected.typ)?;
@@ -467,15 +653,37 @@ impl KeyRing {
         self.snapshot().jwks.clone()
     }
 
-    /// The algorithms a current key signs with, e.g. `["RS256"]` (for discovery's
+    /// The configured algorithms that have a current key, RS256 first (for discovery's
     /// `id_token_signing_alg_values_supported`).
     pub fn algorithms(&self) -> Vec<String> {
-        self.snapshot().algorithms.clone()
+        let snapshot = self.snapshot();
+        self.inner
+            .algorithms
+            .iter()
+            .filter(|alg| snapshot.current(**alg).is_some())
+            .map(|alg| alg.as_str().to_owned())
+            .collect()
     }
 
-    /// The kid of the key that signs now.
+    /// Seals data that must stay confidential at rest under the master key (AES-256-GCM;
+    /// `aad` binds the blob to its row).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.inner.master.encrypt(plaintext, aad)
+    }
+
+    /// The inverse of `seal`.
+    pub fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.inner.master.decrypt(blob, aad)
+    }
+
+    /// The kid of the RS256 key that signs now.
     pub fn current_kid(&self) -> Option<String> {
-        self.snapshot().current.as_ref().map(|k| k.kid.clone())
+        self.current_kid_for(DEFAULT_ALG)
+    }
+
+    /// The kid of the key that signs `alg` now.
+    pub fn current_kid_for(&self, alg: SigningAlg) -> Option<String> {
+        self.snapshot().current(alg).map(|k| k.kid.clone())
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -486,20 +694,20 @@ impl KeyRing {
             .clone()
     }
 
-    /// A new RS256 key as a row: the private key encrypted under the master key with the
-    /// kid (its RFC 7638 thumbprint) as associated data.
+    /// A new key for `alg` as a row: the private key encrypted under the master key with
+    /// the kid (its RFC 7638 thumbprint) as associated data.
     pub(super) async fn new_record(
         &self,
+        alg: SigningAlg,
         state: KeyState,
         now: OffsetDateTime,
     ) -> Result<SigningKeyRecord, KeyError> {
         // RSA generation takes tens of milliseconds: keep it off the async workers.
-        let pkcs8 = tokio::task::spawn_blocking(generate_rsa_pkcs8)
+        let pkcs8 = tokio::task::spawn_blocking(move || generate_pkcs8(alg))
             .await
             .map_err(|e| KeyError::Crypto(format!("key generation task failed: {e}")))??;
-        let key = RsaKey::from_pkcs8(pkcs8.expose_secret())?;
+        let key = PrivateKey::from_pkcs8(alg, pkcs8.expose_secret())?;
         let kid = key.thumbprint();
-        let alg = DEFAULT_ALG_NAME;
         Ok(SigningKeyRecord {
             encrypted_private_key: self
                 .inner
@@ -507,7 +715,7 @@ impl KeyRing {
                 .encrypt(pkcs8.expose_secret(), kid.as_bytes())?,
             public_jwk: key.public_jwk(&kid, alg),
             kid,
-            alg: alg.to_owned(),
+            alg: alg.as_str().to_owned(),
             state: state.as_str().to_owned(),
             created_at: now,
             activated_at: (state == KeyState::Current).then_some(now),
@@ -524,18 +732,17 @@ impl KeyRing {
         let now = self.inner.clock.now();
         let mut published = HashMap::new();
         let mut jwks = Vec::new();
-        let mut current: Option<(Arc<LoadedKey>, Option<OffsetDateTime>)> = None;
-        let mut next_created_at: Option<OffsetDateTime> = None;
+        let mut by_alg: BTreeMap<SigningAlg, AlgKeys> = BTreeMap::new();
 
         for record in records {
             let Some(state) = KeyState::parse(&record.state) else {
                 tracing::warn!(kid = %record.kid, state = %record.state, "skipping a signing key in an unknown state");
                 continue;
             };
-            if record.alg != DEFAULT_ALG_NAME {
+            let Some(alg) = SigningAlg::parse(&record.alg) else {
                 tracing::warn!(kid = %record.kid, alg = %record.alg, "skipping a signing key with an unsupported algorithm");
                 continue;
-            }
+            };
             // An emergency retirement sets remove_after to the retirement instant: gone
             // at once whatever this instance's clock says.
             if state == KeyState::Retired
@@ -553,17 +760,18 @@ impl KeyRing {
                 .cloned();
             let key = match reused {
                 Some(key) => key,
-                None => Arc::new(self.load_key(record)?),
+                None => Arc::new(self.load_key(record, alg)?),
             };
+            let keys = by_alg.entry(alg).or_default();
             if state == KeyState::Current
-                && current
-                    .as_ref()
-                    .is_none_or(|(_, activated)| record.activated_at > *activated)
+                && (keys.current.is_none() || record.activated_at > keys.current_activated_at)
             {
-                current = Some((Arc::clone(&key), record.activated_at));
+                keys.current = Some(Arc::clone(&key));
+                keys.current_activated_at = record.activated_at;
             }
-            if state == KeyState::Next && next_created_at.is_none_or(|t| record.created_at < t) {
-                next_created_at = Some(record.created_at);
+            if state == KeyState::Next && keys.next_created_at.is_none_or(|t| record.created_at < t)
+            {
+                keys.next_created_at = Some(record.created_at);
             }
             jwks.push(key.published_jwk.clone());
             let remove_after = if state == KeyState::Retired {
@@ -576,25 +784,20 @@ impl KeyRing {
 
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))
             .map_err(|e| KeyError::Crypto(format!("serializing the JWKS: {e}")))?;
-        let current_activated_at = current.as_ref().and_then(|(_, activated)| *activated);
-        let current = current.map(|(key, _)| key);
         Ok(Snapshot {
-            current_activated_at,
-            next_created_at,
-            algorithms: current.iter().map(|k| k.alg_name.to_owned()).collect(),
-            current,
             published,
+            by_alg,
             jwks: Bytes::from(jwks),
         })
     }
 
-    fn load_key(&self, record: &SigningKeyRecord) -> Result<LoadedKey, KeyError> {
+    fn load_key(&self, record: &SigningKeyRecord, alg: SigningAlg) -> Result<LoadedKey, KeyError> {
         let pkcs8 = secrecy::SecretSlice::from(
             self.inner
                 .master
                 .decrypt(&record.encrypted_private_key, record.kid.as_bytes())?,
         );
-        let key = RsaKey::from_pkcs8(pkcs8.expose_secret())?;
+        let key = PrivateKey::from_pkcs8(alg, pkcs8.expose_secret())?;
         // SECURITY: what we publish and verify with comes from the authenticated private
         // key; a stored public JWK that disagrees means the row was tampered with.
         if !key.matches_jwk(&record.public_jwk) {
@@ -603,17 +806,17 @@ impl KeyRing {
                 record.kid
             )));
         }
-        let mut validation = Validation::new(DEFAULT_ALG);
+        let mut validation = Validation::new(jwt_algorithm(alg));
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(LoadedKey {
             kid: record.kid.clone(),
-            alg_name: DEFAULT_ALG_NAME,
+            alg,
             encrypted_private_key: record.encrypted_private_key.clone(),
             public_jwk: record.public_jwk.clone(),
-            published_jwk: key.public_jwk(&record.kid, DEFAULT_ALG_NAME),
+            published_jwk: key.public_jwk(&record.kid, alg),
             decoding: key.decoding_key(),
             private: key,
             validation,
@@ -625,6 +828,7 @@ impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
             .field("current_kid", &self.current_kid())
+            .field("algorithms", &self.inner.algorithms)
             .finish_non_exhaustive()
     }
 }

@@ -19,11 +19,12 @@ use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 use time::Duration as Span;
 
-use super::material::{RsaKey, generate_rsa_pkcs8};
+use super::material::{PrivateKey, RsaKey, generate_rsa_pkcs8};
 use super::ring::KeyState;
 use super::*;
 use crate::clock::{Clock, MockClock};
 use crate::config::DatabaseSettings;
+use crate::domain::jws::SigningAlg;
 use crate::storage::{self, SigningKeyRecord, Store};
 
 const ISSUER: &str = "https://id.example";
@@ -552,12 +553,8 @@ async fn bad_signatures_and_keys_are_refused() {
     assert_eq!(reason(ring.verify(&truncated, &expect)), "bad signature");
 
     // Our kid, but signed by another RSA key.
-    let other = RsaKey::from_pkcs8(
-        generate_rsa_pkcs8()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .expose_secret(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let other_pkcs8 = generate_rsa_pkcs8().unwrap_or_else(|e| panic!("{e}"));
+    let other = RsaKey::from_pkcs8(other_pkcs8.expose_secret()).unwrap_or_else(|e| panic!("{e}"));
     let impostor = sign_with(
         &other,
         &header(Algorithm::RS256, Some(&kid), Some("at+jwt")),
@@ -572,7 +569,12 @@ async fn bad_signatures_and_keys_are_refused() {
         &f.claims(),
     );
     assert_eq!(reason(ring.verify(&unknown, &expect)), "unknown key");
-    let own_kid = other.thumbprint();
+    let own_kid = PrivateKey::from_pkcs8(
+        crate::domain::jws::SigningAlg::RS256,
+        other_pkcs8.expose_secret(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .thumbprint();
     let unknown = sign_with(
         &other,
         &header(Algorithm::RS256, Some(&own_kid), Some("at+jwt")),
@@ -741,23 +743,32 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
         .kid;
 
     let now = f.clock.now();
-    let next = ring
-        .new_record(KeyState::Next, now)
+    let next = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.state == "next")
+        .unwrap_or_else(|| panic!("no next key"));
+    assert_eq!(next.activated_at, None);
+    // One next key per algorithm: a second one is refused.
+    let second_next = ring
+        .new_record(SigningAlg::RS256, KeyState::Next, now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        f.store.insert_signing_key(&second_next).await,
+        Err(crate::storage::StoreError::Conflict(_))
+    ));
     let mut retired = ring
-        .new_record(KeyState::Retired, now)
+        .new_record(SigningAlg::RS256, KeyState::Retired, now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     retired.retired_at = Some(now);
     retired.remove_after = Some(now + Span::hours(1));
-    for record in [&next, &retired] {
-        f.store
-            .insert_signing_key(record)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    assert_eq!(next.activated_at, None);
+    f.store
+        .insert_signing_key(&retired)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Not visible until the reload.
     let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
@@ -772,12 +783,7 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
         .collect();
     assert_eq!(
         kids,
-        BTreeSet::from([
-            current.as_str(),
-            first_next.as_str(),
-            next.kid.as_str(),
-            retired.kid.as_str()
-        ])
+        BTreeSet::from([current.as_str(), first_next.as_str(), retired.kid.as_str()])
     );
     assert_eq!(ring.current_kid().as_deref(), Some(current.as_str()));
     assert_eq!(ring.algorithms(), vec!["RS256".to_owned()]);
@@ -811,7 +817,7 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
     assert_eq!(reason(ring.verify(&old_token, &expect)), "unknown key");
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
     let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(3));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
     assert!(!jwks.to_string().contains(&retired.kid));
 }
 
@@ -819,17 +825,15 @@ async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
 async fn a_stored_public_key_that_disagrees_with_the_private_key_is_refused() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let mut record = ring
-        .new_record(KeyState::Next, f.clock.now())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let other = RsaKey::from_pkcs8(
+    let mut record = retired_record(&ring, &f).await;
+    let other = PrivateKey::from_pkcs8(
+        SigningAlg::RS256,
         generate_rsa_pkcs8()
             .unwrap_or_else(|e| panic!("{e}"))
             .expose_secret(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    record.public_jwk = other.public_jwk(&record.kid, "RS256");
+    record.public_jwk = other.public_jwk(&record.kid, SigningAlg::RS256);
     f.store
         .insert_signing_key(&record)
         .await
@@ -850,10 +854,7 @@ async fn the_reloader_picks_up_keys_added_elsewhere() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
     let elsewhere = f.ring().await;
-    let record = elsewhere
-        .new_record(KeyState::Next, f.clock.now())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let record = retired_record(&elsewhere, &f).await;
     let task = spawn_reloader(ring.clone(), Duration::from_millis(20));
     f.store
         .insert_signing_key(&record)
@@ -872,6 +873,27 @@ async fn the_reloader_picks_up_keys_added_elsewhere() {
     }
     task.abort();
     assert!(seen, "the reloader never published the new key");
+}
+
+/// A retired RS256 key still within its window (any number of those may exist).
+async fn retired_record(ring: &KeyRing, f: &Fixture) -> SigningKeyRecord {
+    let now = f.clock.now();
+    let mut record = ring
+        .new_record(SigningAlg::RS256, KeyState::Retired, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    record.retired_at = Some(now);
+    record.remove_after = Some(now + Span::hours(1));
+    record
+}
+
+/// The single outcome of rotating a ring that signs RS256 only.
+fn one(outcomes: Vec<RotationOutcome>) -> RotationOutcome {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no outcome"))
 }
 
 fn count(records: &[SigningKeyRecord], state: &str) -> usize {
@@ -893,12 +915,13 @@ async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
         .unwrap_or_else(|| panic!("no next key"))
         .kid;
     f.clock.advance(Span::hours(1));
-    let outcome = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     let RotationOutcome::Rotated {
         retired,
         current,
         next: Some(new_next),
         remove_after,
+        ..
     } = outcome
     else {
         panic!("unexpected {outcome:?}");
@@ -932,7 +955,7 @@ async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
     assert_eq!(by_kid(&new_next).state, "next");
 
     // The ring reloaded after its own rotation, so it can rotate again.
-    let again = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let again = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     assert!(matches!(again, RotationOutcome::Rotated { ref retired, .. } if *retired == next));
     // The first retired key is still within its window.
     assert_eq!(count(&f.records().await, "retired"), 2);
@@ -967,7 +990,7 @@ async fn without_a_next_key_rotation_promotes_a_fresh_one_and_creates_a_next() {
     let old = ring
         .current_kid()
         .unwrap_or_else(|| panic!("no current key"));
-    let outcome = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     let RotationOutcome::Rotated {
         current,
         next: Some(new_next),
@@ -1033,18 +1056,33 @@ async fn scheduled_rotation_waits_for_the_interval_and_the_prepublication() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
     let day = Duration::from_secs(86_400);
-    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::No);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::No
+    );
     f.clock.advance(Span::days(30));
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::Yes);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::Yes
+    );
     ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::No);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::No
+    );
     // The new next key was created just now: due after 30 days, it has long been published.
     f.clock.advance(Span::days(30));
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ring.rotation_due(30 * day, day), RotationDue::Yes);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::Yes
+    );
     // A next key younger than the pre-publication window holds the rotation back.
-    assert_eq!(ring.rotation_due(30 * day, 31 * day), RotationDue::Waiting);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, 31 * day),
+        RotationDue::Waiting
+    );
 }
 
 #[tokio::test]
@@ -1052,14 +1090,15 @@ async fn a_ring_with_a_stale_view_loses_the_race_and_catches_up() {
     let f = Fixture::new().await;
     let first = f.ring().await;
     let second = f.ring().await;
-    let won = first.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let won = one(first.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     let RotationOutcome::Rotated { current, .. } = won else {
         panic!("unexpected {won:?}");
     };
-    let lost = second.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    let lost = one(second.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     assert_eq!(
         lost,
         RotationOutcome::LostRace {
+            alg: SigningAlg::RS256,
             current: Some(current.clone())
         }
     );
@@ -1073,4 +1112,618 @@ async fn a_ring_with_a_stale_view_loses_the_race_and_catches_up() {
         ),
         (1, 1, 1)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// ES256 and EdDSA, alongside RS256.
+
+impl Fixture {
+    async fn ring_with(&self, algorithms: &[SigningAlg]) -> KeyRing {
+        let mut settings = crate::config::Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        settings.keys.algorithms = algorithms.to_vec();
+        KeyRing::load_or_init_for(
+            Arc::clone(&self.store),
+            self.master(),
+            Arc::new(self.clock.clone()),
+            &settings,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The PKCS#8 DER of a stored key, decrypted.
+    fn pkcs8(&self, record: &SigningKeyRecord) -> Vec<u8> {
+        self.master()
+            .decrypt(&record.encrypted_private_key, record.kid.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn current_record(&self, alg: SigningAlg) -> SigningKeyRecord {
+        self.records()
+            .await
+            .into_iter()
+            .find(|r| r.state == "current" && r.alg == alg.as_str())
+            .unwrap_or_else(|| panic!("no current {alg} key"))
+    }
+}
+
+const ALL: [SigningAlg; 3] = [SigningAlg::EdDSA, SigningAlg::RS256, SigningAlg::ES256];
+
+fn thumbprint(members: &[(&str, &str)]) -> String {
+    // RFC 7638 §3: required members, lexicographic order, no whitespace.
+    let body: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+        .collect();
+    URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
+}
+
+#[tokio::test]
+async fn every_configured_algorithm_gets_a_current_and_a_next_key() {
+    let f = Fixture::new().await;
+    // Given in any order; listed RS256 first.
+    let ring = f.ring_with(&ALL).await;
+    assert_eq!(ring.algorithms(), vec!["RS256", "ES256", "EdDSA"]);
+    assert_eq!(ring.configured_algorithms(), &SigningAlg::ALL);
+    let records = f.records().await;
+    for alg in SigningAlg::ALL {
+        let states: Vec<&str> = records
+            .iter()
+            .filter(|r| r.alg == alg.as_str())
+            .map(|r| r.state.as_str())
+            .collect();
+        assert_eq!(states.len(), 2, "{alg}: {states:?}");
+        assert!(
+            states.contains(&"current") && states.contains(&"next"),
+            "{alg}"
+        );
+        assert_eq!(
+            ring.current_kid_for(alg).as_deref(),
+            Some(f.current_record(alg).await.kid.as_str())
+        );
+    }
+    // A second instance with the same configuration adds nothing.
+    let again = f.ring_with(&ALL).await;
+    assert_eq!(f.records().await.len(), 6);
+    assert_eq!(again.jwks_json(), ring.jwks_json());
+    // One that signs RS256 only still publishes (and verifies) every key.
+    let rs_only = f.ring().await;
+    assert_eq!(rs_only.algorithms(), vec!["RS256"]);
+    assert_eq!(rs_only.jwks_json(), ring.jwks_json());
+}
+
+#[tokio::test]
+async fn the_jwks_publishes_ec_and_okp_keys_with_their_thumbprints() {
+    let f = Fixture::new().await;
+    let ring = f.ring_with(&ALL).await;
+    let jwks: Value = serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    let keys = jwks["keys"].as_array().unwrap_or_else(|| panic!("keys"));
+    assert_eq!(keys.len(), 6);
+    let str_of = |k: &Value, m: &str| k[m].as_str().unwrap_or_default().to_owned();
+    let decoded_len = |k: &Value, m: &str| {
+        URL_SAFE_NO_PAD
+            .decode(str_of(k, m))
+            .unwrap_or_else(|e| panic!("{m}: {e}"))
+            .len()
+    };
+    for key in keys {
+        let members: BTreeSet<&str> = key
+            .as_object()
+            .unwrap_or_else(|| panic!("object"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(key["use"], "sig");
+        let kid = str_of(key, "kid");
+        match str_of(key, "kty").as_str() {
+            "EC" => {
+                assert_eq!(
+                    members,
+                    BTreeSet::from(["alg", "crv", "kid", "kty", "use", "x", "y"])
+                );
+                assert_eq!(
+                    (key["alg"].as_str(), key["crv"].as_str()),
+                    (Some("ES256"), Some("P-256"))
+                );
+                assert_eq!((decoded_len(key, "x"), decoded_len(key, "y")), (32, 32));
+                let (x, y) = (str_of(key, "x"), str_of(key, "y"));
+                assert_eq!(
+                    kid,
+                    thumbprint(&[("crv", "P-256"), ("kty", "EC"), ("x", &x), ("y", &y)])
+                );
+            }
+            "OKP" => {
+                assert_eq!(
+                    members,
+                    BTreeSet::from(["alg", "crv", "kid", "kty", "use", "x"])
+                );
+                assert_eq!(
+                    (key["alg"].as_str(), key["crv"].as_str()),
+                    (Some("EdDSA"), Some("Ed25519"))
+                );
+                assert_eq!(decoded_len(key, "x"), 32);
+                let x = str_of(key, "x");
+                assert_eq!(
+                    kid,
+                    thumbprint(&[("crv", "Ed25519"), ("kty", "OKP"), ("x", &x)])
+                );
+            }
+            "RSA" => {
+                assert_eq!(
+                    members,
+                    BTreeSet::from(["alg", "e", "kid", "kty", "n", "use"])
+                );
+                assert_eq!(key["alg"], "RS256");
+                let (e, n) = (str_of(key, "e"), str_of(key, "n"));
+                assert_eq!(kid, thumbprint(&[("e", &e), ("kty", "RSA"), ("n", &n)]));
+            }
+            other => panic!("unexpected kty {other}"),
+        }
+        // What is published is what is stored.
+        let stored = f
+            .records()
+            .await
+            .into_iter()
+            .find(|r| r.kid == kid)
+            .unwrap_or_else(|| panic!("{kid} not stored"));
+        assert_eq!(&stored.public_jwk, key);
+    }
+}
+
+#[tokio::test]
+async fn each_algorithm_signs_with_its_own_key_and_verifies_with_jsonwebtoken_from_the_jwk() {
+    let f = Fixture::new().await;
+    let ring = f.ring_with(&ALL).await;
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&ring.jwks_json()).unwrap_or_else(|e| panic!("{e}"));
+    for (alg, jwt_alg) in [
+        (SigningAlg::RS256, Algorithm::RS256),
+        (SigningAlg::ES256, Algorithm::ES256),
+        (SigningAlg::EdDSA, Algorithm::EdDSA),
+    ] {
+        let token = ring
+            .sign_with(alg, "JWT", &f.claims())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (header, _, _) = split(&token);
+        let kid = ring.current_kid_for(alg).unwrap_or_default();
+        assert_eq!(
+            header,
+            json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid})
+        );
+        // Our verifier.
+        let claims: Claims = ring
+            .verify(
+                &token,
+                &Expectations {
+                    typ: "JWT",
+                    ..at_jwt(Some("client-1"))
+                },
+            )
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(claims, f.claims());
+        // jsonwebtoken, from nothing but the published JWK.
+        let jwk = jwks
+            .find(&kid)
+            .unwrap_or_else(|| panic!("{kid} not in the JWKS"));
+        let mut validation = jsonwebtoken::Validation::new(jwt_alg);
+        validation.set_audience(&["client-1"]);
+        let decoded = jsonwebtoken::decode::<Claims>(
+            &token,
+            &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap_or_else(|e| panic!("{e}")),
+            &validation,
+        )
+        .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(decoded.claims, f.claims());
+        // And the other way round: jsonwebtoken signing with our stored private key.
+        let record = f.current_record(alg).await;
+        let pkcs8 = f.pkcs8(&record);
+        let theirs = match alg {
+            // jsonwebtoken wants PKCS#1 for RSA; aws-lc signs it directly instead.
+            SigningAlg::RS256 => sign_with(
+                &RsaKey::from_pkcs8(&pkcs8).unwrap_or_else(|e| panic!("{e}")),
+                &header_for(jwt_alg, &kid),
+                &f.claims(),
+            ),
+            SigningAlg::ES256 | SigningAlg::EdDSA => {
+                let encoding = if alg == SigningAlg::ES256 {
+                    EncodingKey::from_ec_der(&pkcs8)
+                } else {
+                    EncodingKey::from_ed_der(&pkcs8)
+                };
+                jsonwebtoken::encode(&header_for(jwt_alg, &kid), &f.claims(), &encoding)
+                    .unwrap_or_else(|e| panic!("{alg}: {e}"))
+            }
+        };
+        let _: Claims = ring
+            .verify(&theirs, &at_jwt(Some("client-1")))
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+    }
+    // An algorithm this ring is not configured for never signs.
+    let rs_only = f.ring().await;
+    assert!(matches!(
+        rs_only.sign_with(SigningAlg::ES256, "JWT", &f.claims()),
+        Err(KeyError::AlgorithmNotEnabled(SigningAlg::ES256))
+    ));
+}
+
+fn header_for(alg: Algorithm, kid: &str) -> Header {
+    header(alg, Some(kid), Some("at+jwt"))
+}
+
+#[tokio::test]
+async fn a_kid_of_one_key_type_with_another_types_algorithm_is_refused() {
+    let f = Fixture::new().await;
+    let ring = f.ring_with(&ALL).await;
+    let expect = at_jwt(Some("client-1"));
+    let claims = f.claims();
+    let ec = f.current_record(SigningAlg::ES256).await;
+    let ed = f.current_record(SigningAlg::EdDSA).await;
+    let rs = f.current_record(SigningAlg::RS256).await;
+    let rsa = RsaKey::from_pkcs8(&f.pkcs8(&rs)).unwrap_or_else(|e| panic!("{e}"));
+    let ec_key = EncodingKey::from_ec_der(&f.pkcs8(&ec));
+    let ed_key = EncodingKey::from_ed_der(&f.pkcs8(&ed));
+    let encode = |alg: Algorithm, kid: &str, key: &EncodingKey| {
+        jsonwebtoken::encode(&header_for(alg, kid), &claims, key).unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let refused = [
+        // An ES256 kid with an RS256 header, really signed by our RSA key.
+        (
+            "RS256 on the ES256 kid",
+            sign_with(&rsa, &header_for(Algorithm::RS256, &ec.kid), &claims),
+        ),
+        // An EdDSA kid with an ES256 header, signed by our P-256 key.
+        (
+            "ES256 on the EdDSA kid",
+            encode(Algorithm::ES256, &ed.kid, &ec_key),
+        ),
+        // An ES256 kid with an EdDSA header, signed by our Ed25519 key.
+        (
+            "EdDSA on the ES256 kid",
+            encode(Algorithm::EdDSA, &ec.kid, &ed_key),
+        ),
+        // The RS256 kid with ES256 and EdDSA headers.
+        (
+            "ES256 on the RS256 kid",
+            encode(Algorithm::ES256, &rs.kid, &ec_key),
+        ),
+        (
+            "EdDSA on the RS256 kid",
+            encode(Algorithm::EdDSA, &rs.kid, &ed_key),
+        ),
+        // ES384 on the P-256 key: same family, other algorithm.
+        ("ES384 on the ES256 kid", {
+            let h = b64_json(&json!({"alg": "ES384", "typ": "at+jwt", "kid": ec.kid}));
+            let body = b64_json(&serde_json::to_value(&claims).unwrap_or_default());
+            let sig = PrivateKey::from_pkcs8(SigningAlg::ES256, &f.pkcs8(&ec))
+                .and_then(|k| k.sign(format!("{h}.{body}").as_bytes()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            format!("{h}.{body}.{}", URL_SAFE_NO_PAD.encode(sig))
+        }),
+    ];
+    for (name, token) in &refused {
+        assert_eq!(
+            reason(ring.verify(token, &expect)),
+            "algorithm does not match the key",
+            "{name}"
+        );
+    }
+    // HS256 keyed with the public key's published forms, and `none`.
+    for record in [&ec, &ed] {
+        let jwk = record.public_jwk.to_string();
+        let x = record.public_jwk["x"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for secret in [
+            jwk.into_bytes(),
+            x.clone().into_bytes(),
+            URL_SAFE_NO_PAD.decode(&x).unwrap_or_default(),
+        ] {
+            let token = encode(
+                Algorithm::HS256,
+                &record.kid,
+                &EncodingKey::from_secret(&secret),
+            );
+            assert_eq!(
+                reason(ring.verify(&token, &expect)),
+                "algorithm does not match the key"
+            );
+        }
+        let h = b64_json(&json!({"alg": "none", "typ": "at+jwt", "kid": record.kid}));
+        let body = b64_json(&serde_json::to_value(&claims).unwrap_or_default());
+        assert_eq!(
+            reason(ring.verify(&format!("{h}.{body}."), &expect)),
+            "algorithm does not match the key"
+        );
+    }
+    // The right algorithm with the wrong key of that type is a bad signature.
+    let other_ec = PrivateKey::from_pkcs8(
+        SigningAlg::ES256,
+        super::material::generate_pkcs8(SigningAlg::ES256)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .expose_secret(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let h = b64_json(&json!({"alg": "ES256", "typ": "at+jwt", "kid": ec.kid}));
+    let body = b64_json(&serde_json::to_value(&claims).unwrap_or_default());
+    let sig = other_ec
+        .sign(format!("{h}.{body}").as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let forged = format!("{h}.{body}.{}", URL_SAFE_NO_PAD.encode(sig));
+    assert_eq!(reason(ring.verify(&forged, &expect)), "bad signature");
+    // Controls: the right algorithm with the right key passes.
+    let _: Claims = ring
+        .verify(&encode(Algorithm::ES256, &ec.kid, &ec_key), &expect)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _: Claims = ring
+        .verify(&encode(Algorithm::EdDSA, &ed.kid, &ed_key), &expect)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn rotation_covers_every_configured_algorithm_in_its_own_lifecycle() {
+    let f = Fixture::new().await;
+    let ring = f.ring_with(&ALL).await;
+    let before: Vec<Option<String>> = SigningAlg::ALL
+        .iter()
+        .map(|a| ring.current_kid_for(*a))
+        .collect();
+    let outcomes = ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes.len(), 3);
+    for (outcome, (alg, old)) in outcomes.iter().zip(SigningAlg::ALL.iter().zip(&before)) {
+        let RotationOutcome::Rotated {
+            alg: rotated,
+            retired,
+            current,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(rotated, alg);
+        assert_eq!(Some(retired), old.as_ref());
+        assert_eq!(ring.current_kid_for(*alg).as_ref(), Some(current));
+        let records = f.records().await;
+        let of_alg: Vec<&SigningKeyRecord> =
+            records.iter().filter(|r| r.alg == alg.as_str()).collect();
+        assert_eq!(
+            (
+                count_refs(&of_alg, "current"),
+                count_refs(&of_alg, "next"),
+                count_refs(&of_alg, "retired")
+            ),
+            (1, 1, 1),
+            "{alg}"
+        );
+    }
+    // One algorithm alone.
+    let es = ring
+        .rotate_alg_by(SigningAlg::ES256, &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        es,
+        RotationOutcome::Rotated {
+            alg: SigningAlg::ES256,
+            ..
+        }
+    ));
+    let records = f.records().await;
+    assert_eq!(records.iter().filter(|r| r.alg == "ES256").count(), 4);
+    assert_eq!(records.iter().filter(|r| r.alg == "RS256").count(), 3);
+    // Scheduled rotation is per algorithm too.
+    let day = Duration::from_secs(86_400);
+    f.clock.advance(Span::days(30));
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    for alg in SigningAlg::ALL {
+        assert_eq!(
+            ring.rotation_due(alg, 30 * day, day),
+            RotationDue::Yes,
+            "{alg}"
+        );
+    }
+    ring.rotate_alg_by(SigningAlg::EdDSA, &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ring.rotation_due(SigningAlg::EdDSA, 30 * day, day),
+        RotationDue::No
+    );
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::Yes
+    );
+}
+
+fn count_refs(records: &[&SigningKeyRecord], state: &str) -> usize {
+    records.iter().filter(|r| r.state == state).count()
+}
+
+#[tokio::test]
+async fn instances_creating_a_next_key_at_once_keep_one() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let next = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.state == "next")
+        .unwrap_or_else(|| panic!("no next"));
+    let rings = [f.ring().await, f.ring().await, f.ring().await];
+    // Without a next key (an emergency retirement of it), three instances add one at the
+    // same moment.
+    ring.retire(&next.kid, &crate::audit::Actor::cli())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&f.records().await, "next"), 0);
+    for r in &rings {
+        r.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (a, b, c) = tokio::join!(
+        rings[0].ensure_next(SigningAlg::RS256),
+        rings[1].ensure_next(SigningAlg::RS256),
+        rings[2].ensure_next(SigningAlg::RS256),
+    );
+    for result in [a, b, c] {
+        result.unwrap_or_else(|e| panic!("a losing instance failed: {e}"));
+    }
+    assert_eq!(count(&f.records().await, "next"), 1);
+    // Every ring ended up with the winner's key.
+    let kids: BTreeSet<Vec<u8>> = rings.iter().map(|r| r.jwks_json().to_vec()).collect();
+    assert_eq!(kids.len(), 1);
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_keys_past_remove_after_and_reloads() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let old = ring.current_kid().unwrap_or_default();
+    ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ring.purge_removed().await.unwrap_or_else(|e| panic!("{e}")),
+        0
+    );
+    assert!(String::from_utf8_lossy(&ring.jwks_json()).contains(&old));
+    f.clock.advance(Span::minutes(11) + Span::seconds(1));
+    assert_eq!(
+        ring.purge_removed().await.unwrap_or_else(|e| panic!("{e}")),
+        1
+    );
+    assert!(f.records().await.iter().all(|r| r.kid != old));
+    assert!(!String::from_utf8_lossy(&ring.jwks_json()).contains(&old));
+    assert_eq!(f.records().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_master_key_rotation_re_encrypts_every_key_and_nothing_else() {
+    let f = Fixture::new().await;
+    let ring = f.ring_with(&ALL).await;
+    let token = ring
+        .sign_with(SigningAlg::ES256, "at+jwt", &f.claims())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = f.records().await;
+    let new_b64 = random_master_key();
+    let new = MasterKey::from_base64(&new_b64).unwrap_or_else(|e| panic!("{e}"));
+    let actor = crate::audit::Actor::cli();
+
+    // The same key, and a wrong current key, are refused and change nothing.
+    assert!(matches!(
+        rotate_master_key(
+            f.store.as_ref(),
+            &f.master(),
+            &f.master(),
+            f.clock.now(),
+            &actor
+        )
+        .await,
+        Err(KeyError::BadMasterKey(_))
+    ));
+    assert!(matches!(
+        rotate_master_key(
+            f.store.as_ref(),
+            &MasterKey::generate(),
+            &new,
+            f.clock.now(),
+            &actor
+        )
+        .await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    assert_eq!(
+        f.records()
+            .await
+            .iter()
+            .map(|r| r.encrypted_private_key.clone())
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|r| r.encrypted_private_key.clone())
+            .collect::<Vec<_>>()
+    );
+
+    let done = rotate_master_key(f.store.as_ref(), &f.master(), &new, f.clock.now(), &actor)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.reencrypted.len(), 6);
+    let after = f.records().await;
+    for (old, new_row) in before.iter().zip(&after) {
+        assert_eq!(old.kid, new_row.kid);
+        assert_eq!(old.public_jwk, new_row.public_jwk);
+        assert_eq!(old.state, new_row.state);
+        assert_ne!(old.encrypted_private_key, new_row.encrypted_private_key);
+        let plain_old = f.pkcs8(old);
+        let plain_new = new
+            .decrypt(&new_row.encrypted_private_key, new_row.kid.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain_old, plain_new);
+        assert!(matches!(
+            f.master()
+                .decrypt(&new_row.encrypted_private_key, new_row.kid.as_bytes()),
+            Err(KeyError::MasterKeyMismatch)
+        ));
+    }
+    let audit = f
+        .store
+        .list_audit(&crate::audit::AuditQuery {
+            kind: Some("key.master_rotated".into()),
+            user_id: None,
+            limit: 10,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].details["reencrypted"], 6);
+
+    // A ring under the new key loads the same keys; tokens signed before still verify.
+    let fresh = KeyRing::load_or_init_for(
+        Arc::clone(&f.store),
+        MasterKey::from_base64(&new_b64).unwrap_or_else(|e| panic!("{e}")),
+        Arc::new(f.clock.clone()),
+        &{
+            let mut s = crate::config::Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+            s.keys.algorithms = ALL.to_vec();
+            s
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fresh.jwks_json(), ring.jwks_json());
+    let _: Claims = fresh
+        .verify(&token, &at_jwt(Some("client-1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A new ring under the old key fails; the old ring keeps signing but refuses to add
+    // keys under the old master key, even before it reloads.
+    assert!(matches!(
+        KeyRing::load_or_init(Arc::clone(&f.store), f.master(), Arc::new(f.clock.clone())).await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    let rows = f.records().await;
+    assert!(matches!(
+        ring.rotate().await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    assert_eq!(
+        f.records().await.len(),
+        rows.len(),
+        "a stale ring wrote keys"
+    );
+    assert!(matches!(
+        ring.reload().await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    assert!(matches!(
+        ring.rotate_alg_by(SigningAlg::RS256, &actor).await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    assert!(matches!(ring.ensure_next(SigningAlg::RS256).await, Ok(())));
+    assert_eq!(f.records().await.len(), rows.len());
+    let _: Claims = ring
+        .verify(
+            &ring
+                .sign("at+jwt", &f.claims())
+                .unwrap_or_else(|e| panic!("{e}")),
+            &at_jwt(Some("client-1")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
 }

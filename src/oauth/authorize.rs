@@ -16,7 +16,8 @@ use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
 use crate::domain::client::{Client, ClientId};
 use crate::domain::pkce::{CodeChallenge, PkceError};
-use crate::domain::scope::ScopeSet;
+use crate::domain::refresh::{OFFLINE_ACCESS, TokenDelivery};
+use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::secret::{OpaqueToken, TokenHash};
 use crate::keys::Expectations;
 use crate::storage::{AuthorizationCodeRecord, IssueCode, LoginTransaction};
@@ -424,9 +425,30 @@ impl Provider {
         let Some(scope) = get("scope") else {
             return fail(&request, ErrorCode::InvalidScope, "scope is required");
         };
-        let Ok(scope) = ScopeSet::parse(scope) else {
+        let Ok(mut scope) = ScopeSet::parse(scope) else {
             return fail(&request, ErrorCode::InvalidScope, "scope is malformed");
         };
+        // SECURITY: the admin API's scope is for clients acting for themselves
+        // (client_credentials); no user can delegate it, whatever a client registered.
+        if scope.contains(ADMIN_SCOPE) {
+            return fail(
+                &request,
+                ErrorCode::InvalidScope,
+                "portcullis:admin cannot be granted through the authorization endpoint",
+            );
+        }
+        // OpenID Connect Core §11 / RFC 6749 §3.3: `offline_access` is ignored (not
+        // refused) when the client may not have it or cannot use refresh tokens; the
+        // token response's `scope` tells the client what it got.
+        // A browser app's cookie cannot be cleared by the app itself, so its refresh
+        // tokens always end with the browser session.
+        if scope.contains(OFFLINE_ACCESS)
+            && !(client.scopes.contains(OFFLINE_ACCESS)
+                && client.allows_grant("refresh_token")
+                && client.refresh_token_delivery != TokenDelivery::Cookie)
+        {
+            scope = scope.without(OFFLINE_ACCESS);
+        }
         let unknown = scope.missing_from(&client.scopes);
         if scope.is_empty() || !unknown.is_empty() {
             let message = format!("scope not allowed for this client: {}", unknown.join(" "));

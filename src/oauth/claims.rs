@@ -3,8 +3,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
+use crate::domain::jws::SigningAlg;
 use crate::domain::scope::ScopeSet;
 use crate::domain::user::User;
 
@@ -25,6 +26,31 @@ pub struct AccessTokenClaims {
     pub sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// Client tokens (client_credentials) only: which client secret obtained the token
+    /// (see `secret_generation`), so rotating a leaked secret also ends its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgen: Option<String>,
+}
+
+/// A short, non-reversible fingerprint of a client's stored secret hash: tokens carry it
+/// and are refused once the secret has been rotated (no clocks involved).
+pub fn secret_generation(secret_hash: &crate::domain::secret::TokenHash) -> String {
+    let digest =
+        Sha256::digest([b"portcullis/sgen/v1:".as_slice(), secret_hash.as_bytes()].concat());
+    URL_SAFE_NO_PAD.encode(&digest[..9])
+}
+
+/// Whether a client token was obtained with the client's current secret.
+pub fn token_matches_secret(
+    claims: &AccessTokenClaims,
+    client: &crate::domain::client::Client,
+) -> bool {
+    match (&claims.sgen, &client.secret_hash) {
+        (Some(sgen), Some(hash)) => {
+            crate::domain::secret::constant_time_eq(sgen, &secret_generation(hash))
+        }
+        _ => false,
+    }
 }
 
 /// An ID token (OpenID Connect Core §2), header `typ: JWT`.
@@ -89,6 +115,19 @@ pub fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
+/// `at_hash` for an ID token signed with `alg`: the left half of the hash the algorithm
+/// uses. For EdDSA over Ed25519 that is SHA-512 (RFC 8032 §5.1; the OpenID Connect working
+/// group's reading, issue 1125, followed by the `openidconnect` and go-jose libraries).
+pub fn at_hash_for(alg: SigningAlg, access_token: &str) -> String {
+    match alg {
+        SigningAlg::RS256 | SigningAlg::ES256 => at_hash(access_token),
+        SigningAlg::EdDSA => {
+            let digest = Sha512::digest(access_token.as_bytes());
+            URL_SAFE_NO_PAD.encode(&digest[..32])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +138,14 @@ mod tests {
         assert_eq!(
             at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
             "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+        let token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        assert_eq!(at_hash_for(SigningAlg::ES256, token), at_hash(token));
+        let eddsa = at_hash_for(SigningAlg::EdDSA, token);
+        let expected = Sha512::digest(token.as_bytes());
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(&eddsa).unwrap_or_default(),
+            expected[..32]
         );
     }
 }

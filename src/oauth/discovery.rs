@@ -5,8 +5,11 @@ use serde_json::{Value, json};
 
 use super::Provider;
 
+/// Client authentication at the token, revocation and introspection endpoints.
+const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
 /// Scopes Portcullis knows how to describe and release claims for.
-pub const SCOPES_SUPPORTED: [&str; 3] = ["openid", "profile", "email"];
+pub const SCOPES_SUPPORTED: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 pub const CLAIMS_SUPPORTED: [&str; 14] = [
     "iss",
     "sub",
@@ -40,6 +43,8 @@ impl Provider {
                 "require_request_uri_registration": false,
                 "prompt_values_supported": ["none", "login", "consent", "select_account"],
                 "display_values_supported": ["page", "popup"],
+                // RP-Initiated Logout 1.0 §2.1.
+                "end_session_endpoint": self.endpoint("/logout"),
             });
             if let Value::Object(extra) = extra {
                 map.extend(extra);
@@ -58,8 +63,13 @@ impl Provider {
             "scopes_supported": SCOPES_SUPPORTED,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
-            "grant_types_supported": ["authorization_code"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            // RFC 7009 and RFC 7662 (metadata names from RFC 8414 §2).
+            "revocation_endpoint": self.endpoint("/revoke"),
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "introspection_endpoint": self.endpoint("/introspect"),
+            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
         })

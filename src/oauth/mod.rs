@@ -1,10 +1,14 @@
-//! The protocol: authorization, token, userinfo and discovery, as functions over domain
+//! The protocol: authorization, token, userinfo, logout and discovery, as functions over domain
 //! types. HTTP lives in `http/`, SQL in `storage/`.
 
 pub mod authorize;
 pub mod claims;
 pub mod discovery;
 pub mod error;
+pub mod grants;
+pub mod introspect;
+pub mod logout;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
@@ -15,6 +19,7 @@ use time::Duration;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::refresh::{RefreshLifetime, RefreshPolicy};
 use crate::keys::KeyRing;
 use crate::storage::Store;
 
@@ -29,6 +34,9 @@ pub struct Provider {
     pub access_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
     pub code_lifetime: Duration,
+    pub refresh: RefreshPolicy,
+    /// The browser session policy (a session-bound refresh counts as activity).
+    pub session_idle_timeout: Duration,
 }
 
 impl Provider {
@@ -43,6 +51,18 @@ impl Provider {
             access_token_lifetime: d(settings.tokens.access_token_lifetime),
             id_token_lifetime: d(settings.tokens.id_token_lifetime),
             code_lifetime: d(settings.tokens.authorization_code_lifetime),
+            refresh: RefreshPolicy {
+                default: RefreshLifetime {
+                    idle: d(settings.tokens.refresh_token_idle_lifetime),
+                    absolute: d(settings.tokens.refresh_token_absolute_lifetime),
+                },
+                spa: RefreshLifetime {
+                    idle: d(settings.tokens.spa_refresh_token_idle_lifetime),
+                    absolute: d(settings.tokens.spa_refresh_token_absolute_lifetime),
+                },
+                retry_window: d(settings.tokens.refresh_token_retry_window),
+            },
+            session_idle_timeout: d(settings.session.idle_timeout),
         }
     }
 

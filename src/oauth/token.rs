@@ -1,31 +1,31 @@
-//! The token endpoint (RFC 6749 §3.2, §4.1.3): client authentication and the
-//! `authorization_code` grant with PKCE (RFC 7636 §4.6).
+//! The token endpoint (RFC 6749 §3.2): client authentication and the dispatch to the
+//! grant modules in `oauth::grants`.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
+use time::OffsetDateTime;
 
 use super::Provider;
-use super::claims::{AccessTokenClaims, IdTokenClaims, UserClaims, at_hash};
 use super::error::{EndpointError, ErrorCode, OAuthError};
-use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::audit::Actor;
 use crate::domain::client::{AuthMethod, Client, ClientId};
-use crate::domain::pkce::challenge_for_verifier;
+use crate::domain::refresh::TokenDelivery;
 use crate::domain::secret::OpaqueToken;
-use crate::storage::{CodeRedemption, Redemption};
 
 /// A successful token response (RFC 6749 §5.1). `Debug` shows no token.
-#[derive(Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
-    pub token_type: &'static str,
+    pub token_type: String,
     pub expires_in: i64,
     pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
 }
 
@@ -35,9 +35,34 @@ impl std::fmt::Debug for TokenResponse {
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| ".."))
             .field("id_token", &self.id_token.as_ref().map(|_| ".."))
             .finish_non_exhaustive()
     }
+}
+
+/// What the token endpoint hands back, and how its refresh token travels.
+#[derive(Debug)]
+pub struct Issued {
+    pub response: TokenResponse,
+    pub client_id: ClientId,
+    pub delivery: TokenDelivery,
+    /// When the refresh token's family ends: the lifetime of a refresh cookie.
+    pub refresh_expires_at: Option<OffsetDateTime>,
+}
+
+/// A token request as the HTTP layer hands it over.
+pub struct TokenRequest<'a> {
+    pub params: &'a HashMap<String, String>,
+    pub authorization: Option<&'a str>,
+    /// The refresh token from the client's HttpOnly cookie, when the request carried one
+    /// (cookie delivery, see `TokenDelivery::Cookie`).
+    pub refresh_cookie: Option<&'a str>,
+    /// The request's `Origin` header.
+    pub origin: Option<&'a str>,
+    /// The browser says this is a top-level navigation (`Sec-Fetch-Mode: navigate`), e.g.
+    /// a form another site made it submit.
+    pub navigation: bool,
 }
 
 /// How the client presented its credentials.
@@ -58,32 +83,51 @@ impl Provider {
     /// `POST /token`.
     pub async fn token(
         &self,
-        params: &HashMap<String, String>,
-        authorization: Option<&str>,
+        request: &TokenRequest<'_>,
         actor: &Actor,
-    ) -> Result<TokenResponse, EndpointError> {
+    ) -> Result<Issued, EndpointError> {
+        let params = request.params;
         let client = self
             .authenticate_client(&Credentials {
-                authorization,
+                authorization: request.authorization,
                 params,
             })
             .await?;
-        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        match get("grant_type") {
-            None => Err(OAuthError::invalid_request("grant_type is required").into()),
-            Some("authorization_code") => {
-                if !client.allows_grant("authorization_code") {
-                    return Err(OAuthError::new(
-                        ErrorCode::UnauthorizedClient,
-                        "this client may not use the authorization_code grant",
-                    )
-                    .into());
-                }
-                self.authorization_code_grant(&client, params, actor).await
+        if client.refresh_token_delivery == TokenDelivery::Cookie {
+            // SECURITY: the cookie is set and spent only by the app's own script: any
+            // token request of such a client must come from an origin it registered (the
+            // browser sets Origin; script cannot forge it) and not from a navigation, or
+            // a page elsewhere could plant its own refresh cookie (login CSRF) or spend
+            // the user's.
+            let from_app = request
+                .origin
+                .is_some_and(|o| client.allowed_origins.iter().any(|a| a == o));
+            if !from_app || request.navigation {
+                return Err(OAuthError::invalid_request(
+                    "this client's token requests must come from its registered origin",
+                )
+                .into());
             }
-            Some(_) => Err(OAuthError::new(
+        }
+        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let grant = get("grant_type")
+            .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+        let unauthorized = || {
+            OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("this client may not use the {grant} grant"),
+            )
+        };
+        match grant {
+            "authorization_code" | "refresh_token" if !client.allows_grant(grant) => {
+                Err(unauthorized().into())
+            }
+            "authorization_code" => self.authorization_code_grant(&client, params, actor).await,
+            "refresh_token" => self.refresh_token_grant(&client, request, actor).await,
+            "client_credentials" => self.client_credentials_grant(&client, params, actor).await,
+            _ => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                "supported grant types: authorization_code",
+                "supported grant types: authorization_code, refresh_token, client_credentials",
             )
             .into()),
         }
@@ -162,115 +206,6 @@ impl Provider {
             }
         }
         Ok(client)
-    }
-
-    async fn authorization_code_grant(
-        &self,
-        client: &Client,
-        params: &HashMap<String, String>,
-        actor: &Actor,
-    ) -> Result<TokenResponse, EndpointError> {
-        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-        let redirect_uri = get("redirect_uri")
-            .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-        let verifier = get("code_verifier")
-            .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
-        let invalid = || {
-            OAuthError::invalid_grant(
-                "the code is invalid or expired, or was issued for another client, \
-                 redirect_uri or code_verifier",
-            )
-        };
-        let challenge = challenge_for_verifier(verifier).map_err(|_| invalid())?;
-        let code = OpaqueToken::parse(code).ok_or_else(invalid)?;
-
-        let now = self.clock.now();
-        let jti = Uuid::new_v4();
-        let expires_at = now + self.access_token_lifetime;
-        let issued = AuditEvent::new(now, AuditKind::TokenIssued, Outcome::Success, actor)
-            .client(client.id.as_str())
-            .detail("grant_type", "authorization_code")
-            .detail("jti", jti.to_string());
-        let reused = AuditEvent::new(now, AuditKind::CodeReused, Outcome::Failure, actor)
-            .client(client.id.as_str())
-            .detail("action", "revoked the tokens issued for the code");
-        let redemption = self
-            .store
-            .redeem_code(
-                &CodeRedemption {
-                    code_hash: code.hash(),
-                    client_id: &client.id,
-                    redirect_uri,
-                    code_challenge: challenge.as_str(),
-                    access_token_jti: jti,
-                    access_token_expires_at: expires_at,
-                    audit_issued: &issued,
-                    audit_reused: &reused,
-                },
-                now,
-            )
-            .await?;
-        let record = match redemption {
-            Redemption::Redeemed(record) => record,
-            Redemption::Reused => {
-                return Err(OAuthError::invalid_grant(
-                    "the code was already used; the tokens issued for it are revoked",
-                )
-                .into());
-            }
-            Redemption::Invalid => return Err(invalid().into()),
-        };
-        let user = self
-            .store
-            .find_user_by_id(record.user_id)
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?;
-
-        let access_token = self.keys.sign(
-            "at+jwt",
-            &AccessTokenClaims {
-                iss: self.issuer.clone(),
-                sub: user.id.to_string(),
-                aud: self.issuer.clone(),
-                client_id: client.id.to_string(),
-                scope: record.scope.to_string(),
-                iat: now.unix_timestamp(),
-                exp: expires_at.unix_timestamp(),
-                jti: jti.to_string(),
-                sid: Some(record.session_id.to_string()),
-                auth_time: Some(record.auth_time.unix_timestamp()),
-            },
-        )?;
-        let id_token = if record.scope.contains("openid") {
-            Some(self.keys.sign(
-                "JWT",
-                &IdTokenClaims {
-                    iss: self.issuer.clone(),
-                    sub: user.id.to_string(),
-                    aud: client.id.to_string(),
-                    azp: client.id.to_string(),
-                    iat: now.unix_timestamp(),
-                    exp: (now + self.id_token_lifetime).unix_timestamp(),
-                    auth_time: record.auth_time.unix_timestamp(),
-                    nonce: record.nonce.clone(),
-                    at_hash: Some(at_hash(&access_token)),
-                    sid: Some(record.session_id.to_string()),
-                    amr: record.amr.clone(),
-                    user: UserClaims::for_scope(&user, &record.scope),
-                },
-            )?)
-        } else {
-            None
-        };
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: self.access_token_lifetime.whole_seconds(),
-            scope: record.scope.to_string(),
-            id_token,
-        })
     }
 }
 

@@ -59,7 +59,14 @@ impl Provider {
             .map_err(|_| OAuthError::invalid_token("the access token is invalid or expired"))?;
         let jti = Uuid::parse_str(&claims.jti)
             .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
-        if self.store.is_access_token_revoked(jti).await? {
+        // A token bound to a browser session dies with it (logout, admin revocation).
+        let session = claims
+            .sid
+            .as_deref()
+            .map(|sid| Uuid::parse_str(sid).map(crate::domain::session::SessionId))
+            .transpose()
+            .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
+        if self.store.is_access_token_revoked(jti, session).await? {
             return Err(OAuthError::invalid_token("the access token was revoked").into());
         }
         Ok(claims)

@@ -10,16 +10,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditSearch};
 use crate::config::DatabaseSettings;
 use crate::domain::client::{Client, ClientId};
+use crate::domain::refresh::FamilyId;
 use crate::domain::scope::ScopeSet;
 use crate::domain::secret::TokenHash;
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
-use crate::domain::user::{NewUser, PasswordHash, User, UserId, Username};
+use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
 
-pub use postgres::PgStore;
+pub use postgres::{KeyChangeListener, PgStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +97,67 @@ pub struct CodeRedemption<'a> {
     /// of the code can revoke it.
     pub access_token_jti: uuid::Uuid,
     pub access_token_expires_at: OffsetDateTime,
+    /// A refresh token to issue with the code's tokens, as the first of a new family.
+    pub refresh: Option<NewRefreshFamily>,
     pub audit_issued: &'a AuditEvent,
     pub audit_reused: &'a AuditEvent,
+}
+
+/// The first refresh token of a family created when a code is redeemed; the family takes
+/// its user, scope, auth_time and amr from the code. Bound to the code's browser session
+/// unless the scope holds `offline_access` (OpenID Connect Core §11).
+#[derive(Debug, Clone)]
+pub struct NewRefreshFamily {
+    pub family_id: FamilyId,
+    pub token_hash: TokenHash,
+    pub idle_expires_at: OffsetDateTime,
+    pub absolute_expires_at: OffsetDateTime,
+}
+
+/// A stored refresh token with its family, as the refresh grant, revocation and
+/// introspection need it.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub token_hash: TokenHash,
+    pub family_id: FamilyId,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    /// None for an offline family.
+    pub session_id: Option<SessionId>,
+    pub scope: ScopeSet,
+    pub auth_time: OffsetDateTime,
+    pub amr: Vec<String>,
+    pub issued_at: OffsetDateTime,
+    pub idle_expires_at: OffsetDateTime,
+    pub absolute_expires_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub family_revoked: bool,
+    /// The encrypted response that rotated this token, while the retry window lasts.
+    pub successor_response: Option<Vec<u8>>,
+    pub successor_until: Option<OffsetDateTime>,
+    /// For a session-bound family: whether its browser session is live (not revoked, not
+    /// expired) and when it expires absolutely.
+    pub session_live: bool,
+    pub session_absolute_expires_at: Option<OffsetDateTime>,
+    pub user_disabled: bool,
+}
+
+/// One rotation: the presented token is marked rotated and its successor inserted, in one
+/// transaction, only if it is still unrotated, unexpired and its family alive.
+#[derive(Debug)]
+pub struct RefreshRotation<'a> {
+    pub presented: TokenHash,
+    pub family_id: FamilyId,
+    pub successor: TokenHash,
+    pub successor_idle_expires_at: OffsetDateTime,
+    pub access_token_jti: uuid::Uuid,
+    pub access_token_expires_at: OffsetDateTime,
+    /// The response, sealed under the master key, kept until `response_until` for the
+    /// idempotent retry window (None when the window is off).
+    pub sealed_response: Option<(Vec<u8>, OffsetDateTime)>,
+    /// A session-bound family's refresh counts as activity of its browser session.
+    pub touch_session: Option<(SessionId, OffsetDateTime)>,
+    pub audit: &'a AuditEvent,
 }
 
 #[derive(Debug)]
@@ -178,6 +238,10 @@ pub struct KeyRetirement<'a> {
     /// A scheduled or manual rotation: retire `kid` only if it is still current (compare
     /// and swap), otherwise `LostRace`. An emergency retirement retires it in any state.
     pub only_if_current: bool,
+    /// With `only_if_current`: the encrypted private key the caller loaded. If the row
+    /// holds another blob (re-encrypted by a master-key rotation), `LostRace`: a ring still
+    /// holding the old master key must not add keys encrypted under it.
+    pub expected_private_key: Option<&'a [u8]>,
     pub now: OffsetDateTime,
     /// When the retired key stops verifying and leaves the JWKS.
     pub remove_after: OffsetDateTime,
@@ -202,6 +266,15 @@ pub enum Retired {
     /// `only_if_current` and the key is no longer current: another rotation won.
     LostRace,
     NotFound,
+}
+
+/// One private key re-encrypted under a new master key (see `reencrypt_signing_keys`).
+#[derive(Debug)]
+pub struct ReencryptedKey {
+    pub kid: String,
+    /// The blob as read: the update applies only if the row still holds it.
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
 }
 
 /// Rows older than these instants are purged.
@@ -294,7 +367,8 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<BrowserSession>, StoreError>;
-    /// Revokes one session of `user`, writing `audit` if it was live.
+    /// Revokes one session of `user` and the refresh-token families bound to it, writing
+    /// `audit` if it was live.
     async fn revoke_session(
         &self,
         user: UserId,
@@ -303,7 +377,8 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Revokes every session of `user`; returns how many were live.
+    /// Revokes every session of `user` and every refresh-token family of the user
+    /// (offline ones too); returns how many sessions were live.
     async fn revoke_user_sessions(
         &self,
         user: UserId,
@@ -323,8 +398,9 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Every CORS origin registered on some client.
-    async fn allowed_origins(&self) -> Result<Vec<String>, StoreError>;
+    /// Every CORS origin registered on some client, and whether a client receiving its
+    /// refresh tokens in a cookie registered it (credentialed CORS on /token).
+    async fn allowed_origins(&self) -> Result<Vec<(String, bool)>, StoreError>;
 
     async fn find_consent(
         &self,
@@ -359,8 +435,44 @@ pub trait Store: Send + Sync + 'static {
         redemption: &CodeRedemption<'_>,
         now: OffsetDateTime,
     ) -> Result<Redemption, StoreError>;
-    /// Whether the access token `jti` was revoked (one indexed lookup).
-    async fn is_access_token_revoked(&self, jti: uuid::Uuid) -> Result<bool, StoreError>;
+    /// Whether the access token `jti` was revoked, or the browser session `session` it
+    /// was issued in has ended by revocation (one round trip, two indexed lookups).
+    async fn is_access_token_revoked(
+        &self,
+        jti: uuid::Uuid,
+        session: Option<SessionId>,
+    ) -> Result<bool, StoreError>;
+    /// Denylists an access token until it expires (RFC 7009), with its audit row.
+    async fn revoke_access_token(
+        &self,
+        jti: uuid::Uuid,
+        expires_at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// A refresh token by hash, whatever its state, with its family.
+    async fn find_refresh_token(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// Rotates a refresh token atomically: false when another request rotated it first,
+    /// or it expired or its family was revoked meanwhile (nothing is written then).
+    async fn rotate_refresh_token(
+        &self,
+        rotation: &RefreshRotation<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Revokes a family: every token in it stops working and the access tokens issued
+    /// from it are denylisted. Writes `audit` whether or not the family was still live
+    /// (a replay of a revoked family is recorded too); true if it was live.
+    async fn revoke_refresh_family(
+        &self,
+        family: FamilyId,
+        now: OffsetDateTime,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 
     /// Every stored signing key, oldest first.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
@@ -369,11 +481,60 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Rotation and emergency retirement, in one transaction (see `KeyRetirement`).
     async fn retire_signing_key(&self, r: &KeyRetirement<'_>) -> Result<Retired, StoreError>;
+    /// A master-key rotation: every private key re-encrypted in one transaction with its
+    /// audit row. `Conflict` when the set of keys or any stored blob is not what the caller
+    /// read (a rotation meanwhile); nothing is written then.
+    async fn reencrypt_signing_keys(
+        &self,
+        keys: &[ReencryptedKey],
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Deletes retired keys whose `remove_after` has passed; returns how many.
+    async fn purge_removed_signing_keys(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    /// Postgres: a listener for the notification every change to `signing_keys` sends in
+    /// its transaction. `None` on SQLite (single node: nothing else changes the keys while
+    /// the server runs but the CLI, which the interval reload covers).
+    async fn listen_key_changes(&self) -> Result<Option<KeyChangeListener>, StoreError>;
 
     /// For decisions that change nothing else (a refused or failed attempt), in one
     /// transaction.
     async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    // The admin API and the CLI (see `crate::users`, `crate::clients`).
+    /// The audit rows matching every filter, newest first, at most `limit` (1..=1000).
+    async fn search_audit(&self, search: &AuditSearch) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Clients ordered by client_id, after `after` (a cursor), at most `limit`.
+    async fn list_clients_after(
+        &self,
+        after: Option<&ClientId>,
+        limit: u32,
+    ) -> Result<Vec<Client>, StoreError>;
+    /// Replaces the mutable fields of a client (not its kind, secret or creation time).
+    async fn update_client(&self, client: &Client, audit: &AuditEvent) -> Result<bool, StoreError>;
+    /// Users ordered by username, after `after` (a cursor), at most `limit`.
+    async fn list_users_after(
+        &self,
+        after: Option<&Username>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Replaces a user's profile (email, its verification, name); `None` when no such user.
+    async fn update_user_profile(
+        &self,
+        id: UserId,
+        profile: &UserProfile,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<User>, StoreError>;
+    /// Deletes a user: their sessions and consents go with them (foreign keys), as do
+    /// their pending authorization codes and the lockout counter of their name
+    /// (`throttle_key`). Audit rows stay (they have no foreign keys).
+    async fn delete_user(
+        &self,
+        id: UserId,
+        throttle_key: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes up to `batch` expired rows per table; returns how many went.
     async fn purge_expired(&self, cutoffs: &PurgeCutoffs, batch: u32) -> Result<u64, StoreError>;

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
 
@@ -21,9 +21,33 @@ fn from_ts(t: Ts) -> OffsetDateTime {
 
 /// Row locking for read-then-write checks inside a transaction.
 const LOCK_ROW: &str = " for update";
+/// A shared row lock: concurrent readers proceed, a concurrent revocation waits.
+const LOCK_SHARE: &str = " for share";
+
+/// The channel signing-key changes are announced on.
+const KEYS_CHANNEL: &str = "portcullis_keys";
+
+/// Sent in the transaction of every change to `signing_keys` ($1: what changed); Postgres
+/// delivers it to every listening instance when the transaction commits.
+const NOTIFY_KEYS: Option<&str> = Some("select pg_notify('portcullis_keys', $1)");
 
 pub struct PgStore {
     pool: PgPool,
+    options: PgConnectOptions,
+    connect_timeout: std::time::Duration,
+}
+
+/// `LISTEN portcullis_keys` on a connection of its own.
+pub struct KeyChangeListener {
+    listener: PgListener,
+}
+
+impl KeyChangeListener {
+    /// Waits for the next notification: `Ok(true)` when the keys changed, `Ok(false)` when
+    /// the connection was lost and re-established (notifications sent meanwhile are lost).
+    pub async fn changed(&mut self) -> Result<bool, StoreError> {
+        Ok(self.listener.try_recv().await?.is_some())
+    }
 }
 
 impl PgStore {
@@ -32,9 +56,29 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    async fn key_listener(&self) -> Result<Option<KeyChangeListener>, StoreError> {
+        // A pool of one long-lived connection, apart from the request pool.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(self.connect_timeout)
+            .connect_with(self.options.clone())
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.ignore_pool_close_event(true);
+        listener.listen(KEYS_CHANNEL).await?;
+        Ok(Some(KeyChangeListener { listener }))
     }
 
     fn reader(&self) -> &PgPool {

@@ -12,17 +12,21 @@ macro_rules! sql_store {
         use sqlx::types::Json;
         use uuid::Uuid;
 
-        use crate::audit::{AuditEvent, AuditQuery, AuditRecord};
+        use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditSearch};
         use crate::domain::secret::TokenHash;
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
-        use crate::domain::user::{NewUser, PasswordHash, User, UserId, Username};
+        use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
         use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
+        use crate::domain::refresh::TokenDelivery;
+        use crate::domain::jws::SigningAlg;
         use crate::domain::scope::ScopeSet;
+        use crate::domain::refresh::FamilyId;
         use crate::storage::{
             AuthorizationCodeRecord, CodeRedemption, CompletedLogin, IssueCode,
             KeyRetirement, LoginTransaction, PasswordChange, PurgeCutoffs, Redemption,
-            Reservation, Retired, SigningKeyRecord, Store,
+            ReencryptedKey, RefreshRotation, RefreshTokenRecord, Reservation, Retired,
+            SigningKeyRecord, Store,
         };
 
         const USER_COLUMNS: &str = "user_id, username, email, email_verified, name, \
@@ -120,7 +124,8 @@ macro_rules! sql_store {
 
         const CLIENT_COLUMNS: &str = "client_id, name, kind, secret_hash, auth_method, \
              redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, \
-             first_party, created_at, updated_at";
+             first_party, refresh_token_delivery, created_at, updated_at, \
+             id_token_signed_response_alg";
 
         #[derive(sqlx::FromRow)]
         struct ClientRow {
@@ -135,8 +140,10 @@ macro_rules! sql_store {
             grant_types: Json<Vec<String>>,
             scopes: Json<Vec<String>>,
             first_party: bool,
+            refresh_token_delivery: String,
             created_at: Ts,
             updated_at: Ts,
+            id_token_signed_response_alg: String,
         }
 
         fn corrupt(what: &str) -> StoreError {
@@ -158,8 +165,14 @@ macro_rules! sql_store {
                     grant_types: self.grant_types.0,
                     scopes: ScopeSet::from_tokens(self.scopes.0),
                     first_party: self.first_party,
+                    refresh_token_delivery: TokenDelivery::parse(&self.refresh_token_delivery)
+                        .ok_or_else(|| corrupt("refresh token delivery"))?,
                     created_at: from_ts(self.created_at),
                     updated_at: from_ts(self.updated_at),
+                    id_token_signed_response_alg: SigningAlg::parse(
+                        &self.id_token_signed_response_alg,
+                    )
+                    .ok_or_else(|| corrupt("id_token_signed_response_alg"))?,
                 })
             }
         }
@@ -216,6 +229,58 @@ macro_rules! sql_store {
         }
 
         #[derive(sqlx::FromRow)]
+        struct RefreshRow {
+            token_hash: Vec<u8>,
+            family_id: Uuid,
+            client_id: String,
+            user_id: Uuid,
+            session_id: Option<Uuid>,
+            scope: String,
+            auth_time: Ts,
+            amr: Json<Vec<String>>,
+            issued_at: Ts,
+            idle_expires_at: Ts,
+            absolute_expires_at: Ts,
+            rotated_at: Option<Ts>,
+            family_revoked_at: Option<Ts>,
+            successor_response: Option<Vec<u8>>,
+            successor_until: Option<Ts>,
+            session_revoked_at: Option<Ts>,
+            session_idle_expires_at: Option<Ts>,
+            session_absolute_expires_at: Option<Ts>,
+            disabled: bool,
+        }
+
+        impl RefreshRow {
+            fn into_record(self, now: time::OffsetDateTime) -> Result<RefreshTokenRecord, StoreError> {
+                let session_live = self.session_id.is_some()
+                    && self.session_revoked_at.is_none()
+                    && self.session_idle_expires_at.map(from_ts).is_some_and(|t| t > now)
+                    && self.session_absolute_expires_at.map(from_ts).is_some_and(|t| t > now);
+                Ok(RefreshTokenRecord {
+                    token_hash: hash_of(self.token_hash)?,
+                    family_id: FamilyId(self.family_id),
+                    client_id: ClientId::parse(&self.client_id).map_err(|_| corrupt("client_id"))?,
+                    user_id: UserId(self.user_id),
+                    session_id: self.session_id.map(SessionId),
+                    scope: ScopeSet::parse(&self.scope).map_err(|_| corrupt("scope"))?,
+                    auth_time: from_ts(self.auth_time),
+                    amr: self.amr.0,
+                    issued_at: from_ts(self.issued_at),
+                    idle_expires_at: from_ts(self.idle_expires_at),
+                    absolute_expires_at: from_ts(self.absolute_expires_at),
+                    rotated_at: self.rotated_at.map(from_ts),
+                    family_revoked: self.family_revoked_at.is_some(),
+                    successor_response: self.successor_response,
+                    successor_until: self.successor_until.map(from_ts),
+                    session_live,
+                    session_absolute_expires_at: self.session_absolute_expires_at.map(from_ts),
+                    user_disabled: self.disabled,
+                })
+            }
+        }
+
+        #[derive(sqlx::FromRow)]
         struct AuditRow {
             audit_event_id: i64,
             at: Ts,
@@ -227,6 +292,28 @@ macro_rules! sql_store {
             ip: Option<String>,
             request_id: Option<String>,
             details: Json<serde_json::Value>,
+            actor_client_id: Option<String>,
+        }
+
+        const AUDIT_COLUMNS: &str = "audit_event_id, at, kind, outcome, user_id, client_id, \
+             session_id, ip, request_id, details, actor_client_id";
+
+        impl From<AuditRow> for AuditRecord {
+            fn from(r: AuditRow) -> Self {
+                AuditRecord {
+                    id: r.audit_event_id,
+                    at: from_ts(r.at),
+                    kind: r.kind,
+                    outcome: r.outcome,
+                    user_id: r.user_id.map(UserId),
+                    client_id: r.client_id,
+                    session_id: r.session_id.map(SessionId),
+                    ip: r.ip,
+                    request_id: r.request_id,
+                    actor_client_id: r.actor_client_id,
+                    details: r.details.0,
+                }
+            }
         }
 
         fn hash_of(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
@@ -240,9 +327,9 @@ macro_rules! sql_store {
             E: sqlx::Executor<'c, Database = $db>,
         {
             sqlx::query(
-                "insert into audit_events \
-                 (at, kind, outcome, user_id, client_id, session_id, ip, request_id, details) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "insert into audit_events (at, kind, outcome, user_id, client_id, session_id, \
+                 ip, request_id, details, actor_client_id) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(ts(event.at))
             .bind(event.kind.as_str())
@@ -253,6 +340,7 @@ macro_rules! sql_store {
             .bind(event.ip.as_deref())
             .bind(event.request_id.as_deref())
             .bind(Json(&event.details))
+            .bind(event.actor_client_id.as_deref())
             .execute(executor)
             .await?;
             Ok(())
@@ -274,20 +362,23 @@ macro_rules! sql_store {
             Ok(changed)
         }
 
+        /// Inserts a key as `current` (a conflict is an error: the algorithm has one) or as
+        /// `next` (skipped when the algorithm already has one); true when inserted.
         async fn insert_key<'c, E>(
             executor: E,
             k: &SigningKeyRecord,
             state: &str,
             activated_at: Option<time::OffsetDateTime>,
-        ) -> Result<(), StoreError>
+        ) -> Result<bool, StoreError>
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
-            sqlx::query(
+            let skip = if state == "next" { " on conflict do nothing" } else { "" };
+            Ok(sqlx::query(&format!(
                 "insert into signing_keys (kid, alg, state, encrypted_private_key, \
                  public_jwk, created_at, activated_at, retired_at, remove_after) \
-                 values ($1, $2, $3, $4, $5, $6, $7, null, null)",
-            )
+                 values ($1, $2, $3, $4, $5, $6, $7, null, null){skip}"
+            ))
             .bind(&k.kid)
             .bind(&k.alg)
             .bind(state)
@@ -297,7 +388,36 @@ macro_rules! sql_store {
             .bind(activated_at.map(ts))
             .execute(executor)
             .await
-            .map_err(|e| conflict_or(e, "a current key for this algorithm"))?;
+            .map_err(|e| conflict_or(e, "a current key for this algorithm"))?
+            .rows_affected()
+                == 1)
+        }
+
+        /// Tells the other instances that `signing_keys` changed (Postgres NOTIFY, delivered
+        /// when the transaction commits; nothing on SQLite). Best effort, inside a
+        /// savepoint: an engine without NOTIFY, or a full notification queue, must not undo
+        /// the key change; the interval reload is the fallback.
+        async fn notify_keys_changed(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            change: &str,
+        ) -> Result<(), StoreError> {
+            let Some(statement) = NOTIFY_KEYS else {
+                return Ok(());
+            };
+            sqlx::query("savepoint notify_keys").execute(&mut **tx).await?;
+            match sqlx::query(statement).bind(change).execute(&mut **tx).await {
+                Ok(_) => {
+                    sqlx::query("release savepoint notify_keys")
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not notify other instances of a key change");
+                    sqlx::query("rollback to savepoint notify_keys")
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
             Ok(())
         }
 
@@ -601,14 +721,23 @@ macro_rules! sql_store {
                     return Ok(false);
                 }
                 if let Some(old) = &login.replaces {
-                    sqlx::query(
+                    let replaced: Option<Uuid> = sqlx::query_scalar(
                         "update browser_sessions set revoked_at = $2, revoked_reason = 'replaced' \
-                         where id_hash = $1 and revoked_at is null",
+                         where id_hash = $1 and revoked_at is null returning session_id",
                     )
                     .bind(old.as_bytes())
                     .bind(ts(now))
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    if let Some(replaced) = replaced {
+                        revoke_families(
+                            &mut *tx,
+                            FamilyFilter::Session(SessionId(replaced)),
+                            now,
+                            "session_replaced",
+                        )
+                        .await?;
+                    }
                 }
                 let s = &login.session.session;
                 sqlx::query(
@@ -703,19 +832,26 @@ macro_rules! sql_store {
                 reason: &str,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                audited_change(
-                    self.writer(),
-                    sqlx::query(
-                        "update browser_sessions set revoked_at = $3, revoked_reason = $4 \
-                         where user_id = $1 and session_id = $2 and revoked_at is null",
-                    )
-                    .bind(user.0)
-                    .bind(session.0)
-                    .bind(ts(now))
-                    .bind(reason),
-                    audit,
+                let mut tx = self.writer().begin().await?;
+                let changed = sqlx::query(
+                    "update browser_sessions set revoked_at = $3, revoked_reason = $4 \
+                     where user_id = $1 and session_id = $2 and revoked_at is null",
                 )
-                .await
+                .bind(user.0)
+                .bind(session.0)
+                .bind(ts(now))
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    revoke_families(&mut *tx, FamilyFilter::Session(session), now, reason)
+                        .await?;
+                    insert_audit(&mut *tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(changed)
             }
 
             async fn revoke_user_sessions(
@@ -740,7 +876,7 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(&format!(
                     "insert into clients ({CLIENT_COLUMNS}) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 ))
                 .bind(c.id.as_str())
                 .bind(&c.name)
@@ -753,8 +889,10 @@ macro_rules! sql_store {
                 .bind(Json(&c.grant_types))
                 .bind(Json(c.scopes.to_vec()))
                 .bind(c.first_party)
+                .bind(c.refresh_token_delivery.as_str())
                 .bind(ts(c.created_at))
                 .bind(ts(c.updated_at))
+                .bind(c.id_token_signed_response_alg.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_or(e, "a client with this client_id"))?;
@@ -788,12 +926,29 @@ macro_rules! sql_store {
                 id: &ClientId,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                audited_change(
-                    self.writer(),
-                    sqlx::query("delete from clients where client_id = $1").bind(id.as_str()),
-                    audit,
+                let mut tx = self.writer().begin().await?;
+                // The client's families go with it (on delete cascade); the access tokens
+                // issued from them are denylisted first.
+                revoke_families(
+                    &mut *tx,
+                    FamilyFilter::Client(id.as_str().to_owned()),
+                    audit.at,
+                    "client_deleted",
                 )
-                .await
+                .await?;
+                let deleted = sqlx::query("delete from clients where client_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if deleted {
+                    insert_audit(&mut *tx, audit).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(deleted)
             }
 
             async fn set_client_secret(
@@ -817,15 +972,20 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn allowed_origins(&self) -> Result<Vec<String>, StoreError> {
-                let rows: Vec<Json<Vec<String>>> =
-                    sqlx::query_scalar("select allowed_origins from clients")
-                        .fetch_all(self.reader())
-                        .await?;
-                let mut all: Vec<String> = rows.into_iter().flat_map(|j| j.0).collect();
-                all.sort();
-                all.dedup();
-                Ok(all)
+            async fn allowed_origins(&self) -> Result<Vec<(String, bool)>, StoreError> {
+                let rows: Vec<(Json<Vec<String>>, String)> = sqlx::query_as(
+                    "select allowed_origins, refresh_token_delivery from clients",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                let mut all: std::collections::BTreeMap<String, bool> = Default::default();
+                for (origins, delivery) in rows {
+                    let cookie = delivery == TokenDelivery::Cookie.as_str();
+                    for origin in origins.0 {
+                        *all.entry(origin).or_default() |= cookie;
+                    }
+                }
+                Ok(all.into_iter().collect())
             }
 
             async fn find_consent(
@@ -940,11 +1100,23 @@ macro_rules! sql_store {
                 now: OffsetDateTime,
             ) -> Result<Redemption, StoreError> {
                 let mut tx = self.writer().begin().await?;
+                // The session the code belongs to, share-locked: a concurrent revocation
+                // of it (logout, password reset) waits for this transaction and then also
+                // revokes the refresh family it creates.
+                sqlx::query(&format!(
+                    "select session_id from browser_sessions where session_id = \
+                     (select session_id from authorization_codes where code_hash = $1) \
+                     and revoked_at is null{LOCK_SHARE}"
+                ))
+                .bind(r.code_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
                 // One statement decides: unused, unexpired, and bound to this client,
                 // redirect URI and PKCE verifier. A mismatch does not burn the code.
                 let row: Option<CodeRow> = sqlx::query_as(&format!(
                     "update authorization_codes set consumed_at = $2, \
-                     access_token_jti = $6, access_token_expires_at = $7 \
+                     access_token_jti = $6, access_token_expires_at = $7, \
+                     refresh_family_id = $8 \
                      where code_hash = $1 and consumed_at is null and expires_at > $2 \
                      and client_id = $3 and redirect_uri = $4 and code_challenge = $5 \
                      and exists (select 1 from browser_sessions s \
@@ -959,6 +1131,7 @@ macro_rules! sql_store {
                 .bind(r.code_challenge)
                 .bind(r.access_token_jti)
                 .bind(ts(r.access_token_expires_at))
+                .bind(r.refresh.as_ref().map(|f| f.family_id.0))
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(row) = row {
@@ -967,20 +1140,52 @@ macro_rules! sql_store {
                         .clone()
                         .user(UserId(row.user_id))
                         .session(SessionId(row.session_id));
+                    if let Some(family) = &r.refresh {
+                        // OpenID Connect Core §11: offline_access asks for access that
+                        // outlives the browser session; otherwise the family dies with it.
+                        let offline = crate::domain::refresh::is_offline(&row.scope);
+                        sqlx::query(
+                            "insert into refresh_families (family_id, client_id, user_id, \
+                             session_id, scope, auth_time, amr, created_at, absolute_expires_at) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        )
+                        .bind(family.family_id.0)
+                        .bind(&row.client_id)
+                        .bind(row.user_id)
+                        .bind((!offline).then_some(row.session_id))
+                        .bind(&row.scope)
+                        .bind(row.auth_time.clone())
+                        .bind(row.amr.clone())
+                        .bind(ts(now))
+                        .bind(ts(family.absolute_expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                        insert_refresh_token(
+                            &mut *tx,
+                            &family.token_hash,
+                            family.family_id,
+                            None,
+                            now,
+                            family.idle_expires_at,
+                            r.access_token_jti,
+                            r.access_token_expires_at,
+                        )
+                        .await?;
+                    }
                     insert_audit(&mut *tx, &audit).await?;
                     tx.commit().await?;
                     return Ok(Redemption::Redeemed(Box::new(row.into_record()?)));
                 }
                 // RFC 6749 §4.1.2: a code used twice is refused, and the tokens issued for
                 // it are revoked, whoever presents it the second time.
-                let used: Option<(Option<Uuid>, Option<Ts>)> = sqlx::query_as(
-                    "select access_token_jti, access_token_expires_at from authorization_codes \
-                     where code_hash = $1 and consumed_at is not null",
+                let used: Option<(Option<Uuid>, Option<Ts>, Option<Uuid>)> = sqlx::query_as(
+                    "select access_token_jti, access_token_expires_at, refresh_family_id \
+                     from authorization_codes where code_hash = $1 and consumed_at is not null",
                 )
                 .bind(r.code_hash.as_bytes())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((jti, expires)) = used else {
+                let Some((jti, expires, family)) = used else {
                     tx.rollback().await?;
                     return Ok(Redemption::Invalid);
                 };
@@ -994,18 +1199,200 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                if let Some(family) = family {
+                    revoke_families(&mut *tx, FamilyFilter::Family(FamilyId(family)), now, "code_reused")
+                        .await?;
+                }
                 insert_audit(&mut *tx, r.audit_reused).await?;
                 tx.commit().await?;
                 Ok(Redemption::Reused)
             }
 
-            async fn is_access_token_revoked(&self, jti: Uuid) -> Result<bool, StoreError> {
-                let found: Option<Uuid> =
-                    sqlx::query_scalar("select jti from revoked_access_tokens where jti = $1")
-                        .bind(jti)
-                        .fetch_optional(self.reader())
-                        .await?;
+            async fn is_access_token_revoked(
+                &self,
+                jti: Uuid,
+                session: Option<SessionId>,
+            ) -> Result<bool, StoreError> {
+                // One round trip: the jti denylist (revocation, code replay, family
+                // revocation) and the session the token was issued in (logout, admin).
+                let found: Option<Uuid> = sqlx::query_scalar(
+                    "select jti from revoked_access_tokens where jti = $1 \
+                     union all \
+                     select session_id from browser_sessions \
+                     where session_id = $2 and revoked_at is not null",
+                )
+                .bind(jti)
+                .bind(session.map(|s| s.0))
+                .fetch_optional(self.reader())
+                .await?;
                 Ok(found.is_some())
+            }
+
+            async fn revoke_access_token(
+                &self,
+                jti: Uuid,
+                expires_at: OffsetDateTime,
+                audit: &AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "insert into revoked_access_tokens (jti, expires_at) values ($1, $2) \
+                     on conflict (jti) do nothing",
+                )
+                .bind(jti)
+                .bind(ts(expires_at))
+                .execute(&mut *tx)
+                .await?;
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_refresh_token(
+                &self,
+                hash: &TokenHash,
+                now: OffsetDateTime,
+            ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+                let row: Option<RefreshRow> = sqlx::query_as(
+                    "select t.token_hash, t.family_id, f.client_id, f.user_id, f.session_id, \
+                     f.scope, f.auth_time, f.amr, t.issued_at, t.idle_expires_at, \
+                     f.absolute_expires_at, t.rotated_at, f.revoked_at as family_revoked_at, \
+                     t.successor_response, t.successor_until, \
+                     s.revoked_at as session_revoked_at, \
+                     s.idle_expires_at as session_idle_expires_at, \
+                     s.absolute_expires_at as session_absolute_expires_at, u.disabled \
+                     from refresh_tokens t \
+                     join refresh_families f on f.family_id = t.family_id \
+                     join users u on u.user_id = f.user_id \
+                     left join browser_sessions s on s.session_id = f.session_id \
+                     where t.token_hash = $1",
+                )
+                .bind(hash.as_bytes())
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(|r| r.into_record(now)).transpose()
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                r: &RefreshRotation<'_>,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // Lock order, the same as every revocation's: the browser session, then
+                // the family. A revocation running concurrently either waits for this
+                // rotation (and then denylists the access token it issues) or makes it
+                // find the family revoked.
+                if let Some((session, idle_expires_at)) = r.touch_session {
+                    let live: Option<Uuid> = sqlx::query_scalar(&format!(
+                        "select session_id from browser_sessions \
+                         where session_id = $1 and revoked_at is null{LOCK_ROW}"
+                    ))
+                    .bind(session.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if live.is_none() {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    // A session-bound refresh is activity of the browser session.
+                    sqlx::query(
+                        "update browser_sessions set last_seen_at = $2, idle_expires_at = $3 \
+                         where session_id = $1 and idle_expires_at < $3",
+                    )
+                    .bind(session.0)
+                    .bind(ts(now))
+                    .bind(ts(idle_expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let family: Option<Uuid> = sqlx::query_scalar(&format!(
+                    "select family_id from refresh_families where family_id = $1 \
+                     and revoked_at is null and absolute_expires_at > $2{LOCK_SHARE}"
+                ))
+                .bind(r.family_id.0)
+                .bind(ts(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if family.is_none() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // The compare-and-swap: exactly one presentation of a token can rotate it,
+                // on one instance or many (the row lock makes a concurrent one wait and
+                // then find rotated_at set).
+                let (response, until) = match &r.sealed_response {
+                    Some((blob, until)) => (Some(blob.as_slice()), Some(ts(*until))),
+                    None => (None, None),
+                };
+                let rotated = sqlx::query(
+                    "update refresh_tokens set rotated_at = $2, successor_response = $3, \
+                     successor_until = $4 \
+                     where token_hash = $1 and family_id = $5 and rotated_at is null \
+                     and idle_expires_at > $2 \
+                     and exists (select 1 from refresh_families f \
+                                 where f.family_id = refresh_tokens.family_id \
+                                 and f.revoked_at is null and f.absolute_expires_at > $2)",
+                )
+                .bind(r.presented.as_bytes())
+                .bind(ts(now))
+                .bind(response)
+                .bind(until)
+                .bind(r.family_id.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !rotated {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // The presented token's parent is now two rotations old: its sealed
+                // response must not be served again (a replay of it is reuse).
+                sqlx::query(
+                    "update refresh_tokens set successor_response = null, successor_until = null \
+                     where token_hash = (select parent_hash from refresh_tokens \
+                                         where token_hash = $1) \
+                     and successor_response is not null",
+                )
+                .bind(r.presented.as_bytes())
+                .execute(&mut *tx)
+                .await?;
+                insert_refresh_token(
+                    &mut *tx,
+                    &r.successor,
+                    r.family_id,
+                    Some(&r.presented),
+                    now,
+                    r.successor_idle_expires_at,
+                    r.access_token_jti,
+                    r.access_token_expires_at,
+                )
+                .await?;
+                insert_audit(&mut *tx, r.audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn revoke_refresh_family(
+                &self,
+                family: FamilyId,
+                now: OffsetDateTime,
+                reason: &str,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let revoked = revoke_families(
+                    &mut *tx,
+                    FamilyFilter::Family(family),
+                    now,
+                    reason,
+                )
+                .await?
+                    == 1;
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(revoked)
             }
 
             async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -1033,6 +1420,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_signing_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
                 sqlx::query(
                     "insert into signing_keys (kid, alg, state, encrypted_private_key, \
                      public_jwk, created_at, activated_at, retired_at, remove_after) \
@@ -1047,9 +1435,11 @@ macro_rules! sql_store {
                 .bind(k.activated_at.map(ts))
                 .bind(k.retired_at.map(ts))
                 .bind(k.remove_after.map(ts))
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| conflict_or(e, "a current key for this algorithm"))?;
+                .map_err(|e| conflict_or(e, "a current or next key for this algorithm"))?;
+                notify_keys_changed(&mut tx, "inserted").await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -1060,13 +1450,14 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await?;
                 // Locks the row on Postgres: a concurrent rotation waits here, then sees
                 // the key already retired and loses the race.
-                let found: Option<(String, String)> = sqlx::query_as(&format!(
-                    "select state, alg from signing_keys where kid = $1{LOCK_ROW}"
+                let found: Option<(String, String, Vec<u8>)> = sqlx::query_as(&format!(
+                    "select state, alg, encrypted_private_key from signing_keys \
+                     where kid = $1{LOCK_ROW}"
                 ))
                 .bind(r.kid)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((previous_state, alg)) = found else {
+                let Some((previous_state, alg, stored_private_key)) = found else {
                     return Ok(if r.only_if_current {
                         Retired::LostRace
                     } else {
@@ -1075,6 +1466,9 @@ macro_rules! sql_store {
                 };
                 let was_current = previous_state == "current";
                 if r.only_if_current && !was_current {
+                    return Ok(Retired::LostRace);
+                }
+                if r.expected_private_key.is_some_and(|e| e != stored_private_key.as_slice()) {
                     return Ok(Retired::LostRace);
                 }
                 let changed = sqlx::query(
@@ -1115,8 +1509,9 @@ macro_rules! sql_store {
                         }
                     }
                     if let Some(k) = fresh.next() {
-                        insert_key(&mut *tx, k, "next", None).await?;
-                        next = Some(k.kid.clone());
+                        if insert_key(&mut *tx, k, "next", None).await? {
+                            next = Some(k.kid.clone());
+                        }
                     }
                 }
                 // Keys retired with remove_after = now stay listed until a later change.
@@ -1137,6 +1532,7 @@ macro_rules! sql_store {
                     map.insert("deleted".into(), deleted.into());
                 }
                 insert_audit(&mut *tx, &audit).await?;
+                notify_keys_changed(&mut tx, "retired").await?;
                 tx.commit().await?;
                 Ok(Retired::Retired {
                     previous_state,
@@ -1144,6 +1540,72 @@ macro_rules! sql_store {
                     next,
                     deleted,
                 })
+            }
+
+            async fn reencrypt_signing_keys(
+                &self,
+                keys: &[ReencryptedKey],
+                audit: &AuditEvent,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // Locks every row on Postgres until the commit.
+                let mut stored: Vec<String> = sqlx::query_scalar(&format!(
+                    "select kid from signing_keys order by kid{LOCK_ROW}"
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut given: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+                given.sort_unstable();
+                stored.sort_unstable();
+                if stored != given {
+                    return Err(StoreError::Conflict("a signing key added or removed meanwhile"));
+                }
+                for k in keys {
+                    let changed = sqlx::query(
+                        "update signing_keys set encrypted_private_key = $3 \
+                         where kid = $1 and encrypted_private_key = $2",
+                    )
+                    .bind(&k.kid)
+                    .bind(&k.old)
+                    .bind(&k.new)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if changed != 1 {
+                        return Err(StoreError::Conflict("a signing key changed meanwhile"));
+                    }
+                }
+                insert_audit(&mut *tx, audit).await?;
+                notify_keys_changed(&mut tx, "reencrypted").await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn purge_removed_signing_keys(
+                &self,
+                now: time::OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // Strictly before now, as in `retire_signing_key`: a key retired at once
+                // stays listed (as retired) until a later pass.
+                let deleted = sqlx::query(
+                    "delete from signing_keys where state = 'retired' and remove_after < $1",
+                )
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if deleted > 0 {
+                    notify_keys_changed(&mut tx, "deleted").await?;
+                }
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            async fn listen_key_changes(
+                &self,
+            ) -> Result<Option<crate::storage::KeyChangeListener>, StoreError> {
+                self.key_listener().await
             }
 
             async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
@@ -1156,32 +1618,17 @@ macro_rules! sql_store {
             }
 
             async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-                let rows: Vec<AuditRow> = sqlx::query_as(
-                    "select audit_event_id, at, kind, outcome, user_id, client_id, session_id, \
-                     ip, request_id, details from audit_events \
+                let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+                    "select {AUDIT_COLUMNS} from audit_events \
                      where ($1 is null or kind = $1) and ($2 is null or user_id = $2) \
-                     order by audit_event_id desc limit $3",
-                )
+                     order by audit_event_id desc limit $3"
+                ))
                 .bind(q.kind.as_deref())
                 .bind(q.user_id.map(|u| u.0))
                 .bind(i64::from(q.limit.max(1)))
                 .fetch_all(self.reader())
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| AuditRecord {
-                        id: r.audit_event_id,
-                        at: from_ts(r.at),
-                        kind: r.kind,
-                        outcome: r.outcome,
-                        user_id: r.user_id.map(UserId),
-                        client_id: r.client_id,
-                        session_id: r.session_id.map(SessionId),
-                        ip: r.ip,
-                        request_id: r.request_id,
-                        details: r.details.0,
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(AuditRecord::from).collect())
             }
 
             async fn purge_expired(
@@ -1222,6 +1669,41 @@ macro_rules! sql_store {
                 .execute(self.writer())
                 .await?
                 .rows_affected();
+                // Families past their absolute limit, or revoked before the retention
+                // cutoff, go with their tokens (on delete cascade). Rotated tokens stay
+                // with their family so a late replay is still detected as reuse.
+                purged += sqlx::query(
+                    "delete from refresh_tokens where family_id in \
+                     (select family_id from refresh_families \
+                      where absolute_expires_at <= $1 or revoked_at <= $3 limit $2)",
+                )
+                .bind(ts(c.now))
+                .bind(batch)
+                .bind(ts(c.revoked_before))
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                purged += sqlx::query(
+                    "delete from refresh_families where family_id in \
+                     (select family_id from refresh_families \
+                      where absolute_expires_at <= $1 or revoked_at <= $3 limit $2)",
+                )
+                .bind(ts(c.now))
+                .bind(batch)
+                .bind(ts(c.revoked_before))
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                // The retry window's sealed responses are wiped once it has passed.
+                sqlx::query(
+                    "update refresh_tokens set successor_response = null, successor_until = null \
+                     where token_hash in (select token_hash from refresh_tokens \
+                     where successor_response is not null and successor_until <= $1 limit $2)",
+                )
+                .bind(ts(c.now))
+                .bind(batch)
+                .execute(self.writer())
+                .await?;
                 purged += sqlx::query(
                     "delete from revoked_access_tokens where jti in \
                      (select jti from revoked_access_tokens where expires_at <= $1 limit $2)",
@@ -1246,27 +1728,267 @@ macro_rules! sql_store {
                 .rows_affected();
                 Ok(purged)
             }
+
+            // --- The admin API and the CLI -------------------------------------------
+
+            async fn search_audit(
+                &self,
+                q: &AuditSearch,
+            ) -> Result<Vec<AuditRecord>, StoreError> {
+                let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+                    "select {AUDIT_COLUMNS} from audit_events \
+                     where ($1 is null or kind = $1) and ($2 is null or user_id = $2) \
+                     and ($3 is null or client_id = $3) \
+                     and ($4 is null or actor_client_id = $4) \
+                     and ($5 is null or at >= $5) and ($6 is null or at < $6) \
+                     and ($7 is null or audit_event_id < $7) \
+                     order by audit_event_id desc limit $8"
+                ))
+                .bind(q.kind.as_deref())
+                .bind(q.user_id.map(|u| u.0))
+                .bind(q.client_id.as_deref())
+                .bind(q.actor_client_id.as_deref())
+                .bind(q.since.map(ts))
+                .bind(q.until.map(ts))
+                .bind(q.before)
+                .bind(i64::from(q.limit.clamp(1, 1000)))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.into_iter().map(AuditRecord::from).collect())
+            }
+
+            async fn list_clients_after(
+                &self,
+                after: Option<&ClientId>,
+                limit: u32,
+            ) -> Result<Vec<Client>, StoreError> {
+                let rows: Vec<ClientRow> = sqlx::query_as(&format!(
+                    "select {CLIENT_COLUMNS} from clients \
+                     where ($1 is null or client_id > $1) order by client_id limit $2"
+                ))
+                .bind(after.map(ClientId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter().map(ClientRow::into_client).collect()
+            }
+
+            async fn update_client(
+                &self,
+                c: &Client,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                audited_change(
+                    self.writer(),
+                    sqlx::query(
+                        "update clients set name = $2, auth_method = $3, redirect_uris = $4, \
+                         post_logout_redirect_uris = $5, allowed_origins = $6, \
+                         grant_types = $7, scopes = $8, first_party = $9, updated_at = $10 \
+                         where client_id = $1",
+                    )
+                    .bind(c.id.as_str())
+                    .bind(&c.name)
+                    .bind(c.auth_method.as_str())
+                    .bind(Json(&c.redirect_uris))
+                    .bind(Json(&c.post_logout_redirect_uris))
+                    .bind(Json(&c.allowed_origins))
+                    .bind(Json(&c.grant_types))
+                    .bind(Json(c.scopes.to_vec()))
+                    .bind(c.first_party)
+                    .bind(ts(c.updated_at)),
+                    audit,
+                )
+                .await
+            }
+
+            async fn list_users_after(
+                &self,
+                after: Option<&Username>,
+                limit: u32,
+            ) -> Result<Vec<User>, StoreError> {
+                let rows: Vec<UserRow> = sqlx::query_as(&format!(
+                    "select {USER_COLUMNS} from users \
+                     where ($1 is null or username > $1) order by username limit $2"
+                ))
+                .bind(after.map(Username::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.into_iter().map(|r| r.into_parts().0).collect())
+            }
+
+            async fn update_user_profile(
+                &self,
+                id: UserId,
+                p: &UserProfile,
+                now: OffsetDateTime,
+                audit: &AuditEvent,
+            ) -> Result<Option<User>, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let row: Option<UserRow> = sqlx::query_as(&format!(
+                    "update users set email = $2, email_verified = $3, name = $4, \
+                     updated_at = $5 where user_id = $1 returning {USER_COLUMNS}"
+                ))
+                .bind(id.0)
+                .bind(p.email.as_deref())
+                .bind(p.email_verified)
+                .bind(p.name.as_deref())
+                .bind(ts(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if row.is_some() {
+                    insert_audit(&mut *tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(row.map(|r| r.into_parts().0))
+            }
+
+            async fn delete_user(
+                &self,
+                id: UserId,
+                throttle_key: &str,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // The user's refresh families go by cascade; the access tokens issued from
+                // them are denylisted first.
+                revoke_families(&mut *tx, FamilyFilter::User(id), audit.at, "user_deleted")
+                    .await?;
+                let deleted = sqlx::query("delete from users where user_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // browser_sessions and consents went with the row (on delete cascade);
+                // codes have no foreign key and would fail without their session anyway.
+                sqlx::query("delete from authorization_codes where user_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("delete from login_throttles where throttle_key = $1")
+                    .bind(throttle_key)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
         }
 
-        async fn revoke_all<'c, E>(
-            executor: E,
+        /// Ends every session of `user` and every refresh-token family of the user.
+        async fn revoke_all(
+            conn: &mut <$db as sqlx::Database>::Connection,
             user: UserId,
             now: OffsetDateTime,
             reason: &str,
-        ) -> Result<u64, StoreError>
-        where
-            E: sqlx::Executor<'c, Database = $db>,
-        {
-            Ok(sqlx::query(
+        ) -> Result<u64, StoreError> {
+            let sessions = sqlx::query(
                 "update browser_sessions set revoked_at = $2, revoked_reason = $3 \
                  where user_id = $1 and revoked_at is null",
             )
             .bind(user.0)
             .bind(ts(now))
             .bind(reason)
-            .execute(executor)
+            .execute(&mut *conn)
             .await?
-            .rows_affected())
+            .rows_affected();
+            revoke_families(conn, FamilyFilter::User(user), now, reason).await?;
+            Ok(sessions)
+        }
+
+        enum FamilyFilter {
+            Family(FamilyId),
+            Session(SessionId),
+            User(UserId),
+            Client(String),
+        }
+
+        /// Revokes the live families matching `filter` and denylists the unexpired access
+        /// tokens issued from them, so revocation reaches tokens already handed out. The
+        /// family rows are updated (locked) first: a rotation in flight either finishes
+        /// before (and its access token is denylisted here) or finds the family revoked.
+        async fn revoke_families(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            filter: FamilyFilter,
+            now: OffsetDateTime,
+            reason: &str,
+        ) -> Result<u64, StoreError> {
+            let (column, uuid, text) = match filter {
+                FamilyFilter::Family(f) => ("family_id", Some(f.0), None),
+                FamilyFilter::Session(s) => ("session_id", Some(s.0), None),
+                FamilyFilter::User(u) => ("user_id", Some(u.0), None),
+                FamilyFilter::Client(c) => ("client_id", None, Some(c)),
+            };
+            macro_rules! bind_id {
+                ($q:expr) => {
+                    match (&uuid, &text) {
+                        (Some(id), _) => $q.bind(*id),
+                        (None, Some(t)) => $q.bind(t.clone()),
+                        (None, None) => $q.bind(Option::<Uuid>::None),
+                    }
+                };
+            }
+            let update = format!(
+                "update refresh_families set revoked_at = $2, revoked_reason = $3 \
+                 where {column} = $1 and revoked_at is null"
+            );
+            let denylist = format!(
+                "insert into revoked_access_tokens (jti, expires_at) \
+                 select t.access_token_jti, t.access_token_expires_at from refresh_tokens t \
+                 where t.access_token_expires_at > $2 and t.family_id in \
+                 (select family_id from refresh_families where {column} = $1) \
+                 on conflict (jti) do nothing"
+            );
+            // The retry window's sealed responses of a dead family are wiped at once.
+            let wipe = format!(
+                "update refresh_tokens set successor_response = null, successor_until = null \
+                 where successor_response is not null and family_id in \
+                 (select family_id from refresh_families where {column} = $1)"
+            );
+            let revoked = bind_id!(sqlx::query(&update))
+                .bind(ts(now))
+                .bind(reason)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            bind_id!(sqlx::query(&denylist))
+                .bind(ts(now))
+                .execute(&mut *conn)
+                .await?;
+            bind_id!(sqlx::query(&wipe)).execute(&mut *conn).await?;
+            Ok(revoked)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        async fn insert_refresh_token(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            hash: &TokenHash,
+            family: FamilyId,
+            parent: Option<&TokenHash>,
+            now: OffsetDateTime,
+            idle_expires_at: OffsetDateTime,
+            access_token_jti: Uuid,
+            access_token_expires_at: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "insert into refresh_tokens (token_hash, family_id, parent_hash, issued_at, \
+                 idle_expires_at, access_token_jti, access_token_expires_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(hash.as_bytes())
+            .bind(family.0)
+            .bind(parent.map(|p| p.as_bytes().to_vec()))
+            .bind(ts(now))
+            .bind(ts(idle_expires_at))
+            .bind(access_token_jti)
+            .bind(ts(access_token_expires_at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
         }
     };
 }

@@ -24,6 +24,10 @@ fn from_ts(t: Ts) -> OffsetDateTime {
 
 /// Row locking for read-then-write checks; SQLite needs none (writes are serialised).
 const LOCK_ROW: &str = "";
+const LOCK_SHARE: &str = "";
+
+/// No notifications: SQLite serves a single node.
+const NOTIFY_KEYS: Option<&str> = None;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -37,7 +41,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            // Within one process writes are serialised by the single writer connection;
+            // this only waits for another process (the CLI next to a running server),
+            // whose transactions are short, even on a loaded machine.
+            .busy_timeout(Duration::from_secs(15));
         let file = options.get_filename().to_path_buf();
         if let Some(parent) = file.parent() {
             if !parent.as_os_str().is_empty() && !parent.exists() {
@@ -79,6 +86,10 @@ impl SqliteStore {
     async fn close_pools(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+
+    async fn key_listener(&self) -> Result<Option<super::KeyChangeListener>, StoreError> {
+        Ok(None)
     }
 }
 

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 
 use crate::helpers::{PASSWORD, spawn_app};
 
-fn portcullis(db_url: &str, args: &[&str], stdin: &str) -> Output {
+pub fn portcullis(db_url: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(args)
         .env("PORTCULLIS__DATABASE__URL", db_url)

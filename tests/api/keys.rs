@@ -156,15 +156,25 @@ async fn a_rotation_keeps_old_tokens_valid_until_remove_after() {
         .find(|(_, s)| s == "next")
         .expect("a next key")
         .0;
-    let RotationOutcome::Rotated {
-        retired,
-        current,
-        next,
-        remove_after,
-    } = ring.rotate().await.expect("rotate")
+    let outcomes = ring.rotate().await.expect("rotate");
+    let [
+        RotationOutcome::Rotated {
+            retired,
+            current,
+            next,
+            remove_after,
+            ..
+        },
+    ] = &outcomes[..]
     else {
-        panic!("a lone rotation lost a race");
+        panic!("a lone rotation lost a race: {outcomes:?}");
     };
+    let (retired, current, next, remove_after) = (
+        retired.clone(),
+        current.clone(),
+        next.clone(),
+        *remove_after,
+    );
     assert_eq!(retired, old_kid);
     // The pre-published key is the one promoted.
     assert_eq!(current, next_before);
@@ -282,12 +292,14 @@ async fn concurrent_rotations_leave_exactly_one_current_key() {
     let mut won = 0;
     let mut lost = 0;
     for task in tasks {
-        match task.await.expect("task").expect("rotate") {
+        let outcomes = task.await.expect("task").expect("rotate");
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        match outcomes.into_iter().next().expect("outcome") {
             RotationOutcome::Rotated { retired, .. } => {
                 assert_eq!(retired, expected);
                 won += 1;
             }
-            RotationOutcome::LostRace { current } => {
+            RotationOutcome::LostRace { current, .. } => {
                 assert!(current.is_some());
                 lost += 1;
             }
@@ -350,7 +362,11 @@ async fn keys_list_and_rotate_on_the_command_line() {
     let out = portcullis(&app, &["keys", "rotate", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rotated: Value = serde_json::from_slice(&out.stdout).expect("json");
+    // One outcome per configured algorithm: RS256 only here.
+    assert_eq!(rotated.as_array().map(Vec::len), Some(1), "{rotated}");
+    let rotated = &rotated[0];
     assert_eq!(rotated["outcome"], "rotated");
+    assert_eq!(rotated["alg"], "RS256");
     assert_eq!(rotated["retired"], old.as_str());
     let new = rotated["current"].as_str().expect("current").to_owned();
 
@@ -374,4 +390,120 @@ async fn keys_list_and_rotate_on_the_command_line() {
     let mut secret = None;
     let token = access_token(&app, &mut secret).await;
     assert_eq!(kid_of(&token), new);
+}
+
+/// Migration 0003 on a database from before it: duplicate `next` keys that two instances
+/// created at once are reduced to the oldest before the one-next-per-algorithm index is
+/// built, and existing clients get RS256 ID tokens.
+#[tokio::test]
+async fn migration_0003_keeps_the_oldest_of_duplicate_next_keys() {
+    use std::borrow::Cow;
+
+    let db = crate::helpers::TestDatabase::create().await;
+    let sqlite = db.url.starts_with("sqlite:");
+    let dir = format!(
+        "{}/migrations/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        if sqlite { "sqlite" } else { "postgres" }
+    );
+    let all = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+        .await
+        .expect("migrations");
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+        .await
+        .expect("migrations");
+    before.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect(),
+    );
+    // (kid, alg, state, seconds ago)
+    let rows = [
+        ("rs-current", "RS256", "current", 300),
+        ("rs-next-old", "RS256", "next", 200),
+        ("rs-next-new", "RS256", "next", 100),
+        ("rs-next-newest", "RS256", "next", 50),
+        ("rs-retired", "RS256", "retired", 400),
+        ("es-next", "ES256", "next", 100),
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    let insert_key = "insert into signing_keys (kid, alg, state, encrypted_private_key, \
+                      public_jwk, created_at) values ($1, $2, $3, $4, $5, $6)";
+    let insert_client = "insert into clients (client_id, name, kind, auth_method, \
+                         redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, \
+                         scopes, created_at, updated_at) \
+                         values ('old', 'Old', 'spa', 'none', '[]', '[]', '[]', '[]', '[]', $1, $1)";
+    let remaining: Vec<(String, String)>;
+    let alg: String;
+    macro_rules! scenario {
+        ($pool:expr, $ts:expr) => {{
+            let pool = $pool;
+            before.run(&pool).await.expect("0001-0002");
+            for (kid, alg, state, ago) in rows {
+                sqlx::query(insert_key)
+                    .bind(kid)
+                    .bind(alg)
+                    .bind(state)
+                    .bind(vec![0u8; 32])
+                    .bind(sqlx::types::Json(serde_json::json!({})))
+                    .bind($ts(now - time::Duration::seconds(ago)))
+                    .execute(&pool)
+                    .await
+                    .expect("insert key");
+            }
+            sqlx::query(insert_client)
+                .bind($ts(now))
+                .execute(&pool)
+                .await
+                .expect("insert client");
+            all.run(&pool).await.expect("0003");
+            remaining = sqlx::query_as("select kid, state from signing_keys order by kid")
+                .fetch_all(&pool)
+                .await
+                .expect("keys");
+            alg = sqlx::query_scalar("select id_token_signed_response_alg from clients")
+                .fetch_one(&pool)
+                .await
+                .expect("client");
+            // The index now refuses a second next key.
+            let second = sqlx::query(insert_key)
+                .bind("rs-next-again")
+                .bind("RS256")
+                .bind("next")
+                .bind(vec![0u8; 32])
+                .bind(sqlx::types::Json(serde_json::json!({})))
+                .bind($ts(now))
+                .execute(&pool)
+                .await;
+            assert!(second.is_err(), "a second next key was accepted");
+            pool.close().await;
+        }};
+    }
+    if sqlite {
+        let options = db
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("sqlite");
+        scenario!(pool, |t: time::OffsetDateTime| t.unix_timestamp());
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+        scenario!(pool, |t: time::OffsetDateTime| t);
+    }
+    let expected: Vec<(String, String)> = [
+        ("es-next", "next"),
+        ("rs-current", "current"),
+        ("rs-next-old", "next"),
+        ("rs-retired", "retired"),
+    ]
+    .into_iter()
+    .map(|(k, s)| (k.to_owned(), s.to_owned()))
+    .collect();
+    assert_eq!(remaining, expected);
+    assert_eq!(alg, "RS256");
 }

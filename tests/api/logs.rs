@@ -16,7 +16,7 @@ async fn no_log_line_contains_the_password_or_the_session_cookie() {
     let csrf = app.account_csrf(&app.client).await;
     app.get(&app.client, &format!("/login?tx={}", form.tx))
         .await;
-    app.post_form(&app.client, "/logout", &[("csrf_token", &csrf)])
+    app.post_form(&app.client, "/logout/confirm", &[("csrf_token", &csrf)])
         .await;
 
     let logs = captured_logs();

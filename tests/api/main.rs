@@ -6,15 +6,24 @@
 )]
 
 mod account;
+mod admin;
+mod algorithms;
 mod bad_input;
 mod cli;
+mod client_credentials;
+mod docs;
 mod health;
 mod helpers;
+mod instances;
 mod keys;
 mod login;
 mod logs;
+mod native_example;
 mod oidc;
 mod oidc_flows;
+mod refresh;
+mod revocation;
+mod rp_logout;
 mod sessions;
 mod storage;
 mod throttling;

@@ -30,6 +30,8 @@ pub fn web_app(first_party: bool) -> Registration {
         grant_types: vec![],
         scopes: vec![],
         first_party,
+        refresh_token_delivery: Default::default(),
+        id_token_signed_response_alg: None,
     }
 }
 
@@ -51,13 +53,25 @@ pub async fn follow(
     redirect_prefix: &str,
     consent: &str,
 ) -> Url {
+    follow_at(&app.address, browser, start, redirect_prefix, consent).await
+}
+
+/// `follow` against the server at `base` (e.g. another process).
+pub async fn follow_at(
+    base: &str,
+    browser: &Client,
+    start: &str,
+    redirect_prefix: &str,
+    consent: &str,
+) -> Url {
+    let url_of = |path: &str| format!("{base}{path}");
     let mut next = start.to_owned();
     for _ in 0..10 {
         if next.starts_with(redirect_prefix) {
             return Url::parse(&next).expect("redirect URL");
         }
         let url = if next.starts_with('/') {
-            app.url(&next)
+            url_of(&next)
         } else {
             next.clone()
         };
@@ -78,7 +92,7 @@ pub async fn follow(
         let posted = match path.as_str() {
             "/login" => {
                 browser
-                    .post(app.url("/login"))
+                    .post(url_of("/login"))
                     .form(&[
                         ("tx", tx.as_str()),
                         ("csrf_token", &csrf),
@@ -90,7 +104,7 @@ pub async fn follow(
             }
             "/consent" => {
                 browser
-                    .post(app.url("/consent"))
+                    .post(url_of("/consent"))
                     .form(&[
                         ("tx", tx.as_str()),
                         ("csrf_token", &csrf),
@@ -263,6 +277,16 @@ pub async fn code(app: &TestApp, browser: &Client, pkce: &Pkce, extra: &[(&str, 
         "allow",
     )
     .await;
+    query(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
+}
+
+/// `code` for another client: `client_id` with its `redirect_uri`.
+pub async fn code_for(app: &TestApp, client_id: &str, redirect_uri: &str, pkce: &Pkce) -> String {
+    let path = authorize_path(
+        pkce,
+        &[("client_id", client_id), ("redirect_uri", redirect_uri)],
+    );
+    let back = follow(app, &app.client, &path, redirect_uri, "allow").await;
     query(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
 }
 

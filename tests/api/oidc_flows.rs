@@ -283,7 +283,29 @@ async fn discovery_describes_exactly_what_is_supported() {
     );
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["authorization_code"])
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(doc["revocation_endpoint"], format!("{issuer}/revoke"));
+    assert_eq!(
+        doc["introspection_endpoint"],
+        format!("{issuer}/introspect")
+    );
+    for key in [
+        "token_endpoint_auth_methods_supported",
+        "revocation_endpoint_auth_methods_supported",
+        "introspection_endpoint_auth_methods_supported",
+    ] {
+        assert_eq!(
+            doc[key],
+            serde_json::json!(["client_secret_basic", "client_secret_post", "none"]),
+            "{key}"
+        );
+    }
+    assert!(
+        doc["scopes_supported"]
+            .as_array()
+            .expect("scopes")
+            .contains(&Value::from("offline_access"))
     );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert_eq!(doc["request_parameter_supported"], false);
@@ -328,6 +350,8 @@ async fn cors_answers_only_registered_origins() {
         grant_types: vec![],
         scopes: vec![],
         first_party: true,
+        refresh_token_delivery: Default::default(),
+        id_token_signed_response_alg: None,
     })
     .await;
     for path in [
@@ -398,6 +422,8 @@ async fn a_native_app_signs_in_through_a_loopback_redirect_on_any_port() {
         grant_types: vec![],
         scopes: vec![],
         first_party: false,
+        refresh_token_delivery: Default::default(),
+        id_token_signed_response_alg: None,
     })
     .await;
     // The app listens on an ephemeral port (RFC 8252 §7.3).
@@ -502,7 +528,7 @@ async fn a_code_dies_with_the_session_it_was_issued_in() {
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
     let csrf = app.account_csrf(&app.client).await;
-    app.post_form(&app.client, "/logout", &[("csrf_token", &csrf)])
+    app.post_form(&app.client, "/logout/confirm", &[("csrf_token", &csrf)])
         .await;
     let late = exchange(
         &app,
@@ -514,4 +540,32 @@ async fn a_code_dies_with_the_session_it_was_issued_in() {
     )
     .await;
     crate::oidc::assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn forwarding_headers_never_change_the_issuer() {
+    let app = spawn_app().await;
+    let doc: Value = rp_http()
+        .get(app.url("/.well-known/openid-configuration"))
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "host=evil.example;proto=https")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let issuer = app.settings.issuer.as_str();
+    assert_eq!(doc["issuer"], issuer);
+    for endpoint in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "end_session_endpoint",
+    ] {
+        let url = doc[endpoint].as_str().expect("endpoint");
+        assert!(url.starts_with(issuer), "{endpoint}: {url}");
+    }
 }

@@ -55,7 +55,7 @@ async fn logout_makes_the_old_cookie_worthless() {
     let csrf = app.account_csrf(&app.client).await;
 
     let response = app
-        .post_form(&app.client, "/logout", &[("csrf_token", &csrf)])
+        .post_form(&app.client, "/logout/confirm", &[("csrf_token", &csrf)])
         .await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -87,7 +87,7 @@ async fn logout_requires_the_session_csrf_token() {
     app.login_ok(&app.client, "alice", PASSWORD).await;
 
     let response = app
-        .post_form(&app.client, "/logout", &[("csrf_token", "forged")])
+        .post_form(&app.client, "/logout/confirm", &[("csrf_token", "forged")])
         .await;
 
     assert_eq!(response.status(), StatusCode::FORBIDDEN);

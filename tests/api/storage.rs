@@ -264,3 +264,35 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
     assert!(!completed);
     assert_eq!(app.session_count(&user).await, 0);
 }
+
+#[tokio::test]
+async fn postgres_connections_can_require_tls() {
+    if std::env::var("TEST_DB").as_deref() != Ok("postgres") {
+        eprintln!("skipped: TLS to the database is a Postgres matter (TEST_DB=postgres)");
+        return;
+    }
+    use sqlx::Connection as _;
+    // The local cluster serves TLS with a self-signed certificate: `require` encrypts
+    // (production should use `verify-full` with `sslrootcert`).
+    let db = crate::helpers::TestDatabase::create().await;
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", db.url);
+    let mut settings = crate::helpers::test_settings(&url);
+    settings.database.url = url.clone();
+    let store = portcullis::storage::connect(&settings.database)
+        .await
+        .expect("connect with sslmode=require");
+    store.migrate().await.expect("migrations over TLS");
+    store.ping().await.expect("ping over TLS");
+    store.close().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let encrypted: bool =
+        sqlx::query_scalar("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_stat_ssl");
+    assert!(encrypted, "the connection is encrypted");
+    // A certificate that cannot be verified is refused when verification is asked for.
+    let verify = format!("{}{sep}sslmode=verify-full", db.url);
+    assert!(sqlx::PgConnection::connect(&verify).await.is_err());
+}

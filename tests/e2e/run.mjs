@@ -4,7 +4,10 @@
 // Drives Debian's chromium (/usr/bin/chromium) with playwright-core against a
 // freshly migrated `portcullis serve` on a free loopback port:
 //   login page -> wrong password (error shown) -> right password -> /account
-//   -> session cookie flags -> sign out -> /account redirects to /login,
+//   -> session cookie flags -> sign out -> /account redirects to /login
+//   -> the authorization code flow with a relying party on another origin
+//   -> RP-initiated logout, through the confirmation page and with an id_token_hint,
+//      back to the relying party,
 // and fails on any console error, page error, CSP violation, failed request
 // or 5xx response seen along the way. Screenshots go to docs/images/.
 //
@@ -21,165 +24,42 @@
 // what failed plus the server's last 50 log lines and exits 1.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = path.resolve(HERE, '..', '..');
-const SCREENSHOT_DIR = process.env.E2E_SCREENSHOT_DIR
-  ? path.resolve(process.env.E2E_SCREENSHOT_DIR)
-  : path.join(REPO_ROOT, 'docs', 'images');
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const DB_KIND = (process.env.E2E_DB || 'sqlite').toLowerCase();
-const PG_ADMIN_URL =
-  process.env.E2E_PG_URL ||
-  process.env.TEST_DATABASE_URL ||
-  'postgres://postgres@127.0.0.1:5432/postgres';
+import {
+  SCREENSHOT_DIR,
+  CHROMIUM_PATH,
+  CHROMIUM_ARGS,
+  DB_KIND,
+  PG_ADMIN_URL,
+  READY_TIMEOUT_MS,
+  ACTION_TIMEOUT_MS,
+  check,
+  keepLog,
+  run,
+  describeRun,
+  freePort,
+  psql,
+  stop,
+  pathOf,
+  live,
+  runE2e,
+} from './lib.mjs';
 
 const USERNAME = 'alice';
 const DISPLAY_NAME = 'Alice Example';
 const EMAIL = 'alice@example.com';
 const PASSWORD = 'correct horse battery staple';
 const WRONG_PASSWORD = 'Tr0ub4dor&3';
-
-const READY_TIMEOUT_MS = 30_000;
-const CLI_TIMEOUT_MS = 60_000;
-const ACTION_TIMEOUT_MS = 15_000;
-const OVERALL_TIMEOUT_MS = 240_000;
-
-// ---------------------------------------------------------------- helpers --
-
-let passed = 0;
-/** Run one named check; counts it when it does not throw. */
-async function check(name, fn) {
-  try {
-    await fn();
-  } catch (err) {
-    const e = new Error(`check failed: ${name}\n  ${err?.message ?? err}`);
-    e.cause = err;
-    throw e;
-  }
-  passed += 1;
-  console.log(`  ok ${passed} - ${name}`);
-}
-
-const serverLog = [];
-function keepLog(prefix, chunk) {
-  for (const line of chunk.toString('utf8').split(/\r?\n/)) {
-    if (line.length === 0) continue;
-    serverLog.push(`${prefix}${line}`);
-    if (serverLog.length > 2000) serverLog.splice(0, serverLog.length - 2000);
-  }
-}
-
-/** Run a command to completion; resolves { code, signal, stdout, stderr }. */
-function run(cmd, args, { input, cwd, env, timeoutMs = CLI_TIMEOUT_MS } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${path.basename(cmd)} ${args.join(' ')} timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-    child.stdin.on('error', () => {}); // EPIPE if the child exits early
-    child.stdin.end(input ?? '');
-  });
-}
-
-function describeRun(what, r) {
-  return (
-    `${what} exited with ${r.code ?? r.signal}\n` +
-    `--- stdout ---\n${r.stdout.trimEnd()}\n--- stderr ---\n${r.stderr.trimEnd()}`
-  );
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function psql(sql) {
-  const r = await run('psql', [PG_ADMIN_URL, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
-    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
-  });
-  if (r.code !== 0) throw new Error(describeRun(`psql -c ${JSON.stringify(sql)}`, r));
-}
-
-/** Stop a spawned process: SIGTERM, then SIGKILL after a grace period. */
-async function stop(child, graceMs = 5_000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
-  if (!done) {
-    child.kill('SIGKILL');
-    await Promise.race([exited, sleep(2_000)]);
-  }
-}
-
-const pathOf = (u) => new URL(u).pathname;
-const safePath = (u) => {
-  try {
-    return new URL(u).pathname;
-  } catch {
-    return '';
-  }
-};
-
-// What must be torn down even if we are cut short (watchdog, Ctrl-C).
-const live = { tmp: null, pgDb: null, server: null };
-
-/** Last-resort synchronous cleanup before process.exit(). */
-function emergencyCleanup() {
-  try {
-    live.server?.kill('SIGKILL');
-  } catch {}
-  if (live.pgDb) {
-    spawnSync('psql', [PG_ADMIN_URL, '-X', '-q', '-c', `DROP DATABASE IF EXISTS "${live.pgDb}" WITH (FORCE)`], {
-      stdio: 'ignore',
-      timeout: 15_000,
-    });
-  }
-  if (live.tmp) rmSync(live.tmp, { recursive: true, force: true });
-}
 
 // ------------------------------------------------------------------- main --
 
@@ -263,12 +143,13 @@ async function main() {
     await new Promise((resolve) => rp.listen(0, '127.0.0.1', resolve));
     live.rp = rp;
     const rpCallback = `http://127.0.0.1:${rp.address().port}/callback`;
+    const rpSignedOut = `http://127.0.0.1:${rp.address().port}/signed-out`;
     let clientSecret = '';
     await check('portcullis clients create registers the relying party', async () => {
       const r = await run(
         bin,
         ['clients', 'create', '--name', 'Acme Tracker', '--kind', 'confidential', '--client-id', 'e2e-app',
-          '--redirect-uri', rpCallback, '--json'],
+          '--redirect-uri', rpCallback, '--post-logout-redirect-uri', rpSignedOut, '--json'],
         { cwd: tmp, env },
       );
       keepLog('[clients create] ', r.stderr);
@@ -414,7 +295,7 @@ async function main() {
 
     // 5. Sign out.
     await check('Sign out ends up on /login', async () => {
-      const form = page.locator('form[action="/logout"]').first();
+      const form = page.locator('form[action="/logout/confirm"]').first();
       await form.getByRole('button', { name: 'Sign out' }).click();
       await page.waitForURL((u) => u.pathname === '/login', { waitUntil: 'load' });
     });
@@ -495,7 +376,83 @@ async function main() {
       assert.equal(callbacks.at(-1).searchParams.get('state'), flow.state);
     });
 
-    // 7. Nothing went wrong in the background.
+    // 7. RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). Without an
+    // id_token_hint the user confirms on our page; the form's redirect chain ends at the
+    // relying party, which the page's CSP form-action must allow.
+    const rpLogout = (params) => `/logout?${new URLSearchParams(params)}`;
+    await check('RP-initiated logout without a hint asks for confirmation', async () => {
+      const res = await page.goto(
+        rpLogout({ client_id: 'e2e-app', post_logout_redirect_uri: rpSignedOut, state: 'bye-1' }),
+        { waitUntil: 'load' },
+      );
+      assert.equal(res.status(), 200);
+      assert.equal(pathOf(page.url()), '/logout', `ended at ${page.url()}`);
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes('Sign out of Portcullis?'), text);
+      assert.ok(text.includes('Acme Tracker'), 'the page names the application');
+    });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'logout.png'), fullPage: true });
+    await check('confirming signs out and returns to the application with state', async () => {
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.waitForURL((u) => u.toString().startsWith(rpSignedOut), { waitUntil: 'load' });
+      const back = callbacks.at(-1);
+      assert.equal(back.pathname, '/signed-out');
+      assert.equal(back.searchParams.get('state'), 'bye-1');
+      await page.goto('/account', { waitUntil: 'load' });
+      assert.equal(pathOf(page.url()), '/login', `/account ended at ${page.url()}`);
+    });
+    let idToken = '';
+    await check('signing in again yields a fresh ID token', async () => {
+      flow = await authorize({});
+      await page.locator('#username').fill(USERNAME);
+      await page.locator('#password').fill(PASSWORD);
+      await signIn().click();
+      await page.waitForURL((u) => u.toString().startsWith(rpCallback), { waitUntil: 'load' });
+      const tokens = await redeem(callbacks.at(-1).searchParams.get('code'), flow.verifier);
+      assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+      idToken = tokens.body.id_token;
+      assert.ok(idToken);
+    });
+    await check('an id_token_hint of this session logs out at once and returns with state', async () => {
+      await page.goto(rpLogout({ id_token_hint: idToken, post_logout_redirect_uri: rpSignedOut, state: 'bye-2' }), {
+        waitUntil: 'load',
+      });
+      assert.ok(page.url().startsWith(rpSignedOut), `ended at ${page.url()}`);
+      assert.equal(callbacks.at(-1).searchParams.get('state'), 'bye-2');
+    });
+    await check('afterwards prompt=none answers login_required', async () => {
+      await authorize({ prompt: 'none' });
+      const cb = callbacks.at(-1);
+      assert.equal(cb.pathname, '/callback');
+      assert.equal(cb.searchParams.get('error'), 'login_required');
+    });
+    await check('an unregistered post_logout_redirect_uri gets an error page, not a redirect', async () => {
+      tolerateConsole = (text) => /Failed to load resource: the server responded with a status of 400/.test(text);
+      const res = await page.goto(
+        rpLogout({ id_token_hint: idToken, post_logout_redirect_uri: `${rpSignedOut}?foo=bar` }),
+        { waitUntil: 'load' },
+      );
+      tolerateConsole = null;
+      assert.equal(res.status(), 400);
+      assert.equal(pathOf(page.url()), '/logout');
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes('This sign-out request cannot be completed'), text);
+    });
+
+    await check('signed out already: the signed-out page links back to the application', async () => {
+      const res = await page.goto(
+        rpLogout({ client_id: 'e2e-app', post_logout_redirect_uri: rpSignedOut, state: 'bye-3' }),
+        { waitUntil: 'load' },
+      );
+      assert.equal(res.status(), 200);
+      assert.equal(pathOf(page.url()), '/logout', 'no automatic redirect without a hint');
+      await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'signed-out.png'), fullPage: true });
+      await page.getByRole('link', { name: 'Return to Acme Tracker' }).click();
+      await page.waitForURL((u) => u.toString().startsWith(rpSignedOut), { waitUntil: 'load' });
+      assert.equal(callbacks.at(-1).searchParams.get('state'), 'bye-3');
+    });
+
+    // 8. Nothing went wrong in the background.
     await check('no console errors', async () => {
       assert.equal(consoleErrors.length, 0, consoleErrors.join('\n'));
     });
@@ -533,37 +490,4 @@ async function main() {
   }
 }
 
-function reportFailure(err) {
-  console.error(`\ne2e FAILED (backend=${DB_KIND}): ${err?.stack || err}`);
-  if (err?.cause?.stack && err.cause.stack !== err.stack) console.error(`caused by: ${err.cause.stack}`);
-  const tail = serverLog.slice(-50);
-  console.error(`\n--- last ${tail.length} server log lines ---`);
-  for (const line of tail) console.error(line);
-  console.error('--- end of server log ---');
-  console.log(`e2e: ${passed} passed, 1 failed`);
-}
-
-const watchdog = setTimeout(() => {
-  reportFailure(new Error(`e2e run exceeded ${OVERALL_TIMEOUT_MS / 1000} s`));
-  emergencyCleanup();
-  process.exit(1);
-}, OVERALL_TIMEOUT_MS);
-watchdog.unref();
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    console.error(`\ne2e: interrupted by ${sig}`);
-    emergencyCleanup();
-    process.exit(130);
-  });
-}
-
-try {
-  await main();
-  console.log(`e2e: ${passed} passed, 0 failed`);
-  process.exitCode = 0;
-} catch (err) {
-  reportFailure(err);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(watchdog);
-}
+await runE2e('e2e', main);

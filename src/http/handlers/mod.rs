@@ -62,6 +62,7 @@ pub fn actor(ip: Option<IpAddr>) -> Actor {
     Actor {
         ip: ip.map(|ip| ip.to_string()),
         request_id: Some(current_request_id()),
+        client_id: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `POST /token`: JSON in the shape of RFC 6749 §5.1/§5.2, never cached.
+//! `POST /token`, `POST /revoke` and `POST /introspect`: form-encoded requests, JSON
+//! answers in the shape of RFC 6749 §5.1/§5.2, never cached.
 
 use std::collections::HashMap;
 
@@ -6,14 +7,51 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{actor, request_ip};
+use crate::domain::refresh::TokenDelivery;
 use crate::http::AppState;
+use crate::http::cookies;
 use crate::http::cors;
 use crate::http::error::TokenError;
 use crate::http::form::{FormError, parse_strict};
 use crate::oauth::error::{EndpointError, OAuthError};
+use crate::oauth::token::TokenRequest;
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    cors::with_cors(&req, &state.origins, handle(&req, &state, &body)).await
+    cors::with_credentialed_cors(&req, &state.origins, handle(&req, &state, &body)).await
+}
+
+/// RFC 7009 §2.
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    cors::with_cors(&req, &state.origins, async {
+        let params = form_params(&req, &body)?;
+        let actor = actor(request_ip(&req, &state));
+        state
+            .provider
+            .revoke(&params, authorization(&req), &actor)
+            .await?;
+        // §2.2: 200 whether or not the token was valid.
+        Ok::<_, TokenError>(no_store(HttpResponse::Ok()).finish())
+    })
+    .await
+}
+
+/// RFC 7662 §2.
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, TokenError> {
+    let params = form_params(&req, &body)?;
+    let actor = actor(request_ip(&req, &state));
+    let answer = state
+        .provider
+        .introspect(&params, authorization(&req), &actor)
+        .await?;
+    Ok(no_store(HttpResponse::Ok()).json(answer))
 }
 
 async fn handle(
@@ -21,6 +59,58 @@ async fn handle(
     state: &AppState,
     body: &[u8],
 ) -> Result<HttpResponse, TokenError> {
+    let params = form_params(req, body)?;
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let refresh_cookie = params
+        .get("client_id")
+        .and_then(|id| cookies::read(req, &state.cookies.refresh(id)));
+    let actor = actor(request_ip(req, state));
+    let issued = state
+        .provider
+        .token(
+            &TokenRequest {
+                params: &params,
+                authorization: authorization(req),
+                refresh_cookie: refresh_cookie.as_deref(),
+                origin,
+                navigation: req
+                    .headers()
+                    .get("sec-fetch-mode")
+                    .is_some_and(|m| m.as_bytes().eq_ignore_ascii_case(b"navigate")),
+            },
+            &actor,
+        )
+        .await?;
+    let mut response = issued.response;
+    let mut builder = no_store(HttpResponse::Ok());
+    if issued.delivery == TokenDelivery::Cookie {
+        if let Some(refresh_token) = response.refresh_token.take() {
+            let now = state.provider.clock.now();
+            let max_age = issued
+                .refresh_expires_at
+                .map_or(0, |at| (at - now).whole_seconds());
+            builder.cookie(cookies::refresh_cookie(
+                &state.cookies.refresh(issued.client_id.as_str()),
+                &refresh_token,
+                max_age,
+            ));
+        }
+    }
+    Ok(builder.json(response))
+}
+
+fn authorization(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"))
+}
+
+/// RFC 6749 §3.2: form-encoded, parameters must not repeat; the message never echoes
+/// input.
+fn form_params(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
     let form_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -34,19 +124,14 @@ async fn handle(
             "the request body must be application/x-www-form-urlencoded",
         ));
     }
-    // RFC 6749 §3.2: parameters must not repeat; the message never echoes input.
-    let params: HashMap<String, String> =
-        parse_strict(body).map_err(|e: FormError| bad(&e.to_string()))?;
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("invalid"));
-    let actor = actor(request_ip(req, state));
-    let response = state.provider.token(&params, authorization, &actor).await?;
-    Ok(HttpResponse::Ok()
+    parse_strict(body).map_err(|e: FormError| bad(&e.to_string()))
+}
+
+fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(response))
+        .insert_header((header::PRAGMA, "no-cache"));
+    builder
 }
 
 fn bad(description: &str) -> TokenError {

@@ -1,0 +1,126 @@
+//! Who may call the admin API: the bearer of a valid Portcullis access token (RFC 6750
+//! §2.1) carrying `portcullis:admin`, obtained by a client that still exists and still
+//! holds that scope, so deleting or demoting an admin client cuts its tokens off at once
+//! instead of when they expire.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+
+use super::error::ApiError;
+use crate::audit::Actor;
+use crate::domain::client::ClientId;
+use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
+use crate::http::AppState;
+use crate::http::handlers::{actor, request_ip};
+
+/// The authenticated admin client of a request.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    pub client_id: ClientId,
+    /// For audit rows: IP, request id and the acting client.
+    pub actor: Actor,
+}
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Set by `require_admin`; its absence is a wiring mistake, never a pass.
+        ready(
+            req.extensions()
+                .get::<AdminCaller>()
+                .cloned()
+                .ok_or(ApiError::MissingToken),
+        )
+    }
+}
+
+/// Middleware on the `/admin/v1` scope: authenticates every request before any handler,
+/// extractor or body parsing runs, except the public OpenAPI document.
+pub async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.path() == super::OPENAPI_PATH {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    match authenticate(req.request()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
+        Err(error) => {
+            let response = error.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+    let token = bearer(req)?;
+    let claims = state.provider.verify_access_token(token).await?;
+    let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
+    if !scope.contains(ADMIN_SCOPE) {
+        return Err(ApiError::InsufficientScope);
+    }
+    // SECURITY: the token must be a client's own (client_credentials: no session, sub =
+    // client_id), and the registration must still grant the scope right now.
+    let revoked = || {
+        ApiError::InvalidToken(
+            "the client of this token no longer exists or no longer holds portcullis:admin".into(),
+        )
+    };
+    if claims.sid.is_some() || claims.sub != claims.client_id {
+        return Err(ApiError::InsufficientScope);
+    }
+    let client_id = ClientId::parse(&claims.client_id).map_err(|_| revoked())?;
+    let client = state
+        .provider
+        .store
+        .find_client(&client_id)
+        .await?
+        .ok_or_else(revoked)?;
+    if !client.scopes.contains(ADMIN_SCOPE) || !client.allows_grant("client_credentials") {
+        return Err(revoked());
+    }
+    // A token obtained with a secret that has since been rotated (after a leak) is cut
+    // off: rotating the secret must also end what the secret already bought.
+    if !crate::oauth::claims::token_matches_secret(&claims, &client) {
+        return Err(revoked());
+    }
+    let mut actor = actor(request_ip(req, state));
+    actor.client_id = Some(client_id.to_string());
+    Ok(AdminCaller { client_id, actor })
+}
+
+/// RFC 6750 §2.1: `Authorization: Bearer <token>`. Anything else is no token at all.
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::MissingToken);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("the Authorization header is malformed".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::MissingToken),
+    }
+}

@@ -1,0 +1,81 @@
+//! One module per grant type (RFC 6749 §4); `oauth::token` authenticates the client and
+//! dispatches here. Minting the JWTs is shared.
+
+mod authorization_code;
+mod client_credentials;
+mod refresh_token;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::client::Client;
+use crate::domain::scope::ScopeSet;
+use crate::domain::session::SessionId;
+use crate::domain::user::User;
+use crate::keys::KeyError;
+use crate::oauth::Provider;
+use crate::oauth::claims::{AccessTokenClaims, IdTokenClaims, UserClaims, at_hash_for};
+
+/// What the tokens of one response say about the user and the authentication.
+pub(crate) struct Mint<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a ScopeSet,
+    /// The browser session the tokens are bound to (their `sid`); none for tokens that
+    /// outlive it (offline access).
+    pub session: Option<SessionId>,
+    pub auth_time: OffsetDateTime,
+    pub amr: &'a [String],
+    pub nonce: Option<String>,
+    pub jti: Uuid,
+    pub now: OffsetDateTime,
+}
+
+impl Provider {
+    /// The access token (RFC 9068) and, when the scope holds `openid`, the ID token
+    /// (OpenID Connect Core §2, §3.1.3.6 at_hash).
+    pub(crate) fn mint(&self, m: &Mint<'_>) -> Result<(String, Option<String>), KeyError> {
+        let sid = m.session.map(|s| s.to_string());
+        let access_token = self.keys.sign(
+            "at+jwt",
+            &AccessTokenClaims {
+                iss: self.issuer.clone(),
+                sub: m.user.id.to_string(),
+                aud: self.issuer.clone(),
+                client_id: m.client.id.to_string(),
+                scope: m.scope.to_string(),
+                iat: m.now.unix_timestamp(),
+                exp: (m.now + self.access_token_lifetime).unix_timestamp(),
+                jti: m.jti.to_string(),
+                sid: sid.clone(),
+                auth_time: Some(m.auth_time.unix_timestamp()),
+                sgen: None,
+            },
+        )?;
+        // OpenID Connect Registration §2: the client's id_token_signed_response_alg.
+        let id_alg = m.client.id_token_signed_response_alg;
+        let id_token = if m.scope.contains("openid") {
+            Some(self.keys.sign_with(
+                id_alg,
+                "JWT",
+                &IdTokenClaims {
+                    iss: self.issuer.clone(),
+                    sub: m.user.id.to_string(),
+                    aud: m.client.id.to_string(),
+                    azp: m.client.id.to_string(),
+                    iat: m.now.unix_timestamp(),
+                    exp: (m.now + self.id_token_lifetime).unix_timestamp(),
+                    auth_time: m.auth_time.unix_timestamp(),
+                    nonce: m.nonce.clone(),
+                    at_hash: Some(at_hash_for(id_alg, &access_token)),
+                    sid,
+                    amr: m.amr.to_vec(),
+                    user: UserClaims::for_scope(m.user, m.scope),
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok((access_token, id_token))
+    }
+}

@@ -1,0 +1,326 @@
+//! The `refresh_token` grant (RFC 6749 §6) with rotation and reuse detection
+//! (RFC 9700 §4.14.2): every refresh returns a new refresh token and retires the
+//! presented one; presenting a retired token again revokes the whole family.
+//!
+//! The idempotent retry window: a second presentation of a just-rotated token by the same
+//! client within `tokens.refresh_token_retry_window` gets back the very response the first
+//! presentation got (sealed under the master key, wiped when the window ends), so a lost
+//! response or two tabs do not log the user out. Any later presentation, or of an older
+//! token, is reuse.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Mint;
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::client::Client;
+use crate::domain::refresh::TokenDelivery;
+use crate::domain::scope::ScopeSet;
+use crate::domain::secret::OpaqueToken;
+use crate::oauth::Provider;
+use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
+use crate::oauth::token::{Issued, TokenRequest, TokenResponse};
+use crate::storage::{RefreshRotation, RefreshTokenRecord};
+
+/// What the retry window keeps (sealed) of a rotation.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    response: TokenResponse,
+    refresh_expires_at: i64,
+    /// The `scope` parameter of the request that rotated the token: a retry must be the
+    /// same request.
+    requested_scope: Option<String>,
+}
+
+/// Binds a sealed response to its purpose and to the row it is stored in.
+fn sealing_aad(token_hash: &[u8]) -> Vec<u8> {
+    [b"portcullis/refresh-retry/v1:".as_slice(), token_hash].concat()
+}
+
+/// How many times a lost rotation race is re-examined; the second look always sees the
+/// winner's committed rotation.
+const ATTEMPTS: usize = 3;
+
+impl Provider {
+    pub(crate) async fn refresh_token_grant(
+        &self,
+        client: &Client,
+        request: &TokenRequest<'_>,
+        actor: &Actor,
+    ) -> Result<Issued, EndpointError> {
+        let params = request.params;
+        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let presented = match (client.refresh_token_delivery, get("refresh_token")) {
+            (TokenDelivery::Body, Some(token)) => token,
+            (TokenDelivery::Body, None) => {
+                return Err(OAuthError::invalid_request("refresh_token is required").into());
+            }
+            (TokenDelivery::Cookie, Some(_)) => {
+                return Err(OAuthError::invalid_request(
+                    "this client receives its refresh tokens in a cookie; send none in the body",
+                )
+                .into());
+            }
+            // The request's Origin was checked against the client's in `Provider::token`.
+            (TokenDelivery::Cookie, None) => request.refresh_cookie.ok_or_else(|| {
+                OAuthError::invalid_grant("no refresh token cookie; sign in again")
+            })?,
+        };
+        let requested = match get("scope") {
+            Some(raw) => Some(
+                ScopeSet::parse(raw)
+                    .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?,
+            ),
+            None => None,
+        };
+        let invalid = || OAuthError::invalid_grant("the refresh token is invalid or expired");
+        let token = OpaqueToken::parse(presented).ok_or_else(invalid)?;
+        let hash = token.hash();
+
+        for _ in 0..ATTEMPTS {
+            let now = self.clock.now();
+            let Some(record) = self.store.find_refresh_token(&hash, now).await? else {
+                return Err(invalid().into());
+            };
+            // RFC 6749 §6: the token is bound to the client it was issued to.
+            if record.client_id != client.id {
+                self.deny(&record, client, actor, now, "issued to another client")
+                    .await?;
+                return Err(invalid().into());
+            }
+            // Checks that depend only on the request come before the token's state, so
+            // they answer the same whether or not the token was rotated: a stolen token
+            // cannot be probed for its state with a request that is bound to fail.
+            // RFC 6749 §6: the scope may be narrowed, never widened; the family keeps its
+            // original scope, so a later refresh may ask for all of it again.
+            let scope = match &requested {
+                Some(s) if !s.is_subset(&record.scope) => {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        "a refresh cannot add scopes the user did not grant",
+                    )
+                    .into());
+                }
+                Some(s) if !s.is_empty() => s.clone(),
+                _ => record.scope.clone(),
+            };
+            if !scope.is_subset(&client.scopes) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "the client is no longer allowed some of these scopes",
+                )
+                .into());
+            }
+            if record.family_revoked || record.rotated_at.is_some() {
+                return self
+                    .replayed(&record, client, requested.as_ref(), actor, now)
+                    .await;
+            }
+            if record.idle_expires_at <= now || record.absolute_expires_at <= now {
+                return Err(invalid().into());
+            }
+            if record.user_disabled {
+                return Err(OAuthError::invalid_grant("the user is no longer active").into());
+            }
+            if record.session_id.is_some() && !record.session_live {
+                return Err(OAuthError::invalid_grant(
+                    "the browser session this refresh token belonged to has ended; sign in again",
+                )
+                .into());
+            }
+            let user = self
+                .store
+                .find_user_by_id(record.user_id)
+                .await?
+                .filter(|u| !u.disabled)
+                .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?;
+
+            let jti = Uuid::new_v4();
+            // OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud, azp and
+            // the original auth_time; iat is new; no nonce.
+            let (access_token, id_token) = self.mint(&Mint {
+                client,
+                user: &user,
+                scope: &scope,
+                session: record.session_id,
+                auth_time: record.auth_time,
+                amr: &record.amr,
+                nonce: None,
+                jti,
+                now,
+            })?;
+            let successor = OpaqueToken::generate();
+            let response = TokenResponse {
+                access_token,
+                token_type: "Bearer".to_owned(),
+                expires_in: self.access_token_lifetime.whole_seconds(),
+                scope: scope.to_string(),
+                refresh_token: Some(successor.expose().to_owned()),
+                id_token,
+            };
+            let sealed_response = if self.refresh.retry_window.is_positive() {
+                let sealed = serde_json::to_vec(&Sealed {
+                    response: response.clone(),
+                    refresh_expires_at: record.absolute_expires_at.unix_timestamp(),
+                    requested_scope: requested.as_ref().map(ScopeSet::to_string),
+                })
+                .map_err(|e| EndpointError::Internal(e.to_string()))?;
+                Some((
+                    self.keys.seal(&sealed, &sealing_aad(hash.as_bytes()))?,
+                    now + self.refresh.retry_window,
+                ))
+            } else {
+                None
+            };
+            let touch_session = record.session_id.map(|sid| {
+                let idle = now + self.session_idle_timeout;
+                let idle = record
+                    .session_absolute_expires_at
+                    .map_or(idle, |absolute| idle.min(absolute));
+                (sid, idle)
+            });
+            let audit = AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
+                .client(client.id.as_str())
+                .user(record.user_id)
+                .detail("family", record.family_id.to_string())
+                .detail("jti", jti.to_string())
+                .detail("scope", scope.to_string());
+            let audit = match record.session_id {
+                Some(sid) => audit.session(sid),
+                None => audit.detail("offline", true),
+            };
+            let rotated = self
+                .store
+                .rotate_refresh_token(
+                    &RefreshRotation {
+                        presented: hash,
+                        family_id: record.family_id,
+                        successor: successor.hash(),
+                        successor_idle_expires_at: self.refresh.successor_idle_expiry(
+                            client.kind,
+                            now,
+                            record.absolute_expires_at,
+                        ),
+                        access_token_jti: jti,
+                        access_token_expires_at: now + self.access_token_lifetime,
+                        sealed_response,
+                        touch_session,
+                        audit: &audit,
+                    },
+                    now,
+                )
+                .await?;
+            if rotated {
+                return Ok(Issued {
+                    response,
+                    client_id: client.id.clone(),
+                    delivery: client.refresh_token_delivery,
+                    refresh_expires_at: Some(record.absolute_expires_at),
+                });
+            }
+            // Another presentation of the same token won the race: look again, and this
+            // one is a retry or a replay.
+        }
+        Err(invalid().into())
+    }
+
+    /// A rotated token, or one of a revoked family, presented again.
+    async fn replayed(
+        &self,
+        record: &RefreshTokenRecord,
+        client: &Client,
+        requested: Option<&ScopeSet>,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Issued, EndpointError> {
+        let in_window = !record.family_revoked
+            && record
+                .successor_until
+                .is_some_and(|until| self.refresh.is_retry(until, now));
+        if let (true, Some(blob)) = (in_window, &record.successor_response) {
+            let opened = self
+                .keys
+                .open(blob, &sealing_aad(record.token_hash.as_bytes()))
+                .map_err(|e| e.to_string())
+                .and_then(|plain| {
+                    serde_json::from_slice::<Sealed>(&plain).map_err(|e| e.to_string())
+                });
+            match opened {
+                // Only the very same request is a retry; anything else with a rotated
+                // token is reuse.
+                Ok(sealed) if sealed.requested_scope == requested.map(ScopeSet::to_string) => {
+                    let audit =
+                        AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
+                            .client(client.id.as_str())
+                            .user(record.user_id)
+                            .detail("family", record.family_id.to_string())
+                            .detail("retry", true);
+                    self.store.record_audit(&[audit]).await?;
+                    return Ok(Issued {
+                        response: sealed.response,
+                        client_id: client.id.clone(),
+                        delivery: client.refresh_token_delivery,
+                        refresh_expires_at: OffsetDateTime::from_unix_timestamp(
+                            sealed.refresh_expires_at,
+                        )
+                        .ok(),
+                    });
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // E.g. the master key was rotated inside the window: refuse this
+                    // retry without treating it as an attack.
+                    tracing::warn!(%error, "a sealed refresh response could not be opened");
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token was already used; retry with the newest one",
+                    )
+                    .into());
+                }
+            }
+        }
+        // RFC 9700 §4.14.2: the server cannot tell the legitimate client from an attacker,
+        // so the whole family goes, its newest token and its access tokens included.
+        let audit = AuditEvent::new(
+            now,
+            AuditKind::RefreshReuseDetected,
+            Outcome::Failure,
+            actor,
+        )
+        .client(client.id.as_str())
+        .user(record.user_id)
+        .detail("family", record.family_id.to_string())
+        .detail(
+            "action",
+            if record.family_revoked {
+                "family already revoked"
+            } else {
+                "revoked the family"
+            },
+        );
+        self.store
+            .revoke_refresh_family(record.family_id, now, "reuse_detected", &audit)
+            .await?;
+        Err(OAuthError::invalid_grant(
+            "the refresh token was already used or revoked; every token of this sign-in is revoked",
+        )
+        .into())
+    }
+
+    async fn deny(
+        &self,
+        record: &RefreshTokenRecord,
+        client: &Client,
+        actor: &Actor,
+        now: OffsetDateTime,
+        reason: &str,
+    ) -> Result<(), EndpointError> {
+        let audit = AuditEvent::new(now, AuditKind::TokenDenied, Outcome::Failure, actor)
+            .client(client.id.as_str())
+            .user(record.user_id)
+            .detail("grant_type", "refresh_token")
+            .detail("reason", reason);
+        self.store.record_audit(&[audit]).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Token introspection (RFC 7662): whether a token is active, and what it says.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::Provider;
+use super::error::EndpointError;
+use super::token::Credentials;
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::secret::OpaqueToken;
+use crate::oauth::error::OAuthError;
+
+impl Provider {
+    /// `POST /introspect`. Only authenticated confidential clients may ask (§2.1). Access
+    /// tokens are described to any of them (resource servers); refresh tokens only to the
+    /// client they were issued to, otherwise the answer is `active: false` (§2.2, to
+    /// prevent token scanning).
+    pub async fn introspect(
+        &self,
+        params: &HashMap<String, String>,
+        authorization: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Value, EndpointError> {
+        let client = self
+            .authenticate_client(&Credentials {
+                authorization,
+                params,
+            })
+            .await?;
+        // RFC 7662 §2.1 / §4: the caller must be authorized to introspect. A public client
+        // cannot authenticate, so it could ask about any token it holds without proving
+        // who it is: introspection is for confidential clients (resource servers).
+        if client.kind.is_public() {
+            return Err(
+                OAuthError::invalid_client("introspection requires a confidential client").into(),
+            );
+        }
+        let token = params
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let now = self.clock.now();
+        let inactive = |reason: &str| {
+            AuditEvent::new(now, AuditKind::TokenIntrospected, Outcome::Failure, actor)
+                .client(client.id.as_str())
+                .detail("reason", reason)
+        };
+        let (answer, denial) = if let Some(opaque) = OpaqueToken::parse(token) {
+            match self.store.find_refresh_token(&opaque.hash(), now).await? {
+                Some(r) if r.client_id != client.id => {
+                    (None, inactive("another client's refresh token"))
+                }
+                Some(r)
+                    if r.rotated_at.is_none()
+                        && !r.family_revoked
+                        && r.idle_expires_at > now
+                        && r.absolute_expires_at > now
+                        && !r.user_disabled
+                        && (r.session_id.is_none() || r.session_live) =>
+                {
+                    let answer = json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "scope": r.scope.to_string(),
+                        "client_id": r.client_id.as_str(),
+                        "sub": r.user_id.to_string(),
+                        "iss": self.issuer,
+                        "iat": r.issued_at.unix_timestamp(),
+                        "exp": r.idle_expires_at.min(r.absolute_expires_at).unix_timestamp(),
+                    });
+                    (Some(answer), inactive(""))
+                }
+                Some(_) => (None, inactive("refresh token rotated, revoked or expired")),
+                None => (None, inactive("unknown token")),
+            }
+        } else {
+            match self.verify_access_token(token).await {
+                // A user's token is active only while the user is (deleted or disabled
+                // users' tokens are not); a client's own token has sub = client_id.
+                Ok(claims)
+                    if claims.sub != claims.client_id
+                        && !self.user_is_active(&claims.sub).await? =>
+                {
+                    (None, inactive("the user is deleted or disabled"))
+                }
+                // A client's own token (client_credentials) lives only while the client
+                // exists, may still use the grant, and its secret has not been rotated.
+                Ok(claims)
+                    if claims.sub == claims.client_id
+                        && !self.client_token_is_current(&claims).await? =>
+                {
+                    (None, inactive("the client changed or is gone"))
+                }
+                Ok(claims) => {
+                    let mut answer = json!({
+                        "active": true,
+                        "token_type": "Bearer",
+                        "scope": claims.scope,
+                        "client_id": claims.client_id,
+                        "sub": claims.sub,
+                        "iss": claims.iss,
+                        "aud": claims.aud,
+                        "iat": claims.iat,
+                        "exp": claims.exp,
+                        "jti": claims.jti,
+                    });
+                    if let Value::Object(map) = &mut answer {
+                        if let Some(sid) = claims.sid {
+                            map.insert("sid".into(), sid.into());
+                        }
+                        if let Some(auth_time) = claims.auth_time {
+                            map.insert("auth_time".into(), auth_time.into());
+                        }
+                    }
+                    (Some(answer), inactive(""))
+                }
+                Err(EndpointError::OAuth(_)) => {
+                    (None, inactive("invalid, expired or revoked access token"))
+                }
+                Err(other) => return Err(other),
+            }
+        };
+        match answer {
+            Some(answer) => Ok(answer),
+            None => {
+                self.store.record_audit(&[denial]).await?;
+                Ok(json!({ "active": false }))
+            }
+        }
+    }
+
+    async fn user_is_active(&self, sub: &str) -> Result<bool, EndpointError> {
+        let Ok(id) = uuid::Uuid::parse_str(sub) else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .find_user_by_id(crate::domain::user::UserId(id))
+            .await?
+            .is_some_and(|u| !u.disabled))
+    }
+
+    async fn client_token_is_current(
+        &self,
+        claims: &super::claims::AccessTokenClaims,
+    ) -> Result<bool, EndpointError> {
+        let Ok(id) = crate::domain::client::ClientId::parse(&claims.client_id) else {
+            return Ok(false);
+        };
+        Ok(self.store.find_client(&id).await?.is_some_and(|c| {
+            c.allows_grant("client_credentials") && super::claims::token_matches_secret(claims, &c)
+        }))
+    }
+}

@@ -1,0 +1,523 @@
+//! Revocation (RFC 7009), introspection (RFC 7662) and refresh tokens delivered in an
+//! HttpOnly cookie to browser apps.
+
+use portcullis::clients::Registration;
+use portcullis::domain::client::ClientKind;
+use portcullis::domain::refresh::TokenDelivery;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, set_cookie, spawn_app};
+use crate::oidc::{assert_oauth_error, code_for, exchange, pkce, rp_http, web_app};
+use crate::refresh::{refreshing_app, setup};
+
+fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_owned()
+}
+
+async fn revoke(
+    app: &crate::helpers::TestApp,
+    client: (&str, Option<&str>),
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = rp_http().post(app.url("/revoke"));
+    let mut form = form.to_vec();
+    match client.1 {
+        Some(secret) => request = request.basic_auth(client.0, Some(secret)),
+        None => form.push(("client_id", client.0)),
+    }
+    request.form(&form).send().await.expect("POST /revoke")
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_revokes_its_family() {
+    let t = setup().await;
+    let first = t.tokens("openid").await;
+    let rt1 = s(&first, "refresh_token");
+    let second: Value = t.refresh(&rt1, &[]).await.json().await.expect("JSON");
+    let rt2 = s(&second, "refresh_token");
+    let at2 = s(&second, "access_token");
+
+    let r = revoke(
+        &t.app,
+        ("web-app", Some(&t.secret)),
+        &[("token", &rt2), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_oauth_error(
+        t.refresh(&rt2, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    // The access token issued with it is denylisted too.
+    assert_eq!(t.userinfo(&at2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.introspect(&at2).await, json!({"active": false}));
+    let audit = t.app.audit("refresh.family_revoked").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].client_id.as_deref(), Some("web-app"));
+    // Revoking again is still 200 (RFC 7009 §2.2).
+    let again = revoke(&t.app, ("web-app", Some(&t.secret)), &[("token", &rt2)]).await;
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revoking_an_access_token_denylists_it_until_it_expires() {
+    let t = setup().await;
+    let tokens = t.tokens("openid").await;
+    let at = s(&tokens, "access_token");
+    assert_eq!(t.userinfo(&at).await, StatusCode::OK);
+    // A wrong hint does not matter (§2.1: the server searches every type).
+    let r = revoke(
+        &t.app,
+        ("web-app", Some(&t.secret)),
+        &[("token", &at), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(t.userinfo(&at).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.introspect(&at).await, json!({"active": false}));
+    assert_eq!(t.app.audit("token.revoked").await.len(), 1);
+    // The refresh token is untouched: revoking an access token does not end the grant.
+    assert_eq!(
+        t.refresh(&s(&tokens, "refresh_token"), &[]).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn revocation_refuses_other_clients_and_unauthenticated_callers() {
+    let t = setup().await;
+    let other = t
+        .app
+        .register_client(Registration {
+            client_id: Some("other-app".into()),
+            ..refreshing_app()
+        })
+        .await
+        .1
+        .expect("secret");
+    let tokens = t.tokens("openid").await;
+    let rt = s(&tokens, "refresh_token");
+    let at = s(&tokens, "access_token");
+    for token in [&rt, &at] {
+        let r = revoke(&t.app, ("other-app", Some(&other)), &[("token", token)]).await;
+        assert_oauth_error(r, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+    }
+    let r = revoke(&t.app, ("web-app", Some("wrong-secret")), &[("token", &rt)]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let anonymous = rp_http()
+        .post(t.app.url("/revoke"))
+        .form(&[("token", rt.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let no_token = revoke(&t.app, ("web-app", Some(&t.secret)), &[]).await;
+    assert_oauth_error(no_token, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // Nothing was revoked.
+    assert_eq!(t.userinfo(&at).await, StatusCode::OK);
+    assert_eq!(t.refresh(&rt, &[]).await.status(), StatusCode::OK);
+    // Unknown and malformed tokens: 200 and no effect (§2.2).
+    for token in ["nonsense", &"A".repeat(43), "a.b.c"] {
+        let r = revoke(&t.app, ("web-app", Some(&t.secret)), &[("token", token)]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{token}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_describes_live_tokens_and_nothing_else() {
+    let t = setup().await;
+    let tokens = t.tokens("openid profile").await;
+    let at = s(&tokens, "access_token");
+    let rt = s(&tokens, "refresh_token");
+
+    let live = t.introspect(&at).await;
+    assert_eq!(live["active"], true);
+    assert_eq!(live["client_id"], "web-app");
+    assert_eq!(live["scope"], "openid profile");
+    assert_eq!(live["token_type"], "Bearer");
+    assert_eq!(live["iss"], t.app.settings.issuer.as_str());
+    assert!(live["sub"].is_string() && live["exp"].is_i64() && live["jti"].is_string());
+
+    let refresh = t.introspect(&rt).await;
+    assert_eq!(refresh["active"], true);
+    assert_eq!(refresh["token_type"], "refresh_token");
+    assert_eq!(refresh["sub"], live["sub"]);
+
+    // Unknown, malformed, and a token with a forged signature.
+    let mut forged = at.clone();
+    forged.pop();
+    forged.push(if at.ends_with('A') { 'B' } else { 'A' });
+    for token in ["unknown", &"A".repeat(43), &forged] {
+        assert_eq!(
+            t.introspect(token).await,
+            json!({"active": false}),
+            "{token}"
+        );
+    }
+    // Rotated refresh token.
+    let next: Value = t.refresh(&rt, &[]).await.json().await.expect("JSON");
+    assert_eq!(t.introspect(&rt).await, json!({"active": false}));
+    assert_eq!(
+        t.introspect(&s(&next, "refresh_token")).await["active"],
+        true
+    );
+    // Expired access token.
+    t.app.clock.advance(time::Duration::minutes(11));
+    assert_eq!(t.introspect(&at).await, json!({"active": false}));
+    assert!(!t.app.audit("token.introspected").await.is_empty());
+}
+
+#[tokio::test]
+async fn introspection_requires_client_authentication() {
+    let t = setup().await;
+    let at = s(&t.tokens("openid").await, "access_token");
+    let anonymous = rp_http()
+        .post(t.app.url("/introspect"))
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    let wrong = rp_http()
+        .post(t.app.url("/introspect"))
+        .basic_auth("web-app", Some("not-the-secret"))
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(wrong, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn introspection_sees_session_and_family_revocation() {
+    let t = setup().await;
+    let tokens = t.tokens("openid").await;
+    let at = s(&tokens, "access_token");
+    let rt = s(&tokens, "refresh_token");
+    let csrf = t.app.account_csrf(&t.app.client).await;
+    t.app
+        .post_form(&t.app.client, "/logout/confirm", &[("csrf_token", &csrf)])
+        .await;
+    // The session ended: its access token (sid) and its refresh family are inactive.
+    assert_eq!(t.introspect(&at).await, json!({"active": false}));
+    assert_eq!(t.introspect(&rt).await, json!({"active": false}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh tokens in an HttpOnly cookie.
+
+const SPA_ORIGIN: &str = "http://127.0.0.1:5173";
+const SPA_REDIRECT: &str = "http://127.0.0.1:5173/callback";
+
+fn spa_http(origin: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ORIGIN,
+        reqwest::header::HeaderValue::from_str(origin).expect("origin"),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+async fn cookie_refresh(
+    app: &crate::helpers::TestApp,
+    origin: &str,
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let mut request = spa_http(origin)
+        .post(app.url("/token"))
+        .form(&[("grant_type", "refresh_token"), ("client_id", "spa")]);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("portcullis_rt_spa={cookie}"));
+    }
+    request.send().await.expect("POST /token")
+}
+
+fn refresh_cookie_value(response: &reqwest::Response) -> String {
+    let header = set_cookie(response, "portcullis_rt_spa").expect("a refresh cookie");
+    header
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie value")
+}
+
+/// A provider with alice and the SPA client `spa` receiving refresh tokens in a cookie.
+async fn cookie_spa_app() -> crate::helpers::TestApp {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    app.register_client(Registration {
+        client_id: Some("spa".into()),
+        kind: ClientKind::Spa,
+        redirect_uris: vec![SPA_REDIRECT.into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        refresh_token_delivery: TokenDelivery::Cookie,
+        ..web_app(true)
+    })
+    .await;
+    app
+}
+
+/// Signs alice in for `spa` and redeems the code from the app's origin.
+async fn cookie_spa_sign_in(app: &crate::helpers::TestApp) -> reqwest::Response {
+    let p = pkce();
+    let c = code_for(app, "spa", SPA_REDIRECT, &p).await;
+    spa_http(SPA_ORIGIN)
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", c.as_str()),
+            ("redirect_uri", SPA_REDIRECT),
+            ("code_verifier", p.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST /token")
+}
+
+#[tokio::test]
+async fn browser_apps_can_get_their_refresh_token_in_an_httponly_cookie() {
+    let app = cookie_spa_app().await;
+    let response = cookie_spa_sign_in(&app).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        SPA_ORIGIN
+    );
+    assert_eq!(
+        response.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let header = set_cookie(&response, "portcullis_rt_spa").expect("refresh cookie");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Secure",
+        "Path=/token",
+        "Max-Age=86400",
+    ] {
+        assert!(
+            header.contains(attribute),
+            "{attribute} missing in {header}"
+        );
+    }
+    let rt1 = refresh_cookie_value(&response);
+    let body: Value = response.json().await.expect("JSON");
+    // No other page can make the browser redeem a code for this client (and plant its
+    // own refresh cookie): another origin, or a top-level form navigation, is refused.
+    let p2 = pkce();
+    let c2 = code_for(&app, "spa", SPA_REDIRECT, &p2).await;
+    for (origin, mode) in [("http://127.0.0.1:6666", "cors"), (SPA_ORIGIN, "navigate")] {
+        let planted = spa_http(origin)
+            .post(app.url("/token"))
+            .header("sec-fetch-mode", mode)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "spa"),
+                ("code", c2.as_str()),
+                ("redirect_uri", SPA_REDIRECT),
+                ("code_verifier", p2.verifier.as_str()),
+            ])
+            .send()
+            .await
+            .expect("POST /token");
+        assert!(set_cookie(&planted, "portcullis_rt_spa").is_none());
+        assert_oauth_error(planted, StatusCode::BAD_REQUEST, "invalid_request").await;
+    }
+    assert!(
+        body.get("refresh_token").is_none(),
+        "never in the body: {body}"
+    );
+    assert!(body["access_token"].is_string());
+
+    // From the app's origin, the cookie alone refreshes.
+    let r = cookie_refresh(&app, SPA_ORIGIN, Some(&rt1)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt2 = refresh_cookie_value(&r);
+    assert_ne!(rt1, rt2);
+    let body: Value = r.json().await.expect("JSON");
+    assert!(body.get("refresh_token").is_none());
+
+    // From another origin the cookie is refused and nothing rotates.
+    let evil = cookie_refresh(&app, "http://127.0.0.1:6666", Some(&rt2)).await;
+    assert!(
+        evil.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    assert_oauth_error(evil, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let no_origin = rp_http()
+        .post(app.url("/token"))
+        .header("cookie", format!("portcullis_rt_spa={rt2}"))
+        .form(&[("grant_type", "refresh_token"), ("client_id", "spa")])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(no_origin, StatusCode::BAD_REQUEST, "invalid_request").await;
+    // A token in the body is refused for a cookie client.
+    let in_body = spa_http(SPA_ORIGIN)
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "spa"),
+            ("refresh_token", rt2.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(in_body, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let missing = cookie_refresh(&app, SPA_ORIGIN, None).await;
+    assert_oauth_error(missing, StatusCode::BAD_REQUEST, "invalid_grant").await;
+
+    // Reuse detection works the same: replaying the old cookie after the retry window
+    // revokes the family, the newest cookie included.
+    let r = cookie_refresh(&app, SPA_ORIGIN, Some(&rt2)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt3 = refresh_cookie_value(&r);
+    app.clock.advance(time::Duration::seconds(11));
+    let replay = cookie_refresh(&app, SPA_ORIGIN, Some(&rt2)).await;
+    assert_oauth_error(replay, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let newest = cookie_refresh(&app, SPA_ORIGIN, Some(&rt3)).await;
+    assert_oauth_error(newest, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(app.audit("refresh.reuse_detected").await.len(), 2);
+
+    // The preflight allows credentials for the app's origin only.
+    let preflight = spa_http(SPA_ORIGIN)
+        .request(reqwest::Method::OPTIONS, app.url("/token"))
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("OPTIONS");
+    assert_eq!(
+        preflight.headers()["access-control-allow-credentials"],
+        "true"
+    );
+}
+
+#[tokio::test]
+async fn cookie_delivery_is_only_for_spa_clients_with_the_refresh_grant() {
+    let app = spawn_app().await;
+    let (store, now) = (
+        app.store.as_ref(),
+        portcullis::clock::Clock::now(&app.clock),
+    );
+    let actor = portcullis::audit::Actor::cli();
+    let confidential = Registration {
+        refresh_token_delivery: TokenDelivery::Cookie,
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        ..web_app(false)
+    };
+    assert!(
+        portcullis::clients::register(store, confidential, now, &actor)
+            .await
+            .is_err()
+    );
+    let offline = Registration {
+        client_id: Some("spa-offline".into()),
+        kind: ClientKind::Spa,
+        redirect_uris: vec![SPA_REDIRECT.into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec!["openid".into(), "offline_access".into()],
+        refresh_token_delivery: TokenDelivery::Cookie,
+        ..web_app(false)
+    };
+    assert!(
+        portcullis::clients::register(store, offline, now, &actor)
+            .await
+            .is_err(),
+        "a cookie can only hold session-bound refresh tokens"
+    );
+    let no_grant = Registration {
+        client_id: Some("spa".into()),
+        kind: ClientKind::Spa,
+        redirect_uris: vec![SPA_REDIRECT.into()],
+        refresh_token_delivery: TokenDelivery::Cookie,
+        ..web_app(false)
+    };
+    assert!(
+        portcullis::clients::register(store, no_grant, now, &actor)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn native_apps_get_their_refresh_token_in_the_body() {
+    // Native apps keep their refresh token themselves (body delivery).
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    app.register_client(Registration {
+        client_id: Some("native".into()),
+        kind: ClientKind::Native,
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        ..web_app(true)
+    })
+    .await;
+    let p = pkce();
+    let c = code_for(&app, "native", "http://127.0.0.1/callback", &p).await;
+    let body: Value = exchange(
+        &app,
+        "native",
+        None,
+        &c,
+        "http://127.0.0.1/callback",
+        &p.verifier,
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let rt = s(&body, "refresh_token");
+    let r = crate::refresh::refresh_as(&app, "native", None, &rt, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Introspection needs a client that can authenticate (RFC 7662 §2.1): a public client
+    // could otherwise learn about any token it holds without proving who it is.
+    let public = rp_http()
+        .post(app.url("/introspect"))
+        .form(&[
+            ("token", s(&body, "access_token").as_str()),
+            ("client_id", "native"),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_oauth_error(public, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_cookie_family_and_clears_the_cookie() {
+    let app = cookie_spa_app().await;
+    let response = cookie_spa_sign_in(&app).await;
+    let rt = refresh_cookie_value(&response);
+    let body: Value = response.json().await.expect("JSON");
+    let hint = s(&body, "id_token");
+    let logout = app
+        .get(
+            &app.client,
+            &format!("/logout?client_id=spa&id_token_hint={hint}"),
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::OK, "the signed-out page");
+    let cleared = set_cookie(&logout, "portcullis_rt_spa").expect("the refresh cookie is cleared");
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Path=/token"),
+        "{cleared}"
+    );
+    let after = cookie_refresh(&app, SPA_ORIGIN, Some(&rt)).await;
+    assert_oauth_error(after, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(app.audit("logout").await.len(), 1);
+}
