@@ -149,13 +149,14 @@ async fn signed_in(app: &TestApp, username: &str) -> reqwest::Client {
 #[tokio::test]
 async fn an_admin_client_made_on_the_command_line_obtains_a_token_and_calls_the_api() {
     let app = spawn_app().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["clients", "create", "--admin", "--name", "Ops", "--json"])
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env_remove("PORTCULLIS_ENV")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run portcullis");
+    let out = crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["clients", "create", "--admin", "--name", "Ops", "--json"])
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        "",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -171,14 +172,15 @@ async fn an_admin_client_made_on_the_command_line_obtains_a_token_and_calls_the_
         .expect("secret")
         .to_owned();
 
-    let refused = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "clients", "create", "--admin", "--name", "X", "--kind", "spa",
-        ])
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env_remove("PORTCULLIS_ENV")
-        .output()
-        .expect("run portcullis");
+    let refused = crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "clients", "create", "--admin", "--name", "X", "--kind", "spa",
+            ])
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env_remove("PORTCULLIS_ENV"),
+        "",
+    );
     assert!(!refused.status.success(), "--admin decides the kind");
 
     let client = BasicClient::new(ClientId::new(client_id.clone()))
@@ -1710,14 +1712,15 @@ async fn bodies_that_are_not_the_documented_json_are_problems() {
 }
 
 fn cli(app: &TestApp, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .arg("--json")
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env_remove("PORTCULLIS_ENV")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run portcullis");
+    let out = crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .arg("--json")
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        "",
+    );
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -1821,19 +1824,20 @@ async fn the_command_line_updates_clients_under_the_registration_rules() {
     assert_eq!(updated["name"], "Tracker 2");
     assert_eq!(updated["scopes"], "email openid");
     assert_eq!(updated["redirect_uris"], json!([WEB_REDIRECT]));
-    let refused = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "clients",
-            "update",
-            "--client-id",
-            "web-app",
-            "--redirect-uri",
-            "http://evil.example.com/cb",
-        ])
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env_remove("PORTCULLIS_ENV")
-        .output()
-        .expect("run portcullis");
+    let refused = crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "clients",
+                "update",
+                "--client-id",
+                "web-app",
+                "--redirect-uri",
+                "http://evil.example.com/cb",
+            ])
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env_remove("PORTCULLIS_ENV"),
+        "",
+    );
     assert!(!refused.status.success());
     let client_id = portcullis::domain::client::ClientId::parse("web-app").expect("id");
     let stored = app

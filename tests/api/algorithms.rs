@@ -3,8 +3,7 @@
 //! algorithm confusion across key types.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -328,25 +327,21 @@ async fn an_access_token_presented_under_another_key_types_kid_is_refused() {
 }
 
 fn portcullis(app: &TestApp, algorithms: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env(
-            "PORTCULLIS__KEYS__MASTER_KEY_FILE",
-            &app.settings.keys.master_key_file,
-        )
-        .env("PORTCULLIS__KEYS__GENERATE_MASTER_KEY", "false")
-        .env("PORTCULLIS__KEYS__ALGORITHMS", algorithms)
-        .env_remove("PORTCULLIS_MASTER_KEY")
-        .env_remove("PORTCULLIS_ENV")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run portcullis");
-    drop(child.stdin.take().map(|mut s| s.write_all(b"")));
-    child.wait_with_output().expect("wait")
+    crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env(
+                "PORTCULLIS__KEYS__MASTER_KEY_FILE",
+                &app.settings.keys.master_key_file,
+            )
+            .env("PORTCULLIS__KEYS__GENERATE_MASTER_KEY", "false")
+            .env("PORTCULLIS__KEYS__ALGORITHMS", algorithms)
+            .env_remove("PORTCULLIS_MASTER_KEY")
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        "",
+    )
 }
 
 #[tokio::test]

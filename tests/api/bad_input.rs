@@ -207,6 +207,7 @@ async fn a_cookie_header_with_two_session_cookies_authenticates_nobody() {
     app.create_user("alice", PASSWORD).await;
     let cookie = app.login_ok(&app.client, "alice", PASSWORD).await;
     let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")

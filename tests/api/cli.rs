@@ -1,31 +1,21 @@
 //! The `portcullis` binary: user management over the same database, JSON output,
 //! secrets from stdin, and configuration errors that name the key.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use reqwest::StatusCode;
 
 use crate::helpers::{PASSWORD, spawn_app};
 
 pub fn portcullis(db_url: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .env("PORTCULLIS__DATABASE__URL", db_url)
-        .env_remove("PORTCULLIS_ENV")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run portcullis");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
+    crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env("PORTCULLIS__DATABASE__URL", db_url)
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        stdin,
+    )
 }
 
 fn stdout(o: &Output) -> String {
@@ -209,13 +199,14 @@ fn invalid_configuration_stops_the_server_naming_the_key() {
         ("PORTCULLIS__DATABASE__URL", "mysql://x", "database.url"),
     ];
     for (var, value, key) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .env("PORTCULLIS__DATABASE__URL", &url)
-            .env(var, value)
-            .env_remove("PORTCULLIS_ENV")
-            .output()
-            .expect("run portcullis");
+        let out = crate::helpers::run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("serve")
+                .env("PORTCULLIS__DATABASE__URL", &url)
+                .env(var, value)
+                .env_remove("PORTCULLIS_ENV"),
+            "",
+        );
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         assert!(
             stderr(&out).contains(key),

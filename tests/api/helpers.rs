@@ -199,11 +199,7 @@ async fn launch(
     };
     settings.issuer = format!("{scheme}://127.0.0.1:{port}");
     let settings = settings.validated().expect("valid test settings");
-    let app = Application::build_with_listener(settings.clone(), Arc::new(clock.clone()), listener)
-        .await
-        .expect("build the application");
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let handle = run_on_own_thread(settings.clone(), clock.clone(), listener).await;
     let store = storage::connect(&settings.database)
         .await
         .expect("test store");
@@ -217,6 +213,48 @@ async fn launch(
         store,
         db,
         handle,
+    }
+}
+
+/// Builds and runs the application on a thread and runtime of its own, as a separate
+/// server process would: its database connections, background tasks and I/O never depend
+/// on the test's (single-threaded) runtime, so a test that blocks — waiting for a CLI
+/// child process, say — cannot stall the server it is talking to (or leave it holding a
+/// lock that child needs). Returns once the server is listening.
+async fn run_on_own_thread(
+    settings: Settings,
+    clock: MockClock,
+    listener: TcpListener,
+) -> ServerHandle {
+    let (ready, started) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("portcullis-under-test".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let app =
+                    match Application::build_with_listener(settings, Arc::new(clock), listener)
+                        .await
+                    {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("{e:#}")));
+                            return;
+                        }
+                    };
+                if ready.send(Ok(app.handle())).is_ok() {
+                    let _ = app.run_until_stopped().await;
+                }
+            });
+        })
+        .expect("server thread");
+    match started.await {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) => panic!("build the application: {e}"),
+        Err(_) => panic!("the server thread ended before it was ready"),
     }
 }
 
@@ -234,6 +272,7 @@ pub fn browser(origin: &str) -> Client {
         ),
     );
     Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(Policy::none())
         .cookie_store(true)
         .default_headers(headers)
@@ -455,5 +494,39 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // `stop` sends its command at once; the server winds down on its own threads.
         drop(self.handle.stop(false));
+    }
+}
+
+/// How long a CLI child process may take before the test fails (instead of hanging).
+const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `cmd` to completion with `stdin` (closed afterwards) and returns its output; a
+/// child still running after [`CHILD_DEADLINE`] is killed and the test fails, naming it.
+pub fn run_bounded(cmd: &mut std::process::Command, stdin: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run portcullis");
+    let pid = child.id();
+    if let Some(mut input) = child.stdin.take() {
+        // The child may exit without reading: a broken pipe is not an error here.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match output.recv_timeout(CHILD_DEADLINE) {
+        Ok(result) => result.expect("wait for portcullis"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            panic!("{what} was still running after {CHILD_DEADLINE:?}: killed");
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! through NOTIFY alone; a wrong or missing master key stops the server and changes
 //! nothing; the master key is rotated on the command line.
 
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -57,20 +56,7 @@ fn command(dir: &Path, db_url: &str, key_file: &Path, env: &[(&str, &str)]) -> C
 }
 
 fn run(mut cmd: Command, args: &[&str], stdin: &str) -> Output {
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run portcullis");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
+    crate::helpers::run_bounded(cmd.args(args), stdin)
 }
 
 fn stderr(o: &Output) -> String {

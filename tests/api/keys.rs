@@ -323,19 +323,20 @@ async fn rings(app: &TestApp, n: usize) -> Vec<KeyRing> {
 }
 
 fn portcullis(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .env("PORTCULLIS__DATABASE__URL", &app.db.url)
-        .env(
-            "PORTCULLIS__KEYS__MASTER_KEY_FILE",
-            &app.settings.keys.master_key_file,
-        )
-        .env("PORTCULLIS__KEYS__GENERATE_MASTER_KEY", "false")
-        .env_remove("PORTCULLIS_MASTER_KEY")
-        .env_remove("PORTCULLIS_ENV")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run portcullis")
+    crate::helpers::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env(
+                "PORTCULLIS__KEYS__MASTER_KEY_FILE",
+                &app.settings.keys.master_key_file,
+            )
+            .env("PORTCULLIS__KEYS__GENERATE_MASTER_KEY", "false")
+            .env_remove("PORTCULLIS_MASTER_KEY")
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        "",
+    )
 }
 
 fn stderr(o: &Output) -> String {

@@ -245,6 +245,7 @@ async fn forged_or_cross_site_posts_are_refused_and_create_no_session() {
     ];
     for case in cases {
         let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
             .build()
@@ -367,6 +368,7 @@ async fn a_session_id_planted_before_login_is_never_reused() {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
     let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");

@@ -38,6 +38,7 @@ pub fn web_app(first_party: bool) -> Registration {
 /// An HTTP client for the relying party's back channel: never follows redirects.
 pub fn rp_http() -> Client {
     Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")

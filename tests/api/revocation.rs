@@ -224,6 +224,7 @@ fn spa_http(origin: &str) -> reqwest::Client {
         reqwest::header::HeaderValue::from_str(origin).expect("origin"),
     );
     reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .default_headers(headers)
         .build()

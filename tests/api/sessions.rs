@@ -65,6 +65,7 @@ async fn logout_makes_the_old_cookie_worthless() {
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     // Replaying the old cookie by hand does not bring the session back.
     let replay = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
@@ -122,6 +123,7 @@ async fn sign_out_of_all_sessions_ends_every_session_of_the_user() {
     assert!(!app.is_signed_in(&phone).await);
     assert!(app.is_signed_in(&bobs).await, "other users are untouched");
     let replay = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
