@@ -508,10 +508,15 @@ impl KeyRing {
         self.reload().await?;
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
-        // Keys of an algorithm this build cannot load (or already gone) get no successor.
+        // A key of a configured algorithm gets a successor (a fresh next key, or a fresh
+        // current key when there is no next key to promote). Keys of an algorithm dropped
+        // from `keys.algorithms` (or one this build cannot load, or already gone) get
+        // none, so retiring its next and then its current key removes it cleanly.
         let fresh = match snapshot.published.get(kid).map(|p| p.key.alg) {
-            Some(alg) => self.fresh_keys(&snapshot, alg, now).await?,
-            None => Vec::new(),
+            Some(alg) if self.inner.algorithms.contains(&alg) => {
+                self.fresh_keys(&snapshot, alg, now).await?
+            }
+            _ => Vec::new(),
         };
         let audit = AuditEvent::new(now, AuditKind::KeyRetired, Outcome::Success, actor)
             .detail("emergency", true);

@@ -1513,6 +1513,14 @@ macro_rules! sql_store {
                             next = Some(k.kid.clone());
                         }
                     }
+                } else if previous_state == "next" {
+                    // A compromised next key is replaced at once: the algorithm keeps a
+                    // pre-published successor for its next rotation.
+                    if let Some(k) = r.fresh.first() {
+                        if insert_key(&mut *tx, k, "next", None).await? {
+                            next = Some(k.kid.clone());
+                        }
+                    }
                 }
                 // Keys retired with remove_after = now stay listed until a later change.
                 let deleted = sqlx::query(

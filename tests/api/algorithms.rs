@@ -500,3 +500,63 @@ async fn keys_rotate_covers_every_algorithm_or_one() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_algorithm_is_removed_by_retiring_its_next_then_its_current_key() {
+    let app = app().await;
+    let keys = app.store.list_signing_keys().await.expect("keys");
+    let of = |state: &str| {
+        keys.iter()
+            .find(|k| k.alg == "EdDSA" && k.state == state)
+            .map(|k| k.kid.clone())
+            .expect("an EdDSA key")
+    };
+    let (current, next) = (of("current"), of("next"));
+    let eddsa_rows = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store
+                .list_signing_keys()
+                .await
+                .expect("keys")
+                .into_iter()
+                .filter(|k| k.alg == "EdDSA" && k.state != "retired")
+                .count()
+        }
+    };
+
+    // EdDSA is no longer configured: its keys get no successor.
+    for kid in [&next, &current] {
+        let out = portcullis(
+            &app,
+            "RS256,ES256",
+            &["keys", "retire", "--kid", kid, "--json"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(result["outcome"], "retired", "{result}");
+        assert_eq!(result["promoted"], Value::Null, "{result}");
+        assert_eq!(result["next"], Value::Null, "{result}");
+    }
+    assert_eq!(eddsa_rows(&app).await, 0);
+
+    // Restarted without EdDSA, the server publishes no EdDSA key and creates none.
+    let app = app
+        .restart_with(|s| s.keys.algorithms = vec![SigningAlg::RS256, SigningAlg::ES256])
+        .await;
+    let published: Vec<String> = jwks(&app)
+        .await
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    assert!(!published.contains(&current) && !published.contains(&next));
+    assert!(
+        jwks(&app).await.iter().all(|k| k["crv"] != "Ed25519"),
+        "no EdDSA key is published"
+    );
+    assert_eq!(eddsa_rows(&app).await, 0);
+}

@@ -478,12 +478,18 @@ impl TestApp {
 
     /// Stops this server and starts a new one on the same database and clock.
     pub async fn restart(self) -> TestApp {
-        let (db, keydir, settings, clock) = (
+        self.restart_with(|_| {}).await
+    }
+
+    /// As `restart`, with changed settings.
+    pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let (db, keydir, mut settings, clock) = (
             Arc::clone(&self.db),
             Arc::clone(&self.keydir),
             self.settings.clone(),
             self.clock.clone(),
         );
+        configure(&mut settings);
         self.handle.stop(true).await;
         drop(self);
         launch(db, keydir, settings, clock).await

@@ -270,6 +270,30 @@ async fn an_emergency_retirement_unpublishes_the_key_at_once() {
         .expect("audit");
     assert_eq!(audit.len(), 1);
 
+    // A compromised next key is unpublished and replaced by a fresh next key at once;
+    // the current key keeps signing.
+    let next = result["next"].as_str().expect("next").to_owned();
+    let out = portcullis(&app, &["keys", "retire", "--kid", &next, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(result["previous_state"], "next");
+    assert_eq!(result["promoted"], Value::Null);
+    let replacement = result["next"].as_str().expect("a new next key").to_owned();
+    assert_ne!(replacement, next);
+    let kids = wait_for_jwks(&app, |k| !k.contains(&next)).await;
+    assert_eq!(
+        kids,
+        BTreeSet::from([promoted.clone(), replacement.clone()])
+    );
+    let keys = states(&app).await;
+    assert!(keys.contains(&(replacement, "next".to_owned())), "{keys:?}");
+    assert!(
+        keys.contains(&(promoted.clone(), "current".to_owned())),
+        "{keys:?}"
+    );
+    let still = access_token(&app, &mut secret).await;
+    assert_eq!(kid_of(&still), promoted);
+
     // An unknown kid is an error.
     let out = portcullis(&app, &["keys", "retire", "--kid", "no-such-key"]);
     assert!(!out.status.success());
