@@ -71,6 +71,8 @@ pub enum AuditKind {
     UserDeleted,
     #[serde(rename = "key.master_rotated")]
     MasterKeyRotated,
+    #[serde(rename = "admin.denied")]
+    AdminDenied,
 }
 
 impl AuditKind {
@@ -106,6 +108,7 @@ impl AuditKind {
             Self::UserUpdated => "user.updated",
             Self::UserDeleted => "user.deleted",
             Self::MasterKeyRotated => "key.master_rotated",
+            Self::AdminDenied => "admin.denied",
         }
     }
 }

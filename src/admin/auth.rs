@@ -12,11 +12,12 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 
 use super::error::ApiError;
-use crate::audit::Actor;
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::ClientId;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::http::AppState;
 use crate::http::handlers::{actor, request_ip};
+use crate::oauth::claims::AccessTokenClaims;
 
 /// The authenticated admin client of a request.
 #[derive(Debug, Clone)]
@@ -72,7 +73,46 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("no application state".into()))?;
     let token = bearer(req)?;
+    // A request without a valid token is not attributable to anyone: it is refused and
+    // logged, not audited (an unauthenticated flood must not fill the audit table).
     let claims = state.provider.verify_access_token(token).await?;
+    let actor = actor(request_ip(req, state));
+    match authorize(state, &claims).await {
+        Ok(client_id) => {
+            let mut actor = actor;
+            actor.client_id = Some(client_id.to_string());
+            Ok(AdminCaller { client_id, actor })
+        }
+        Err(error) => {
+            // A valid token refused: an authorisation decision about a known client,
+            // audited (DESIGN: every auth decision) with what was asked for.
+            let reason = match &error {
+                ApiError::InsufficientScope => "insufficient_scope",
+                ApiError::InvalidToken(_) => "client_revoked",
+                _ => "error",
+            };
+            if !matches!(error, ApiError::Internal(_) | ApiError::Busy { .. }) {
+                let event = AuditEvent::new(
+                    state.provider.clock.now(),
+                    AuditKind::AdminDenied,
+                    Outcome::Failure,
+                    &actor,
+                )
+                .client(&claims.client_id)
+                .detail("reason", reason)
+                .detail("method", req.method().as_str())
+                .detail("path", req.path());
+                if let Err(e) = state.provider.store.record_audit(&[event]).await {
+                    tracing::warn!(error = %e, "could not audit a refused admin request");
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// May the holder of this (valid) token use the admin API? Returns the admin client.
+async fn authorize(state: &AppState, claims: &AccessTokenClaims) -> Result<ClientId, ApiError> {
     let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
     if !scope.contains(ADMIN_SCOPE) {
         return Err(ApiError::InsufficientScope);
@@ -99,12 +139,10 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
     }
     // A token obtained with a secret that has since been rotated (after a leak) is cut
     // off: rotating the secret must also end what the secret already bought.
-    if !crate::oauth::claims::token_matches_secret(&claims, &client) {
+    if !crate::oauth::claims::token_matches_secret(claims, &client) {
         return Err(revoked());
     }
-    let mut actor = actor(request_ip(req, state));
-    actor.client_id = Some(client_id.to_string());
-    Ok(AdminCaller { client_id, actor })
+    Ok(client_id)
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`. Anything else is no token at all.

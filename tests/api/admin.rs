@@ -1136,7 +1136,8 @@ async fn snapshot(app: &TestApp) -> Value {
         .await
         .expect("audit")
         .into_iter()
-        .filter(|r| r.kind != "token.issued")
+        // Refusals are recorded as `admin.denied`, and checked where they happen.
+        .filter(|r| r.kind != "token.issued" && r.kind != "admin.denied")
         .map(|r| json!([r.id, r.kind]))
         .collect();
     json!({"clients": clients, "users": users, "keys": keys, "audit": audit})
@@ -1617,6 +1618,51 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
 
     assert_eq!(snapshot(app).await, before, "nothing changed");
     assert!(app.is_signed_in(&browser).await, "alice is still signed in");
+    // A valid token refused is an authorisation decision about a known client: audited
+    // with the client, the reason and the request; requests without a valid token are
+    // not attributable and leave no row (a flood of them must not fill the table).
+    let denied = app
+        .store
+        .search_audit(&AuditSearch {
+            kind: Some("admin.denied".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let mut tally: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for row in &denied {
+        assert_eq!(row.outcome, "failure");
+        assert_eq!(
+            row.actor_client_id, None,
+            "a refused client is not an actor"
+        );
+        assert!(
+            row.details["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/admin/v1/"))
+        );
+        assert!(row.details["method"].is_string());
+        *tally
+            .entry((
+                row.client_id.clone().unwrap_or_default(),
+                row.details["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<(String, String), usize> = [
+        ("web-app", "insufficient_scope"),
+        ("billing", "insufficient_scope"),
+        ("doomed", "client_revoked"),
+        ("demoted", "client_revoked"),
+    ]
+    .into_iter()
+    .map(|(c, r)| ((c.to_owned(), r.to_owned()), requests.len()))
+    .collect();
+    assert_eq!(tally, expected);
     // Unknown routes and bad bodies are not reachable without a token either.
     problem(
         rp_http()
