@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `users …`, `clients …`, `sessions …`, `keys …`,
-//! `audit …`. Commands work directly on the database named by the configuration and call
+//! `audit …`, `doctor`. Commands work directly on the database named by the configuration and call
 //! the same functions as the server. Secrets are read from a prompt, or from stdin when it
 //! is not a terminal, never from arguments (which end up in shell history and `ps`).
 
@@ -70,6 +70,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check this deployment (configuration, master key, database, migrations, signing
+    /// keys) and say what to change. Reads only. Exits 1 if a check fails.
+    Doctor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +362,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Doctor => doctor(&settings, json).await,
         Command::Audit(AuditCommand::List {
             kind,
             user,
@@ -417,6 +421,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+async fn doctor(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let production = std::env::var("PORTCULLIS_ENV").as_deref() == Ok("production");
+    let checks = crate::doctor::run(settings, production, SystemClock.now()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            println!("{:<4}  {:<18}  {}", c.status.as_str(), c.check, c.message);
+        }
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| c.status == crate::doctor::Status::Fail)
+        .count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod keys;

@@ -291,6 +291,8 @@ pub struct PurgeCutoffs {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Versions of the migrations this build carries that the database lacks.
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
 

@@ -89,6 +89,27 @@ impl PgStore {
         &self.pool
     }
 
+    /// Versions of the embedded migrations not (successfully) applied to this database.
+    async fn pending_migration_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        let has_table: bool =
+            sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("select version from _sqlx_migrations where success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| m.version)
+            .collect())
+    }
+
     async fn run_migrations(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)

@@ -438,6 +438,10 @@ macro_rules! sql_store {
                 self.run_migrations().await
             }
 
+            async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+                self.pending_migration_versions().await
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("select 1").execute(self.reader()).await?;
                 Ok(())

@@ -76,6 +76,26 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// Versions of the embedded migrations not (successfully) applied to this database.
+    async fn pending_migration_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let has_table: bool = sqlx::query_scalar("select exists (select 1 from sqlite_master where type = 'table' and name = '_sqlx_migrations')")
+            .fetch_one(&self.reader)
+            .await?;
+        let applied: Vec<i64> = if has_table {
+            sqlx::query_scalar("select version from _sqlx_migrations where success")
+                .fetch_all(&self.reader)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| m.version)
+            .collect())
+    }
+
     async fn run_migrations(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.writer)

@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod client_credentials;
 mod docs;
+mod doctor;
 mod health;
 mod helpers;
 mod instances;
