@@ -1135,6 +1135,7 @@ async fn register_client(
             first_party,
             refresh_token_delivery: Default::default(),
             id_token_signed_response_alg: None,
+            require_pkce: true,
         },
         OffsetDateTime::now_utc(),
         &Actor::cli(),

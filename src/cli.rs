@@ -174,7 +174,7 @@ pub enum ClientsCommand {
         /// portcullis:admin (its secret obtains tokens for /admin/v1).
         #[arg(long, conflicts_with_all = [
             "kind", "redirect_uris", "post_logout_redirect_uris", "allowed_origins",
-            "auth_method", "scopes", "grant_types", "first_party",
+            "auth_method", "scopes", "grant_types", "first_party", "pkce_optional",
         ])]
         admin: bool,
         /// confidential (server-side web app or service), spa (browser app) or native
@@ -213,6 +213,11 @@ pub enum ClientsCommand {
         /// keys.algorithms.
         #[arg(long, value_parser = parse_alg)]
         id_token_alg: Option<SigningAlg>,
+        /// Confidential clients only: accept authorization requests without PKCE (the
+        /// client relies on its secret and the nonce, RFC 9700 §2.1.1), e.g. for the
+        /// OpenID Foundation's certification suite. A challenge it sends is still enforced.
+        #[arg(long)]
+        pkce_optional: bool,
     },
     /// List clients.
     List {
@@ -245,6 +250,9 @@ pub enum ClientsCommand {
         grant_types: Option<Vec<String>>,
         #[arg(long)]
         first_party: Option<bool>,
+        /// true (the default for new clients) or false (confidential clients only).
+        #[arg(long)]
+        require_pkce: Option<bool>,
     },
     /// Delete a client.
     Delete {
@@ -645,6 +653,7 @@ async fn clients(
             first_party,
             refresh_token_delivery,
             id_token_alg,
+            pkce_optional,
         } => {
             crate::clients::check_id_token_alg(id_token_alg, &settings.keys.algorithms)
                 .with_context(|| {
@@ -673,6 +682,7 @@ async fn clients(
                     first_party,
                     refresh_token_delivery,
                     id_token_signed_response_alg: id_token_alg,
+                    require_pkce: !pkce_optional,
                 },
                 (false, None) => bail!("--kind is required (or --admin)"),
             };
@@ -719,6 +729,7 @@ async fn clients(
             scopes,
             grant_types,
             first_party,
+            require_pkce,
         } => {
             let change = crate::clients::ClientUpdate {
                 name,
@@ -729,6 +740,7 @@ async fn clients(
                 grant_types,
                 scopes,
                 first_party,
+                require_pkce,
             };
             let client =
                 match crate::clients::update(store, &client_id(&raw)?, change, now, &actor).await {

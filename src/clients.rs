@@ -31,6 +31,9 @@ pub struct Registration {
     /// `id_token_signed_response_alg` (OpenID Connect Registration §2); RS256 when unset.
     /// It must be one of `keys.algorithms`: see `check_id_token_alg`.
     pub id_token_signed_response_alg: Option<SigningAlg>,
+    /// PKCE required of authorization requests (the default). Only a confidential client
+    /// may be registered without it: see `Client::require_pkce`.
+    pub require_pkce: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,7 @@ impl Registration {
             first_party: false,
             refresh_token_delivery: TokenDelivery::Body,
             id_token_signed_response_alg: None,
+            require_pkce: true,
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct ClientUpdate {
     pub grant_types: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub first_party: Option<bool>,
+    pub require_pkce: Option<bool>,
 }
 
 impl ClientUpdate {
@@ -95,6 +100,7 @@ impl ClientUpdate {
             ("grant_types", self.grant_types.is_some()),
             ("scopes", self.scopes.is_some()),
             ("first_party", self.first_party.is_some()),
+            ("require_pkce", self.require_pkce.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -240,6 +246,13 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
     if scopes.is_empty() {
         return Err(inconsistent("at least one scope is required"));
     }
+    // RFC 9700 §2.1.1: public clients MUST use PKCE; a confidential OpenID Connect client
+    // MAY rely on its authentication and the nonce instead.
+    if !reg.require_pkce && reg.kind != ClientKind::Confidential {
+        return Err(inconsistent(
+            "public clients (spa, native) must use PKCE (RFC 9700 §2.1.1)",
+        ));
+    }
     // SECURITY: the admin scope goes only to a confidential client that can do nothing
     // but obtain tokens for itself, so no user flow can ever carry it.
     if scopes.contains(ADMIN_SCOPE)
@@ -300,6 +313,7 @@ pub async fn register(
         id_token_signed_response_alg: reg
             .id_token_signed_response_alg
             .unwrap_or(SigningAlg::RS256),
+        require_pkce: reg.require_pkce,
     };
     let audit = AuditEvent::new(now, AuditKind::ClientCreated, Outcome::Success, actor)
         .client(client.id.as_str())
@@ -347,6 +361,7 @@ pub async fn update(
         first_party: change.first_party.unwrap_or(current.first_party),
         refresh_token_delivery: current.refresh_token_delivery,
         id_token_signed_response_alg: Some(current.id_token_signed_response_alg),
+        require_pkce: change.require_pkce.unwrap_or(current.require_pkce),
     };
     let v = validate(&reg)?;
     let client = Client {
@@ -363,6 +378,7 @@ pub async fn update(
         first_party: reg.first_party,
         refresh_token_delivery: reg.refresh_token_delivery,
         id_token_signed_response_alg: current.id_token_signed_response_alg,
+        require_pkce: reg.require_pkce,
         created_at: current.created_at,
         updated_at: now,
     };

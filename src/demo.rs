@@ -105,6 +105,7 @@ pub async fn seed(
             first_party: false,
             refresh_token_delivery: TokenDelivery::Cookie,
             id_token_signed_response_alg: None,
+            require_pkce: true,
         },
         now,
         &actor,

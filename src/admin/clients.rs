@@ -38,6 +38,14 @@ pub struct ClientView {
     pub scopes: Vec<String>,
     /// Trusted first-party application: no consent page.
     pub first_party: bool,
+    /// Authorization requests must carry a PKCE S256 challenge (always for spa and native).
+    pub require_pkce: bool,
+    /// `body` or `cookie` (spa clients on the provider's site).
+    #[schema(example = "body")]
+    pub refresh_token_delivery: String,
+    /// The algorithm of this client's ID tokens.
+    #[schema(example = "RS256")]
+    pub id_token_signed_response_alg: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -57,6 +65,9 @@ impl From<Client> for ClientView {
             grant_types: c.grant_types,
             scopes: c.scopes.to_vec(),
             first_party: c.first_party,
+            require_pkce: c.require_pkce,
+            refresh_token_delivery: c.refresh_token_delivery.as_str().to_owned(),
+            id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -125,6 +136,15 @@ pub struct NewClient {
     #[serde(default)]
     #[schema(value_type = String, example = "body")]
     pub refresh_token_delivery: TokenDelivery,
+    /// Default true. Only a confidential client may be registered without PKCE (it then
+    /// relies on its secret and the nonce; RFC 9700 §2.1.1); a challenge it sends is still
+    /// enforced.
+    #[serde(default = "required")]
+    pub require_pkce: bool,
+}
+
+fn required() -> bool {
+    true
 }
 
 /// The fields to change; absent ones stay. client_id and kind never change.
@@ -140,6 +160,7 @@ pub struct ClientPatch {
     pub grant_types: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub first_party: Option<bool>,
+    pub require_pkce: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -255,6 +276,7 @@ pub async fn create_client(
         first_party: b.first_party,
         refresh_token_delivery: b.refresh_token_delivery,
         id_token_signed_response_alg: b.id_token_signed_response_alg,
+        require_pkce: b.require_pkce,
     };
     clients::check_id_token_alg(
         registration.id_token_signed_response_alg,
@@ -307,6 +329,7 @@ pub async fn update_client(
         grant_types: b.grant_types,
         scopes: b.scopes,
         first_party: b.first_party,
+        require_pkce: b.require_pkce,
     };
     let client = clients::update(
         state.provider.store.as_ref(),

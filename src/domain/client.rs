@@ -239,6 +239,11 @@ pub struct Client {
     /// signed with this algorithm (RS256 unless registered otherwise). Access tokens are
     /// always RS256.
     pub id_token_signed_response_alg: SigningAlg,
+    /// PKCE (RFC 7636, S256) is required of this client's authorization requests. Always
+    /// true for public clients (RFC 9700 §2.1.1); a confidential client may be registered
+    /// without it. A challenge it does send is enforced either way, and a code issued
+    /// without one is never redeemed with a verifier (RFC 9700 §4.8.2).
+    pub require_pkce: bool,
 }
 
 impl Client {
@@ -301,6 +306,7 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             id_token_signed_response_alg: SigningAlg::RS256,
+            require_pkce: true,
         }
     }
 

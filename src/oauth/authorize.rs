@@ -457,6 +457,14 @@ impl Provider {
         request.scope = scope;
         match CodeChallenge::parse(get("code_challenge"), get("code_challenge_method")) {
             Ok(challenge) => request.code_challenge = challenge.as_str().to_owned(),
+            // RFC 9700 §2.1.1: only a confidential client registered without PKCE may
+            // leave it out; its code then carries no challenge, and a token request with
+            // a code_verifier never redeems it (§4.8.2, see the token endpoint).
+            Err(PkceError::MissingChallenge)
+                if !client.require_pkce && get("code_challenge_method").is_none() =>
+            {
+                request.code_challenge = String::new();
+            }
             Err(PkceError::MissingChallenge) => {
                 return fail(
                     &request,

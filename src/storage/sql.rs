@@ -125,7 +125,7 @@ macro_rules! sql_store {
         const CLIENT_COLUMNS: &str = "client_id, name, kind, secret_hash, auth_method, \
              redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, \
              first_party, refresh_token_delivery, created_at, updated_at, \
-             id_token_signed_response_alg";
+             id_token_signed_response_alg, require_pkce";
 
         #[derive(sqlx::FromRow)]
         struct ClientRow {
@@ -144,6 +144,7 @@ macro_rules! sql_store {
             created_at: Ts,
             updated_at: Ts,
             id_token_signed_response_alg: String,
+            require_pkce: bool,
         }
 
         fn corrupt(what: &str) -> StoreError {
@@ -173,6 +174,7 @@ macro_rules! sql_store {
                         &self.id_token_signed_response_alg,
                     )
                     .ok_or_else(|| corrupt("id_token_signed_response_alg"))?,
+                    require_pkce: self.require_pkce,
                 })
             }
         }
@@ -880,7 +882,8 @@ macro_rules! sql_store {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(&format!(
                     "insert into clients ({CLIENT_COLUMNS}) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16)"
                 ))
                 .bind(c.id.as_str())
                 .bind(&c.name)
@@ -897,6 +900,7 @@ macro_rules! sql_store {
                 .bind(ts(c.created_at))
                 .bind(ts(c.updated_at))
                 .bind(c.id_token_signed_response_alg.as_str())
+                .bind(c.require_pkce)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_or(e, "a client with this client_id"))?;
@@ -1795,7 +1799,8 @@ macro_rules! sql_store {
                     sqlx::query(
                         "update clients set name = $2, auth_method = $3, redirect_uris = $4, \
                          post_logout_redirect_uris = $5, allowed_origins = $6, \
-                         grant_types = $7, scopes = $8, first_party = $9, updated_at = $10 \
+                         grant_types = $7, scopes = $8, first_party = $9, updated_at = $10, \
+                         require_pkce = $11 \
                          where client_id = $1",
                     )
                     .bind(c.id.as_str())
@@ -1807,7 +1812,8 @@ macro_rules! sql_store {
                     .bind(Json(&c.grant_types))
                     .bind(Json(c.scopes.to_vec()))
                     .bind(c.first_party)
-                    .bind(ts(c.updated_at)),
+                    .bind(ts(c.updated_at))
+                    .bind(c.require_pkce),
                     audit,
                 )
                 .await

@@ -253,6 +253,9 @@ async fn clients_are_registered_changed_rotated_and_deleted() {
         .await;
     assert!(spa["client_secret"].is_null());
     assert_eq!(spa["allowed_origins"], json!(["https://app.example.com"]));
+    assert_eq!(spa["require_pkce"], true);
+    assert_eq!(spa["refresh_token_delivery"], "body");
+    assert_eq!(spa["id_token_signed_response_alg"], "RS256");
 
     let fetched = admin
         .ok(Method::GET, "/admin/v1/clients/billing", None)
@@ -301,6 +304,11 @@ async fn clients_are_registered_changed_rotated_and_deleted() {
             "invalid_value",
         ),
         (
+            json!({"name": "Bad", "kind": "spa", "require_pkce": false, "redirect_uris": ["https://a.example.com/cb"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+        ),
+        (
             json!({"name": "Bad", "kind": "robot"}),
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -321,6 +329,28 @@ async fn clients_are_registered_changed_rotated_and_deleted() {
         )
         .await;
     }
+
+    // PKCE may be made optional for a confidential client, never for a public one.
+    let billing = admin
+        .ok(
+            Method::PATCH,
+            "/admin/v1/clients/billing",
+            Some(json!({"require_pkce": false})),
+        )
+        .await;
+    assert_eq!(billing["require_pkce"], false);
+    problem(
+        admin
+            .send(
+                Method::PATCH,
+                "/admin/v1/clients/spa",
+                Some(json!({"require_pkce": false})),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
 
     // PATCH: the same rules; refused changes leave the client as it was.
     let patched = admin
@@ -451,7 +481,7 @@ async fn clients_are_registered_changed_rotated_and_deleted() {
     // Every change names the acting client.
     for (kind, n) in [
         ("client.created", 2),
-        ("client.updated", 1),
+        ("client.updated", 2),
         ("client.secret_rotated", 1),
         ("client.deleted", 1),
     ] {
@@ -465,6 +495,8 @@ async fn clients_are_registered_changed_rotated_and_deleted() {
     let updated = &audit_by(app, "client.updated").await[0];
     assert_eq!(updated.client_id.as_deref(), Some("billing"));
     assert_eq!(updated.details["fields"], json!(["name", "scopes"]));
+    let pkce = &audit_by(app, "client.updated").await[1];
+    assert_eq!(pkce.details["fields"], json!(["require_pkce"]));
     let logs = captured_logs();
     assert!(!logs.contains(&secret) && !logs.contains(new_secret) && !logs.contains(&admin.token));
 }

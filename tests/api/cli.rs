@@ -243,6 +243,37 @@ async fn clients_are_managed_on_the_command_line() {
     assert_eq!(secret.len(), 43, "256 bits, base64url");
     assert_eq!(created["auth_method"], "client_secret_basic");
     assert!(created.get("secret_hash").is_none());
+    assert_eq!(created["require_pkce"], true, "PKCE by default");
+
+    // A confidential client may be registered without PKCE, and changed back.
+    let out = create(&[
+        "--kind",
+        "confidential",
+        "--client-id",
+        "acme-legacy",
+        "--redirect-uri",
+        "https://acme.example.com/cb",
+        "--pkce-optional",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let legacy: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(legacy["require_pkce"], false);
+    let out = portcullis(
+        &db,
+        &[
+            "clients",
+            "update",
+            "--client-id",
+            "acme-legacy",
+            "--require-pkce",
+            "true",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let legacy: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(legacy["require_pkce"], true);
 
     for (name, extra) in [
         (
@@ -301,6 +332,16 @@ async fn clients_are_managed_on_the_command_line() {
                 "client_secret_post",
                 "--redirect-uri",
                 "https://acme.example.com/cb",
+            ],
+        ),
+        (
+            "a public client without PKCE",
+            vec![
+                "--kind",
+                "spa",
+                "--redirect-uri",
+                "https://acme.example.com/cb",
+                "--pkce-optional",
             ],
         ),
         (
@@ -370,12 +411,12 @@ async fn clients_are_managed_on_the_command_line() {
 
     let list = portcullis(&db, &["clients", "list", "--json"], "");
     let list: serde_json::Value = serde_json::from_str(&stdout(&list)).expect("JSON");
-    assert_eq!(list.as_array().map(Vec::len), Some(2));
+    assert_eq!(list.as_array().map(Vec::len), Some(3));
     let deleted = portcullis(&db, &["clients", "delete", "--client-id", "acme-cli"], "");
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     let gone = portcullis(&db, &["clients", "show", "--client-id", "acme-cli"], "");
     assert!(!gone.status.success());
-    assert_eq!(app.audit("client.created").await.len(), 2);
+    assert_eq!(app.audit("client.created").await.len(), 3);
     assert_eq!(app.audit("client.secret_rotated").await.len(), 1);
     assert_eq!(app.audit("client.deleted").await.len(), 1);
 }

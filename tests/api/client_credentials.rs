@@ -31,6 +31,7 @@ pub fn service(client_id: &str, scopes: &[&str]) -> Registration {
         first_party: false,
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
+        require_pkce: true,
     }
 }
 
@@ -379,6 +380,7 @@ async fn the_authorization_endpoint_never_grants_the_admin_scope() {
         first_party: true,
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: portcullis::domain::jws::SigningAlg::RS256,
+        require_pkce: true,
         created_at: now,
         updated_at: now,
     };

@@ -32,6 +32,7 @@ pub fn web_app(first_party: bool) -> Registration {
         first_party,
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
+        require_pkce: true,
     }
 }
 
@@ -825,4 +826,147 @@ async fn client_secret_post_and_unsupported_grants() {
         .await
         .expect("POST");
     assert_oauth_error(duplicated, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+/// A token request of `client_id` (client_secret_basic) with the given code_verifier, or
+/// none at all.
+async fn exchange_maybe_verifier(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    code: &str,
+    verifier: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", WEB_REDIRECT),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    rp_http()
+        .post(app.url("/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .expect("POST /token")
+}
+
+#[tokio::test]
+async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certification_suite_does() {
+    let (app, strict_secret) = setup().await;
+    let (client, secret) = app
+        .register_client(Registration {
+            client_id: Some("cert-rp".into()),
+            require_pkce: false,
+            ..web_app(true)
+        })
+        .await;
+    assert!(!client.require_pkce);
+    let secret = secret.expect("secret");
+    // As the OpenID Foundation suite's oidcc-server and
+    // oidcc-ensure-request-without-nonce-succeeds-for-code-flow send it: no PKCE, no nonce.
+    let bare = [
+        ("client_id", "cert-rp"),
+        ("code_challenge", ""),
+        ("code_challenge_method", ""),
+        ("nonce", ""),
+    ];
+    let unused = pkce();
+    let c = code(&app, &app.client, &unused, &bare).await;
+    let ok = exchange_maybe_verifier(&app, "cert-rp", &secret, &c, None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let tokens: serde_json::Value = ok.json().await.expect("tokens");
+    assert!(tokens["id_token"].is_string() && tokens["access_token"].is_string());
+
+    // RFC 9700 §4.8.2: a code issued without a challenge is not redeemed with a verifier
+    // (and the refusal does not burn it).
+    let c = code(&app, &app.client, &unused, &bare).await;
+    assert_oauth_error(
+        exchange_maybe_verifier(&app, "cert-rp", &secret, &c, Some(&pkce().verifier)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        exchange_maybe_verifier(&app, "cert-rp", &secret, &c, None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // A challenge it does send is enforced: no verifier or a wrong one gets nothing.
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[("client_id", "cert-rp")]).await;
+    for verifier in [None, Some(pkce().verifier)] {
+        assert_oauth_error(
+            exchange_maybe_verifier(&app, "cert-rp", &secret, &c, verifier.as_deref()).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+        .await;
+    }
+    assert_eq!(
+        exchange_maybe_verifier(&app, "cert-rp", &secret, &c, Some(&p.verifier))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // A method without a challenge is a malformed request, not a request without PKCE.
+    let back = follow(
+        &app,
+        &app.client,
+        &authorize_path(&p, &[("client_id", "cert-rp"), ("code_challenge", "")]),
+        WEB_REDIRECT,
+        "allow",
+    )
+    .await;
+    assert_eq!(query(&back, "error").as_deref(), Some("invalid_request"));
+
+    // Clients registered the default way still must use PKCE at both ends.
+    let back = follow(
+        &app,
+        &app.client,
+        &authorize_path(&p, &[("code_challenge", ""), ("code_challenge_method", "")]),
+        WEB_REDIRECT,
+        "allow",
+    )
+    .await;
+    assert_eq!(query(&back, "error").as_deref(), Some("invalid_request"));
+    assert!(query(&back, "code").is_none());
+    let p = pkce();
+    let c = code(&app, &app.client, &p, &[]).await;
+    assert_oauth_error(
+        exchange_maybe_verifier(&app, "web-app", &strict_secret, &c, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+
+    // Public clients cannot be registered without PKCE (RFC 9700 §2.1.1).
+    for kind in [ClientKind::Spa, ClientKind::Native] {
+        let refused = portcullis::clients::register(
+            app.store.as_ref(),
+            Registration {
+                client_id: Some(format!("public-{}", kind.as_str())),
+                kind,
+                redirect_uris: vec!["http://127.0.0.1/cb".into()],
+                require_pkce: false,
+                ..web_app(false)
+            },
+            time::OffsetDateTime::now_utc(),
+            &portcullis::audit::Actor::cli(),
+        )
+        .await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("must use PKCE")),
+            "{kind:?}: {:?}",
+            refused.map(|(c, _)| c.id)
+        );
+    }
 }

@@ -352,6 +352,7 @@ async fn cors_answers_only_registered_origins() {
         first_party: true,
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
+        require_pkce: true,
     })
     .await;
     for path in [
@@ -424,6 +425,7 @@ async fn a_native_app_signs_in_through_a_loopback_redirect_on_any_port() {
         first_party: false,
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
+        require_pkce: true,
     })
     .await;
     // The app listens on an ephemeral port (RFC 8252 §7.3).

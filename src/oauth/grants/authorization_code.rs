@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Mint;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::Client;
-use crate::domain::pkce::challenge_for_verifier;
+use crate::domain::pkce::{CodeChallenge, challenge_for_verifier};
 use crate::domain::refresh::FamilyId;
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::Provider;
@@ -27,15 +27,28 @@ impl Provider {
         let code = get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
         let redirect_uri = get("redirect_uri")
             .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-        let verifier = get("code_verifier")
-            .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+        // A client registered without PKCE may leave the verifier out; the stored
+        // challenge decides then: a code issued with one is not redeemed without it.
+        let verifier = match get("code_verifier") {
+            Some(v) => Some(v),
+            None if !client.require_pkce => None,
+            None => {
+                return Err(OAuthError::invalid_request("code_verifier is required (PKCE)").into());
+            }
+        };
         let invalid = || {
             OAuthError::invalid_grant(
                 "the code is invalid or expired, or was issued for another client, \
                  redirect_uri or code_verifier",
             )
         };
-        let challenge = challenge_for_verifier(verifier).map_err(|_| invalid())?;
+        // RFC 9700 §4.8.2 (PKCE downgrade): a verifier's challenge is never empty, so a
+        // code issued without a challenge (stored as "") is never redeemed with one, and a
+        // code issued with one never without it: the redemption compares them.
+        let challenge = match verifier {
+            Some(v) => challenge_for_verifier(v).map_err(|_| invalid())?,
+            None => CodeChallenge::from_trusted(String::new()),
+        };
         let code = OpaqueToken::parse(code).ok_or_else(invalid)?;
 
         let now = self.clock.now();
