@@ -449,12 +449,23 @@ impl Provider {
         {
             scope = scope.without(OFFLINE_ACCESS);
         }
-        let unknown = scope.missing_from(&client.scopes);
-        if scope.is_empty() || !unknown.is_empty() {
-            let message = format!("scope not allowed for this client: {}", unknown.join(" "));
-            return fail(&request, ErrorCode::InvalidScope, message.trim_end());
+        // OpenID Connect Core §3.1.2.1: scope values that are not understood SHOULD be
+        // ignored; RFC 6749 §3.3 lets the server grant less than was asked. Values this
+        // client may not have are dropped (the consent page and the token response's
+        // `scope` show what is granted); nothing left at all is an error.
+        let ignored = scope.missing_from(&client.scopes);
+        let granted = ScopeSet::from_tokens(scope.iter().filter(|s| client.scopes.contains(s)));
+        if granted.is_empty() {
+            return fail(
+                &request,
+                ErrorCode::InvalidScope,
+                "none of the requested scopes is allowed for this client",
+            );
         }
-        request.scope = scope;
+        if !ignored.is_empty() {
+            tracing::debug!(client_id = %client.id, ignored = %ignored.join(" "), "ignored scopes the client may not have");
+        }
+        request.scope = granted;
         match CodeChallenge::parse(get("code_challenge"), get("code_challenge_method")) {
             Ok(challenge) => request.code_challenge = challenge.as_str().to_owned(),
             // RFC 9700 §2.1.1: only a confidential client registered without PKCE may

@@ -429,8 +429,8 @@ async fn invalid_requests_are_reported_to_the_client_with_state_and_iss() {
             "invalid_request",
         ),
         (
-            "scope not allowed",
-            vec![("scope", "openid admin")],
+            "no allowed scope at all",
+            vec![("scope", "admin phone")],
             "invalid_scope",
         ),
         (
@@ -969,4 +969,48 @@ async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certificat
             refused.map(|(c, _)| c.id)
         );
     }
+}
+
+#[tokio::test]
+async fn scopes_the_client_may_not_have_are_ignored_not_refused() {
+    // OpenID Connect Core §3.1.2.1: an RP asking for more than it may have (here
+    // `address`, `phone` and a custom scope) still signs its user in, with what it may have.
+    let (app, secret) = setup().await;
+    let p = pkce();
+    let c = code(
+        &app,
+        &app.client,
+        &p,
+        &[("scope", "openid profile address phone invoices:write")],
+    )
+    .await;
+    let response = exchange(
+        &app,
+        "web-app",
+        Some(&secret),
+        &c,
+        WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens: serde_json::Value = response.json().await.expect("tokens");
+    assert_eq!(
+        tokens["scope"], "openid profile",
+        "the response says what was granted"
+    );
+    let info: serde_json::Value = rp_http()
+        .get(app.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["name"], "Alice Example");
+    assert!(
+        info.get("email").is_none() && info.get("address").is_none(),
+        "{info}"
+    );
 }
