@@ -382,9 +382,13 @@ pub async fn update(
         created_at: current.created_at,
         updated_at: now,
     };
-    let audit = AuditEvent::new(now, AuditKind::ClientUpdated, Outcome::Success, actor)
+    let mut audit = AuditEvent::new(now, AuditKind::ClientUpdated, Outcome::Success, actor)
         .client(client.id.as_str())
         .detail("fields", fields);
+    // Which way PKCE was switched matters to whoever reads the trail.
+    if change.require_pkce.is_some() {
+        audit = audit.detail("require_pkce", client.require_pkce);
+    }
     if !store.update_client(&client, &audit).await? {
         return Err(UpdateError::NotFound);
     }

@@ -4,3 +4,6 @@
 -- OpenID Foundation's certification suite, which sends no PKCE. Codes issued without a
 -- challenge store an empty one.
 alter table clients add column require_pkce boolean not null default true;
+-- Public clients never go without it, whatever writes the row.
+alter table clients add constraint clients_public_clients_use_pkce
+    check (require_pkce or kind = 'confidential');

@@ -3,4 +3,6 @@
 -- its client authentication and the nonce (OpenID Connect Core §3.1.2.1), e.g. for the
 -- OpenID Foundation's certification suite, which sends no PKCE. Codes issued without a
 -- challenge store an empty one.
-alter table clients add column require_pkce integer not null default 1;
+-- Public clients never go without it, whatever writes the row.
+alter table clients add column require_pkce integer not null default 1
+    check (require_pkce = 1 or kind = 'confidential');

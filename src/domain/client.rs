@@ -280,6 +280,12 @@ impl Client {
             .any(|r| r == requested)
     }
 
+    /// Whether authorization requests must carry a PKCE challenge: always for public
+    /// clients (RFC 9700 §2.1.1), whatever the stored flag says.
+    pub fn pkce_required(&self) -> bool {
+        self.require_pkce || self.kind != ClientKind::Confidential
+    }
+
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }

@@ -201,6 +201,7 @@ impl Provider {
         if !client.redirect_uri_matches(&request.redirect_uri)
             || !client.allows_grant("authorization_code")
             || !request.scope.is_subset(&client.scopes)
+            || (request.code_challenge.is_empty() && client.pkce_required())
         {
             return Ok(None);
         }
@@ -471,8 +472,13 @@ impl Provider {
             // RFC 9700 §2.1.1: only a confidential client registered without PKCE may
             // leave it out; its code then carries no challenge, and a token request with
             // a code_verifier never redeems it (§4.8.2, see the token endpoint).
+            // Only for an OpenID Connect request: the nonce (the client's to send and
+            // check, RFC 9700 §4.5.3.2) is what stands in for PKCE; a plain OAuth
+            // request has no such protection against code injection.
             Err(PkceError::MissingChallenge)
-                if !client.require_pkce && get("code_challenge_method").is_none() =>
+                if !client.pkce_required()
+                    && get("code_challenge_method").is_none()
+                    && request.scope.contains("openid") =>
             {
                 request.code_challenge = String::new();
             }

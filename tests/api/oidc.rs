@@ -915,6 +915,103 @@ async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certificat
         StatusCode::OK
     );
 
+    // Without PKCE only an OpenID Connect request is accepted: the nonce stands in for it.
+    let back = follow(
+        &app,
+        &app.client,
+        &authorize_path(
+            &unused,
+            &[bare.as_slice(), &[("scope", "profile")]].concat(),
+        ),
+        WEB_REDIRECT,
+        "allow",
+    )
+    .await;
+    assert_eq!(query(&back, "error").as_deref(), Some("invalid_request"));
+    assert!(query(&back, "code").is_none());
+
+    // A request parked at the sign-in page while the client is switched to PKCE is not
+    // completed: the user gets no (dead) code.
+    let fresh = crate::helpers::browser(&app.settings.issuer_origin());
+    let parked = fresh
+        .get(app.url(&authorize_path(&unused, &bare)))
+        .send()
+        .await
+        .expect("authorize");
+    assert!(parked.status().is_redirection(), "{}", parked.status());
+    let login = parked.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let page = fresh.get(app.url(&login)).send().await.expect("login page");
+    let html = page.text().await.expect("html");
+    portcullis::clients::update(
+        app.store.as_ref(),
+        &portcullis::domain::client::ClientId::parse("cert-rp").expect("id"),
+        portcullis::clients::ClientUpdate {
+            require_pkce: Some(true),
+            ..Default::default()
+        },
+        time::OffsetDateTime::now_utc(),
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("update");
+    let updated = app.audit("client.updated").await;
+    assert_eq!(updated[0].details["require_pkce"], true);
+    let posted = fresh
+        .post(app.url("/login"))
+        .form(&[
+            ("tx", hidden_field(&html, "tx").expect("tx").as_str()),
+            (
+                "csrf_token",
+                &hidden_field(&html, "csrf_token").expect("csrf"),
+            ),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    // Follow the browser from the sign-in: it must never reach the client with a code.
+    let mut response = posted;
+    let mut hops = 0;
+    while let Some(next) = response.headers().get("location") {
+        let next = next.to_str().expect("location").to_owned();
+        assert!(
+            !next.starts_with(WEB_REDIRECT) || !next.contains("code="),
+            "no code for a parked request: {next}"
+        );
+        if next.starts_with(WEB_REDIRECT) {
+            break;
+        }
+        hops += 1;
+        assert!(hops < 10, "too many redirects");
+        let url = if next.starts_with('/') {
+            app.url(&next)
+        } else {
+            next
+        };
+        response = fresh.get(url).send().await.expect("follow");
+    }
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "an error page, not a code"
+    );
+    portcullis::clients::update(
+        app.store.as_ref(),
+        &portcullis::domain::client::ClientId::parse("cert-rp").expect("id"),
+        portcullis::clients::ClientUpdate {
+            require_pkce: Some(false),
+            ..Default::default()
+        },
+        time::OffsetDateTime::now_utc(),
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("update");
+
     // A method without a challenge is a malformed request, not a request without PKCE.
     let back = follow(
         &app,
@@ -945,6 +1042,32 @@ async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certificat
         "invalid_request",
     )
     .await;
+
+    // Nor can a row say otherwise, whatever writes it.
+    {
+        use sqlx::Connection as _;
+        let spa = app
+            .register_client(Registration {
+                client_id: Some("some-spa".into()),
+                kind: ClientKind::Spa,
+                redirect_uris: vec!["https://spa.example.com/cb".into()],
+                ..web_app(false)
+            })
+            .await
+            .0;
+        assert!(spa.require_pkce);
+        let sql = "update clients set require_pkce = (1 = 0) where client_id = 'some-spa'";
+        let refused = if app.db.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&app.db.url)
+                .await
+                .expect("db");
+            sqlx::query(sql).execute(&mut c).await.map(drop)
+        } else {
+            let mut c = sqlx::PgConnection::connect(&app.db.url).await.expect("db");
+            sqlx::query(sql).execute(&mut c).await.map(drop)
+        };
+        assert!(refused.is_err(), "the constraint holds");
+    }
 
     // Public clients cannot be registered without PKCE (RFC 9700 §2.1.1).
     for kind in [ClientKind::Spa, ClientKind::Native] {

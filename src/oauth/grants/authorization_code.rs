@@ -31,7 +31,7 @@ impl Provider {
         // challenge decides then: a code issued with one is not redeemed without it.
         let verifier = match get("code_verifier") {
             Some(v) => Some(v),
-            None if !client.require_pkce => None,
+            None if !client.pkce_required() => None,
             None => {
                 return Err(OAuthError::invalid_request("code_verifier is required (PKCE)").into());
             }
