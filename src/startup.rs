@@ -70,6 +70,7 @@ impl Application {
             auth,
             provider,
             origins: Arc::new(OriginCache::new(Arc::clone(&store))),
+            admin_denials: Arc::default(),
         };
         let https = settings.is_https();
         let port = listener.local_addr()?.port();

@@ -3,6 +3,7 @@
 //! holds that scope, so deleting or demoting an admin client cuts its tokens off at once
 //! instead of when they expire.
 
+use std::collections::HashMap;
 use std::future::{Ready, ready};
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -10,11 +11,13 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+use time::OffsetDateTime;
 
 use super::error::ApiError;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::ClientId;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
+use crate::domain::user::UserId;
 use crate::http::AppState;
 use crate::http::handlers::{actor, request_ip};
 use crate::oauth::claims::AccessTokenClaims;
@@ -86,28 +89,97 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
         Err(error) => {
             // A valid token refused: an authorisation decision about a known client,
             // audited (DESIGN: every auth decision) with what was asked for.
-            let reason = match &error {
-                ApiError::InsufficientScope => "insufficient_scope",
-                ApiError::InvalidToken(_) => "client_revoked",
-                _ => "error",
-            };
             if !matches!(error, ApiError::Internal(_) | ApiError::Busy { .. }) {
-                let event = AuditEvent::new(
-                    state.provider.clock.now(),
-                    AuditKind::AdminDenied,
-                    Outcome::Failure,
-                    &actor,
-                )
-                .client(&claims.client_id)
-                .detail("reason", reason)
-                .detail("method", req.method().as_str())
-                .detail("path", req.path());
-                if let Err(e) = state.provider.store.record_audit(&[event]).await {
-                    tracing::warn!(error = %e, "could not audit a refused admin request");
-                }
+                record_denial(req, state, &claims, &actor, &error).await;
             }
             Err(error)
         }
+    }
+}
+
+/// How often one caller's refusals are written to the audit trail: any valid token will
+/// do to be refused, so without a limit a signed-in user could fill the table.
+const DENIAL_AUDIT_INTERVAL: time::Duration = time::Duration::minutes(1);
+/// Entries kept before the expired ones are swept.
+const DENIAL_AUDIT_KEYS: usize = 10_000;
+
+/// Remembers when each caller (client, user, address) last had a refusal audited.
+#[derive(Default)]
+pub struct DenialLog {
+    seen: std::sync::Mutex<HashMap<DenialKey, OffsetDateTime>>,
+}
+
+type DenialKey = (String, Option<String>, Option<String>);
+
+impl DenialLog {
+    /// Whether this refusal gets an audit row (the first in the interval per caller).
+    fn admit(&self, key: DenialKey, now: OffsetDateTime) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= DENIAL_AUDIT_KEYS {
+            seen.retain(|_, at| now - *at < DENIAL_AUDIT_INTERVAL);
+            if seen.len() >= DENIAL_AUDIT_KEYS {
+                // Still full of live entries: a flood from many callers; log only.
+                return false;
+            }
+        }
+        match seen.get(&key) {
+            Some(at) if now - *at < DENIAL_AUDIT_INTERVAL => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+async fn record_denial(
+    req: &HttpRequest,
+    state: &AppState,
+    claims: &AccessTokenClaims,
+    actor: &Actor,
+    error: &ApiError,
+) {
+    let reason = match error {
+        ApiError::InsufficientScope => "insufficient_scope",
+        ApiError::InvalidToken(_) => "client_revoked",
+        _ => "error",
+    };
+    // A user's token (or any token not the client's own) names the user as well: the
+    // client is only the application it was issued to.
+    let user = (claims.sid.is_some() || claims.sub != claims.client_id)
+        .then(|| uuid::Uuid::parse_str(&claims.sub).ok().map(UserId))
+        .flatten();
+    // The route, not the raw path: bounded, and what an operator filters on.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "(no such route)".to_owned());
+    tracing::warn!(
+        client_id = %claims.client_id,
+        user_id = user.map(|u| u.to_string()),
+        reason,
+        route = %route,
+        "refused an admin API request"
+    );
+    let now = state.provider.clock.now();
+    let key = (
+        claims.client_id.clone(),
+        user.map(|u| u.to_string()),
+        actor.ip.clone(),
+    );
+    if !state.admin_denials.admit(key, now) {
+        return;
+    }
+    let mut event = AuditEvent::new(now, AuditKind::AdminDenied, Outcome::Failure, actor)
+        .client(&claims.client_id)
+        .detail("reason", reason)
+        .detail("method", req.method().as_str())
+        .detail("route", route)
+        .detail("token", if user.is_some() { "user" } else { "client" });
+    if let Some(user) = user {
+        event = event.user(user);
+    }
+    if let Err(e) = state.provider.store.record_audit(&[event]).await {
+        tracing::warn!(error = %e, "could not audit a refused admin request");
     }
 }
 
@@ -160,5 +232,49 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
             Ok(token.trim())
         }
         _ => Err(ApiError::MissingToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str, ip: &str) -> DenialKey {
+        (client.to_owned(), None, Some(ip.to_owned()))
+    }
+
+    #[test]
+    fn one_refusal_per_caller_per_minute_is_audited() {
+        let log = DenialLog::default();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        assert!(log.admit(key("a", "10.0.0.1"), t0));
+        assert!(!log.admit(key("a", "10.0.0.1"), t0 + time::Duration::seconds(59)));
+        assert!(log.admit(key("a", "10.0.0.2"), t0), "another address");
+        assert!(log.admit(key("b", "10.0.0.1"), t0), "another client");
+        assert!(log.admit(
+            ("a".into(), Some("user".into()), Some("10.0.0.1".into())),
+            t0
+        ));
+        assert!(log.admit(key("a", "10.0.0.1"), t0 + time::Duration::seconds(60)));
+    }
+
+    #[test]
+    fn a_flood_from_many_callers_stays_bounded() {
+        let log = DenialLog::default();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for i in 0..DENIAL_AUDIT_KEYS {
+            assert!(log.admit(key(&i.to_string(), "10.0.0.1"), t0));
+        }
+        assert!(
+            !log.admit(key("one more", "10.0.0.1"), t0),
+            "full: log only"
+        );
+        let later = t0 + DENIAL_AUDIT_INTERVAL;
+        assert!(
+            log.admit(key("one more", "10.0.0.1"), later),
+            "expired entries swept"
+        );
+        let size = log.seen.lock().map(|s| s.len()).unwrap_or(usize::MAX);
+        assert_eq!(size, 1);
     }
 }

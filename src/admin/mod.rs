@@ -8,7 +8,7 @@
 //! OpenAPI document (utoipa reads the same attribute), so the two cannot drift.
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod clients;
 mod error;
 mod keys;

@@ -27,4 +27,6 @@ pub struct AppState {
     pub issuer_origin: String,
     pub provider: Provider,
     pub origins: Arc<cors::OriginCache>,
+    /// Rate of `admin.denied` audit rows per caller.
+    pub admin_denials: Arc<crate::admin::auth::DenialLog>,
 }

@@ -1651,8 +1651,9 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
     assert_eq!(snapshot(app).await, before, "nothing changed");
     assert!(app.is_signed_in(&browser).await, "alice is still signed in");
     // A valid token refused is an authorisation decision about a known client: audited
-    // with the client, the reason and the request; requests without a valid token are
-    // not attributable and leave no row (a flood of them must not fill the table).
+    // with the client (and the user, for a user's token), the reason and the route — once
+    // per caller per minute, since any valid token will do to be refused. Requests
+    // without a valid token are not attributable and leave no row.
     let denied = app
         .store
         .search_audit(&AuditSearch {
@@ -1670,11 +1671,19 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
             "a refused client is not an actor"
         );
         assert!(
-            row.details["path"]
+            row.details["route"]
                 .as_str()
-                .is_some_and(|p| p.starts_with("/admin/v1/"))
+                .is_some_and(|p| p.starts_with("/admin/v1/")),
+            "{}",
+            row.details
         );
         assert!(row.details["method"].is_string());
+        let user_token = row.client_id.as_deref() == Some("web-app");
+        assert_eq!(
+            row.details["token"],
+            if user_token { "user" } else { "client" }
+        );
+        assert_eq!(row.user_id, user_token.then_some(user.id));
         *tally
             .entry((
                 row.client_id.clone().unwrap_or_default(),
@@ -1692,7 +1701,7 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
         ("demoted", "client_revoked"),
     ]
     .into_iter()
-    .map(|(c, r)| ((c.to_owned(), r.to_owned()), requests.len()))
+    .map(|(c, r)| ((c.to_owned(), r.to_owned()), 1))
     .collect();
     assert_eq!(tally, expected);
     // Unknown routes and bad bodies are not reachable without a token either.
