@@ -91,6 +91,10 @@ pub enum KeysCommand {
     Retire {
         #[arg(long)]
         kid: String,
+        /// Do not replace the key: only for removing an algorithm that is no longer in
+        /// keys.algorithms (retire its next key, then its current key).
+        #[arg(long)]
+        no_successor: bool,
     },
     /// Re-encrypt every private signing key under a new master key, read from
     /// --new-key-file or else from a prompt or stdin (never from the command line). The
@@ -937,8 +941,13 @@ async fn keys(
                 ),
             );
         }
-        KeysCommand::Retire { kid } => {
-            let outcome = ring.retire(&kid, &Actor::cli()).await?;
+        KeysCommand::Retire { kid, no_successor } => {
+            let successor = if no_successor {
+                crate::keys::Successor::None
+            } else {
+                crate::keys::Successor::Replace
+            };
+            let outcome = ring.retire_with(&kid, successor, &Actor::cli()).await?;
             let text = match &outcome {
                 RetireOutcome::Retired {
                     kid,

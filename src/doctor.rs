@@ -535,7 +535,8 @@ async fn signing_keys(
             Status::Warn,
             format!(
                 "published keys of algorithms not in keys.algorithms: {}; once their tokens \
-                 have expired, retire them (next key first) with `portcullis keys retire --kid`",
+                 have expired, retire them (next key first) with \
+                 `portcullis keys retire --no-successor --kid`",
                 stray.join(", ")
             ),
         ));

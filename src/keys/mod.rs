@@ -37,7 +37,7 @@ pub use info::{KeyInfo, list};
 pub use jwt::Expectations;
 pub use master::MasterKey;
 pub use rekey::{MasterKeyRotation, rotate_master_key};
-pub use ring::{KeyRing, RetireOutcome, RotationDue, RotationOutcome};
+pub use ring::{KeyRing, RetireOutcome, RotationDue, RotationOutcome, Successor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -60,6 +60,11 @@ pub enum KeyError {
         "the signing keys changed while they were re-encrypted; nothing was written: run it again"
     )]
     KeysChanged,
+    #[error(
+        "{0} is in keys.algorithms: its keys are always replaced; remove it from \
+         keys.algorithms (on every instance) before retiring them without a successor"
+    )]
+    StillConfigured(crate::domain::jws::SigningAlg),
     /// A token failed verification. The reason is for logs, never for the client.
     #[error("invalid token: {0}")]
     Invalid(&'static str),
@@ -152,6 +157,7 @@ pub fn spawn_rotator(
                 let result = match ring.rotation_due(alg, rotation_interval, prepublication) {
                     RotationDue::No | RotationDue::Waiting => Ok(()),
                     RotationDue::NeedsNext => ring.ensure_next(alg).await,
+                    RotationDue::NeedsCurrent => ring.ensure_current(alg).await,
                     RotationDue::Yes => ring.rotate_alg_by(alg, &actor).await.map(|_| ()),
                 };
                 if let Err(error) = result {

@@ -89,6 +89,17 @@ pub enum RotationDue {
     NeedsNext,
     /// Due, but the next key was published less than the pre-publication window ago.
     Waiting,
+    /// A configured algorithm without a current key (say, its last current key was retired
+    /// by a command run without the algorithm in its configuration): create one.
+    NeedsCurrent,
+}
+
+/// Whether `keys retire` puts a fresh key in the retired key's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Successor {
+    Replace,
+    /// Only for an algorithm no longer configured: see `KeyRing::retire_with`.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +396,31 @@ impl KeyRing {
         self.reload().await
     }
 
+    /// Gives `alg` a current key if it has none (as the first start does), then a next
+    /// key. Losing the race to another instance is fine: the unique index keeps one.
+    pub async fn ensure_current(&self, alg: SigningAlg) -> Result<(), KeyError> {
+        self.reload().await?;
+        if self.snapshot().current(alg).is_none() {
+            self.check_master()?;
+            let record = self
+                .new_record(alg, KeyState::Current, self.inner.clock.now())
+                .await?;
+            match self.inner.store.insert_signing_key(&record).await {
+                Ok(()) => tracing::warn!(
+                    kid = %record.kid,
+                    %alg,
+                    "a configured algorithm had no current signing key; created one"
+                ),
+                Err(StoreError::Conflict(_)) => {
+                    tracing::info!(%alg, "another instance created the current key first");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.reload().await?;
+        }
+        self.ensure_next(alg).await
+    }
+
     /// Whether `alg`'s `current.activated_at + interval <= now`, and whether its next key
     /// has been published for at least `prepublication`.
     pub fn rotation_due(
@@ -397,10 +433,10 @@ impl KeyRing {
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
         let Some(keys) = snapshot.by_alg.get(&alg) else {
-            return RotationDue::No;
+            return RotationDue::NeedsCurrent;
         };
         let Some(activated) = keys.current_activated_at else {
-            return RotationDue::No;
+            return RotationDue::NeedsCurrent;
         };
         if activated.saturating_add(d(interval)) > now {
             return RotationDue::No;
@@ -505,17 +541,32 @@ impl KeyRing {
     /// verifying. If it was current, its algorithm's next key is promoted and a new next
     /// created in the same transaction.
     pub async fn retire(&self, kid: &str, actor: &Actor) -> Result<RetireOutcome, KeyError> {
+        self.retire_with(kid, Successor::Replace, actor).await
+    }
+
+    /// `retire`, choosing whether the key is replaced. `Successor::None` is for removing
+    /// an algorithm that is no longer in `keys.algorithms` (its next key, then its current
+    /// key); it is refused for an algorithm configured here, which must keep signing.
+    pub async fn retire_with(
+        &self,
+        kid: &str,
+        successor: Successor,
+        actor: &Actor,
+    ) -> Result<RetireOutcome, KeyError> {
         self.reload().await?;
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
-        // A key of a configured algorithm gets a successor (a fresh next key, or a fresh
-        // current key when there is no next key to promote). Keys of an algorithm dropped
-        // from `keys.algorithms` (or one this build cannot load, or already gone) get
-        // none, so retiring its next and then its current key removes it cleanly.
-        let fresh = match snapshot.published.get(kid).map(|p| p.key.alg) {
-            Some(alg) if self.inner.algorithms.contains(&alg) => {
-                self.fresh_keys(&snapshot, alg, now).await?
+        let alg = snapshot.published.get(kid).map(|p| p.key.alg);
+        if let (Successor::None, Some(alg)) = (successor, alg) {
+            if self.inner.algorithms.contains(&alg) {
+                return Err(KeyError::StillConfigured(alg));
             }
+        }
+        // The retired key is replaced: a fresh next key, or a fresh current key when
+        // there is no next key to promote. Keys this build cannot load (or already gone)
+        // get no successor.
+        let fresh = match (successor, alg) {
+            (Successor::Replace, Some(alg)) => self.fresh_keys(&snapshot, alg, now).await?,
             _ => Vec::new(),
         };
         let audit = AuditEvent::new(now, AuditKind::KeyRetired, Outcome::Success, actor)

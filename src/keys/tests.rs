@@ -1735,3 +1735,58 @@ async fn a_master_key_rotation_re_encrypts_every_key_and_nothing_else() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn an_algorithm_left_without_a_current_key_gets_one_from_the_scheduler() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let current = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+    // As a `keys retire` run by a command whose configuration lacked the algorithm could
+    // once leave it: no current key at all.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/k.db", f._dir.path().display()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("delete from signing_keys where kid = $1")
+        .bind(&current)
+        .execute(&db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.close().await;
+    ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
+    let day = Duration::from_secs(86_400);
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::NeedsCurrent
+    );
+    ring.ensure_current(SigningAlg::RS256)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records = f.records().await;
+    assert_eq!(count(&records, "current"), 1);
+    assert_eq!(count(&records, "next"), 1);
+    assert!(ring.current_kid().is_some_and(|k| k != current));
+    assert_eq!(
+        ring.rotation_due(SigningAlg::RS256, 30 * day, day),
+        RotationDue::No
+    );
+}
+
+#[tokio::test]
+async fn retiring_without_a_successor_is_only_for_algorithms_not_configured() {
+    let f = Fixture::new().await;
+    let ring = f.ring().await;
+    let current = ring
+        .current_kid()
+        .unwrap_or_else(|| panic!("no current key"));
+    let refused = ring
+        .retire_with(&current, Successor::None, &crate::audit::Actor::cli())
+        .await;
+    assert!(
+        matches!(refused, Err(KeyError::StillConfigured(SigningAlg::RS256))),
+        "{refused:?}"
+    );
+    assert_eq!(ring.current_kid(), Some(current));
+    assert_eq!(count(&f.records().await, "retired"), 0);
+}

@@ -502,7 +502,7 @@ async fn keys_rotate_covers_every_algorithm_or_one() {
 }
 
 #[tokio::test]
-async fn a_dropped_algorithm_is_removed_by_retiring_its_next_then_its_current_key() {
+async fn a_dropped_algorithm_is_removed_by_retiring_its_keys_without_successors() {
     let app = app().await;
     let keys = app.store.list_signing_keys().await.expect("keys");
     let of = |state: &str| {
@@ -525,12 +525,35 @@ async fn a_dropped_algorithm_is_removed_by_retiring_its_next_then_its_current_ke
         }
     };
 
-    // EdDSA is no longer configured: its keys get no successor.
+    // Without --no-successor a retired key is always replaced, whatever the command's
+    // configuration says (a forgotten variable must not leave an algorithm unsigned).
+    let out = portcullis(
+        &app,
+        "RS256,ES256",
+        &["keys", "retire", "--kid", &next, "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replaced: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let next = replaced["next"].as_str().expect("a replacement").to_owned();
+    // --no-successor is refused while the algorithm is configured...
+    let out = portcullis(
+        &app,
+        "RS256,ES256,EdDSA",
+        &["keys", "retire", "--kid", &next, "--no-successor"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in keys.algorithms"));
+
+    // ...and removes a dropped algorithm: next key, then current key, no successors.
     for kid in [&next, &current] {
         let out = portcullis(
             &app,
             "RS256,ES256",
-            &["keys", "retire", "--kid", kid, "--json"],
+            &["keys", "retire", "--kid", kid, "--no-successor", "--json"],
         );
         assert!(
             out.status.success(),
