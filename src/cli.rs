@@ -89,7 +89,8 @@ pub enum KeysCommand {
     /// Emergency: unpublish a key at once; tokens it signed stop verifying. If it was
     /// current, next is promoted.
     Retire {
-        #[arg(long)]
+        /// The key id (a kid may begin with `-`: it is taken as the value, not an option).
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
         /// Do not replace the key: only for removing an algorithm that is no longer in
         /// keys.algorithms (retire its next key, then its current key).
@@ -1053,4 +1054,30 @@ fn emit(json: bool, value: &serde_json::Value, text: &str) {
     } else {
         writeln!(out, "{text}")
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_that_begins_with_a_hyphen_is_a_value() {
+        // RFC 7638 thumbprints are base64url: one in 64 begins with `-`.
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "keys",
+            "retire",
+            "--kid",
+            "-CjZ1o2w",
+            "--no-successor",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Keys(KeysCommand::Retire { kid, no_successor }) => {
+                assert_eq!(kid, "-CjZ1o2w");
+                assert!(no_successor);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
