@@ -101,6 +101,8 @@ pub struct ServerSettings {
     pub max_form_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A second listener serving only `GET /metrics`; empty for none.
+    pub metrics_bind: String,
 }
 
 #[derive(Clone, Deserialize)]
@@ -327,6 +329,25 @@ impl Settings {
             0,
             10 * MINUTE,
         )?;
+        if !self.server.metrics_bind.is_empty() {
+            let port_ok = self
+                .server
+                .metrics_bind
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(invalid(
+                    "server.metrics_bind",
+                    "must be HOST:PORT (e.g. 127.0.0.1:9464), or empty for no metrics",
+                ));
+            }
+            if self.server.metrics_bind == self.server.bind {
+                return Err(invalid(
+                    "server.metrics_bind",
+                    "must differ from server.bind: metrics get a listener of their own",
+                ));
+            }
+        }
         if !(self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://")
             || self.database.url.starts_with("sqlite:"))

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod oauth;
 pub mod password;
 pub mod startup;

@@ -6,6 +6,7 @@
 //! burst of sign-ins left the process at hundreds of MiB (docs/benchmarks.md).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::sync::Mutex;
@@ -42,6 +43,10 @@ pub struct PasswordHasher {
     /// At most one area per permit, allocated on first use and kept.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     queue_timeout: Duration,
+    /// Slots in all; waiting or running now; refused for want of a slot (metrics).
+    capacity: usize,
+    in_flight: Arc<AtomicUsize>,
+    rejected: Arc<AtomicU64>,
     /// SECURITY: unknown users are verified against this so that timing does not reveal
     /// which accounts exist.
     dummy_hash: Arc<PasswordHashString>,
@@ -69,6 +74,9 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(permits)),
             queue_timeout: settings.queue_timeout,
+            capacity: permits,
+            in_flight: Arc::default(),
+            rejected: Arc::default(),
             dummy_hash: Arc::new(dummy),
             memory: Arc::new(Mutex::new(Vec::new())),
         })
@@ -126,14 +134,39 @@ impl PasswordHasher {
         self.permits.available_permits()
     }
 
+    /// How many hashes may run at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Hashes running or waiting for a slot now.
+    pub fn in_use(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Hashes refused because no slot freed up within `password.queue_timeout`.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
     async fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| HashError::Busy)?
-            .map_err(|_| HashError::Busy)?;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = Arc::clone(&self.in_flight);
+        // Counted down however this ends (refused, finished, or the request dropped).
+        let _done = CountDown(in_flight);
+        let permit =
+            match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Err(HashError::Busy);
+                }
+            };
         tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);
@@ -141,6 +174,15 @@ impl PasswordHasher {
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))
+    }
+}
+
+/// Decrements the counter when dropped.
+struct CountDown(Arc<AtomicUsize>);
+
+impl Drop for CountDown {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

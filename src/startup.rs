@@ -22,6 +22,8 @@ use crate::storage::{self, PurgeCutoffs, Store};
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener (`server.metrics_bind`) and its port.
+    metrics: Option<(Server, u16)>,
     store: Arc<dyn Store>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -71,15 +73,40 @@ impl Application {
             provider,
             origins: Arc::new(OriginCache::new(Arc::clone(&store))),
             admin_denials: Arc::default(),
+            metrics: Arc::default(),
         };
         let https = settings.is_https();
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state);
+        let metrics = if settings.server.metrics_bind.is_empty() {
+            None
+        } else {
+            let bind = &settings.server.metrics_bind;
+            let listener = TcpListener::bind(bind)
+                .with_context(|| format!("binding server.metrics_bind {bind}"))?;
+            let port = listener.local_addr()?.port();
+            let data = data.clone();
+            // Only `GET /metrics` here; the public listener never serves it.
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .wrap(security_headers(https))
+                    .route("/metrics", web::get().to(crate::metrics::scrape))
+                    .default_service(web::to(not_found))
+            })
+            .listen(listener)?
+            .workers(1)
+            .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+            .disable_signals()
+            .run();
+            Some((server, port))
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .wrap(security_headers(https))
                 .wrap(RequestContext)
+                .wrap(actix_web::middleware::from_fn(crate::metrics::track))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
@@ -93,6 +120,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics,
             store,
             background: vec![housekeeping, reloader, key_listener, rotator],
         })
@@ -102,13 +130,27 @@ impl Application {
         self.port
     }
 
+    /// The port of the metrics listener, when `server.metrics_bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (signal or handle), then closes the pools.
+    /// Serves until the server is stopped (signal or handle), then stops the metrics
+    /// listener and closes the pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         for task in &self.background {
             task.abort();
         }

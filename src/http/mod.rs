@@ -29,4 +29,6 @@ pub struct AppState {
     pub origins: Arc<cors::OriginCache>,
     /// Rate of `admin.denied` audit rows per caller.
     pub admin_denials: Arc<crate::admin::auth::DenialLog>,
+    /// Request counters for `/metrics` on `server.metrics_bind`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -37,7 +37,7 @@ pub use info::{KeyInfo, list};
 pub use jwt::Expectations;
 pub use master::MasterKey;
 pub use rekey::{MasterKeyRotation, rotate_master_key};
-pub use ring::{KeyRing, RetireOutcome, RotationDue, RotationOutcome, Successor};
+pub use ring::{AlgStatus, KeyRing, RetireOutcome, RotationDue, RotationOutcome, Successor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

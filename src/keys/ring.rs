@@ -94,6 +94,14 @@ pub enum RotationDue {
     NeedsCurrent,
 }
 
+/// One algorithm's signing state (see `KeyRing::alg_status`).
+#[derive(Debug, Clone)]
+pub struct AlgStatus {
+    pub alg: SigningAlg,
+    pub current_since: Option<OffsetDateTime>,
+    pub published: usize,
+}
+
 /// Whether `keys retire` puts a fresh key in the retired key's place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Successor {
@@ -735,6 +743,29 @@ impl KeyRing {
     /// The kid of the RS256 key that signs now.
     pub fn current_kid(&self) -> Option<String> {
         self.current_kid_for(DEFAULT_ALG)
+    }
+
+    /// Per configured algorithm: since when its current key signs (none: no current key)
+    /// and how many of its keys the JWKS publishes. For metrics.
+    pub fn alg_status(&self) -> Vec<AlgStatus> {
+        let snapshot = self.snapshot();
+        self.inner
+            .algorithms
+            .iter()
+            .map(|&alg| AlgStatus {
+                alg,
+                current_since: snapshot
+                    .by_alg
+                    .get(&alg)
+                    .filter(|k| k.current.is_some())
+                    .and_then(|k| k.current_activated_at),
+                published: snapshot
+                    .published
+                    .values()
+                    .filter(|p| p.key.alg == alg)
+                    .count(),
+            })
+            .collect()
     }
 
     /// The kid of the key that signs `alg` now.

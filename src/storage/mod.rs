@@ -36,6 +36,13 @@ pub enum StoreError {
     Open(String),
 }
 
+/// Connections of a store's pools.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -291,6 +298,8 @@ pub struct PurgeCutoffs {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Open and idle connections of the pools (metrics).
+    fn pool_stats(&self) -> PoolStats;
     /// Versions of the migrations this build carries that the database lacks.
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

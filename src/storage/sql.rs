@@ -440,6 +440,20 @@ macro_rules! sql_store {
                 self.run_migrations().await
             }
 
+            fn pool_stats(&self) -> crate::storage::PoolStats {
+                let (reader, writer) = (self.reader(), self.writer());
+                let mut stats = crate::storage::PoolStats {
+                    open: reader.size(),
+                    idle: u32::try_from(reader.num_idle()).unwrap_or(u32::MAX),
+                };
+                // Postgres uses one pool for both.
+                if !std::ptr::eq(reader, writer) {
+                    stats.open += writer.size();
+                    stats.idle += u32::try_from(writer.num_idle()).unwrap_or(u32::MAX);
+                }
+                stats
+            }
+
             async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
                 self.pending_migration_versions().await
             }

@@ -148,6 +148,8 @@ pub struct TestApp {
     /// A separate connection for seeding and inspecting.
     pub store: Arc<dyn Store>,
     pub db: Arc<TestDatabase>,
+    /// The metrics listener's port, when `server.metrics_bind` was set.
+    pub metrics_port: Option<u16>,
     handle: ServerHandle,
 }
 
@@ -199,7 +201,7 @@ async fn launch(
     };
     settings.issuer = format!("{scheme}://127.0.0.1:{port}");
     let settings = settings.validated().expect("valid test settings");
-    let handle = run_on_own_thread(settings.clone(), clock.clone(), listener).await;
+    let (handle, metrics_port) = run_on_own_thread(settings.clone(), clock.clone(), listener).await;
     let store = storage::connect(&settings.database)
         .await
         .expect("test store");
@@ -212,6 +214,7 @@ async fn launch(
         settings,
         store,
         db,
+        metrics_port,
         handle,
     }
 }
@@ -225,7 +228,7 @@ async fn run_on_own_thread(
     settings: Settings,
     clock: MockClock,
     listener: TcpListener,
-) -> ServerHandle {
+) -> (ServerHandle, Option<u16>) {
     let (ready, started) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("portcullis-under-test".into())
@@ -245,14 +248,14 @@ async fn run_on_own_thread(
                             return;
                         }
                     };
-                if ready.send(Ok(app.handle())).is_ok() {
+                if ready.send(Ok((app.handle(), app.metrics_port()))).is_ok() {
                     let _ = app.run_until_stopped().await;
                 }
             });
         })
         .expect("server thread");
     match started.await {
-        Ok(Ok(handle)) => handle,
+        Ok(Ok(started)) => started,
         Ok(Err(e)) => panic!("build the application: {e}"),
         Err(_) => panic!("the server thread ended before it was ready"),
     }

@@ -19,6 +19,7 @@ mod instances;
 mod keys;
 mod login;
 mod logs;
+mod metrics;
 mod native_example;
 mod oidc;
 mod oidc_flows;
