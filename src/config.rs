@@ -216,6 +216,9 @@ pub struct HousekeepingSettings {
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     pub batch_size: u32,
+    /// Audit events older than this are purged; zero keeps them for ever.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
 }
 
 /// Where the layers come from; `Default` reads the process environment.
@@ -434,6 +437,15 @@ impl Settings {
             return Err(invalid("password.min_length", "must be between 8 and 256"));
         }
         within("housekeeping.interval", self.housekeeping.interval, 1, DAY)?;
+        if !self.housekeeping.audit_retention.is_zero() {
+            // A tiny value is a typo that would erase the trail: at least a day.
+            within(
+                "housekeeping.audit_retention",
+                self.housekeeping.audit_retention,
+                DAY,
+                3650 * DAY,
+            )?;
+        }
         if self.housekeeping.batch_size == 0 || self.housekeeping.batch_size > 100_000 {
             return Err(invalid(
                 "housekeeping.batch_size",

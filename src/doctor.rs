@@ -59,6 +59,7 @@ pub async fn run(settings: &Settings, production: bool, now: OffsetDateTime) -> 
     out.push(proxies(settings));
     out.push(token_lifetimes(settings));
     out.push(password_hashing(settings));
+    out.push(audit_retention(settings, production));
     let master = master_key(settings, production);
     let key = match master {
         Ok((found, key)) => {
@@ -204,6 +205,27 @@ fn password_hashing(settings: &Settings) -> Check {
             format!(
                 "argon2id m={} KiB t={} p={}",
                 p.memory_kib, p.iterations, p.parallelism
+            ),
+        )
+    }
+}
+
+fn audit_retention(settings: &Settings, production: bool) -> Check {
+    let keep = settings.housekeeping.audit_retention;
+    if keep.is_zero() {
+        check(
+            "audit_retention",
+            if production { Status::Warn } else { Status::Ok },
+            "audit events are kept for ever: set housekeeping.audit_retention to your \
+             retention policy (e.g. 400d) so the table does not grow without bound",
+        )
+    } else {
+        check(
+            "audit_retention",
+            Status::Ok,
+            format!(
+                "audit events are deleted after {}",
+                humantime::format_duration(keep)
             ),
         )
     }

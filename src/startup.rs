@@ -185,6 +185,7 @@ async fn housekeeping(
             now,
             revoked_before: now - time::Duration::days(1),
             throttle_before: now - failure_window,
+            audit_before: (!h.audit_retention.is_zero()).then(|| now - d(h.audit_retention)),
         };
         // Rounds until every table is caught up (a batch comes back short), within a
         // time budget, then wait for the next tick.

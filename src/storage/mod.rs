@@ -292,6 +292,8 @@ pub struct PurgeCutoffs {
     pub revoked_before: OffsetDateTime,
     /// Throttle rows whose last failure is older, and which are not locked, go.
     pub throttle_before: OffsetDateTime,
+    /// Audit events older than this go (`housekeeping.audit_retention`); none: kept.
+    pub audit_before: Option<OffsetDateTime>,
 }
 
 #[async_trait]

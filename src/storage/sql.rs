@@ -1756,6 +1756,17 @@ macro_rules! sql_store {
                 .execute(self.writer())
                 .await?
                 .rows_affected();
+                if let Some(before) = c.audit_before {
+                    purged += sqlx::query(
+                        "delete from audit_events where audit_event_id in \
+                         (select audit_event_id from audit_events where at < $1 limit $2)",
+                    )
+                    .bind(ts(before))
+                    .bind(batch)
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected();
+                }
                 Ok(purged)
             }
 

@@ -197,6 +197,16 @@ fn invalid_configuration_stops_the_server_naming_the_key() {
         ("PORTCULLIS__LOGIN__MAX_FAILURES", "0", "login.max_failures"),
         ("PORTCULLIS__SESSION__IDLE_TIMEOT", "1h", "idle_timeot"),
         ("PORTCULLIS__DATABASE__URL", "mysql://x", "database.url"),
+        (
+            "PORTCULLIS__HOUSEKEEPING__AUDIT_RETENTION",
+            "1h",
+            "housekeeping.audit_retention",
+        ),
+        (
+            "PORTCULLIS__SERVER__METRICS_BIND",
+            "9464",
+            "server.metrics_bind",
+        ),
     ];
     for (var, value, key) in cases {
         let out = crate::helpers::run_bounded(

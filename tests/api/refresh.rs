@@ -736,6 +736,7 @@ async fn housekeeping_wipes_sealed_responses_and_purges_dead_families() {
                 now,
                 revoked_before: now - time::Duration::days(1),
                 throttle_before: now - time::Duration::minutes(15),
+                audit_before: None,
             };
             while store.purge_expired(&cutoffs, 100).await.expect("purge") > 0 {}
         }

@@ -190,6 +190,7 @@ async fn housekeeping_purges_expired_rows_in_batches() {
         now,
         revoked_before: now - time::Duration::days(1),
         throttle_before: now - time::Duration::minutes(15),
+        audit_before: None,
     };
     let first = app.store.purge_expired(&cutoffs, 2).await.expect("purge");
     assert!(first >= 2, "a bounded batch per table: {first}");
@@ -203,6 +204,54 @@ async fn housekeeping_purges_expired_rows_in_batches() {
     }
     assert_eq!(total, 5, "four sign-in forms and one session");
     assert_eq!(app.session_count(&user).await, 0);
+    let trail = app
+        .store
+        .search_audit(&portcullis::audit::AuditSearch {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert!(!trail.is_empty(), "no retention: kept");
+
+    // With a retention, events older than it go, in batches; newer ones stay.
+    let old = app.audit("login.success").await.len() + app.audit("user.created").await.len();
+    assert!(old >= 2);
+    app.clock.advance(time::Duration::days(30));
+    let now = app.clock.now();
+    let recent = portcullis::audit::AuditEvent::new(
+        now,
+        portcullis::audit::AuditKind::Logout,
+        portcullis::audit::Outcome::Success,
+        &portcullis::audit::Actor::cli(),
+    );
+    app.store.record_audit(&[recent]).await.expect("audit");
+    let cutoffs = portcullis::storage::PurgeCutoffs {
+        now,
+        revoked_before: now - time::Duration::days(1),
+        throttle_before: now - time::Duration::minutes(15),
+        audit_before: Some(now - time::Duration::days(7)),
+    };
+    let mut purged = 0;
+    loop {
+        let n = app.store.purge_expired(&cutoffs, 1).await.expect("purge");
+        if n == 0 {
+            break;
+        }
+        assert_eq!(n, 1, "one row per statement");
+        purged += n;
+    }
+    assert!(purged >= 2);
+    let left = app
+        .store
+        .search_audit(&portcullis::audit::AuditSearch {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].kind, "logout");
 }
 
 #[tokio::test]
