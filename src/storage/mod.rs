@@ -554,6 +554,15 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by `database.url`: `postgres://…` or `sqlite:…`.
+/// The versions of `migrator`'s (up) migrations missing from `applied`.
+fn pending_versions(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect()
+}
+
 pub async fn connect(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     if settings.url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(settings).await?))

@@ -89,11 +89,7 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
-            .map(|m| m.version)
-            .collect())
+        Ok(super::pending_versions(&migrator, &applied))
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {

@@ -25,6 +25,20 @@ fn doctor(db_url: &str, key_file: &Path, env: &[(&str, &str)]) -> Output {
     run_bounded(&mut cmd, "")
 }
 
+/// A fresh random master key in `path`, mode 0600.
+fn write_key(path: &Path) {
+    std::fs::write(
+        path,
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            rand::random::<[u8; 32]>(),
+        ),
+    )
+    .expect("key file");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+}
+
 /// check name → (status, message); a check reported twice keeps its worst finding.
 fn findings(out: &Output) -> BTreeMap<String, (String, String)> {
     let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -112,16 +126,7 @@ async fn a_running_deployment_passes_and_each_problem_is_named() {
 
     // A master key the signing keys are not under would stop the server: a failure.
     let other = key_file.with_file_name("other.key");
-    std::fs::write(
-        &other,
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            rand::random::<[u8; 32]>(),
-        ),
-    )
-    .expect("other key");
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod");
+    write_key(&other);
     let out = doctor(&app.db.url, &other, &[]);
     assert_eq!(out.status.code(), Some(1));
     let f = findings(&out);
@@ -144,19 +149,7 @@ async fn pending_migrations_fail_only_when_the_server_would_not_apply_them() {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().expect("dir");
     let key_file = dir.path().join("master.key");
-    std::fs::write(
-        &key_file,
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            rand::random::<[u8; 32]>(),
-        ),
-    )
-    .expect("key");
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("chmod");
+    write_key(&key_file);
     if let Some(path) = db.url.strip_prefix("sqlite://") {
         // An empty SQLite file: a database without the schema.
         std::fs::write(path, b"").expect("empty database file");

@@ -828,6 +828,21 @@ async fn client_secret_post_and_unsupported_grants() {
     assert_oauth_error(duplicated, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
+async fn set_require_pkce(app: &TestApp, client_id: &str, required: bool) {
+    portcullis::clients::update(
+        app.store.as_ref(),
+        &portcullis::domain::client::ClientId::parse(client_id).expect("id"),
+        portcullis::clients::ClientUpdate {
+            require_pkce: Some(required),
+            ..Default::default()
+        },
+        time::OffsetDateTime::now_utc(),
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("update");
+}
+
 /// A token request of `client_id` (client_secret_basic) with the given code_verifier, or
 /// none at all.
 async fn exchange_maybe_verifier(
@@ -945,18 +960,7 @@ async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certificat
         .to_owned();
     let page = fresh.get(app.url(&login)).send().await.expect("login page");
     let html = page.text().await.expect("html");
-    portcullis::clients::update(
-        app.store.as_ref(),
-        &portcullis::domain::client::ClientId::parse("cert-rp").expect("id"),
-        portcullis::clients::ClientUpdate {
-            require_pkce: Some(true),
-            ..Default::default()
-        },
-        time::OffsetDateTime::now_utc(),
-        &portcullis::audit::Actor::cli(),
-    )
-    .await
-    .expect("update");
+    set_require_pkce(&app, "cert-rp", true).await;
     let updated = app.audit("client.updated").await;
     assert_eq!(updated[0].details["require_pkce"], true);
     let posted = fresh
@@ -999,18 +1003,7 @@ async fn a_confidential_client_registered_without_pkce_logs_in_as_the_certificat
         StatusCode::BAD_REQUEST,
         "an error page, not a code"
     );
-    portcullis::clients::update(
-        app.store.as_ref(),
-        &portcullis::domain::client::ClientId::parse("cert-rp").expect("id"),
-        portcullis::clients::ClientUpdate {
-            require_pkce: Some(false),
-            ..Default::default()
-        },
-        time::OffsetDateTime::now_utc(),
-        &portcullis::audit::Actor::cli(),
-    )
-    .await
-    .expect("update");
+    set_require_pkce(&app, "cert-rp", false).await;
 
     // A method without a challenge is a malformed request, not a request without PKCE.
     let back = follow(

@@ -176,6 +176,16 @@ async fn many_browsers_signing_in_at_once_all_succeed() {
     assert_eq!(app.audit("login.success").await.len(), 8);
 }
 
+async fn whole_trail(app: &crate::helpers::TestApp) -> Vec<portcullis::audit::AuditRecord> {
+    app.store
+        .search_audit(&portcullis::audit::AuditSearch {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+}
+
 #[tokio::test]
 async fn housekeeping_purges_expired_rows_in_batches() {
     let app = spawn_app().await;
@@ -204,14 +214,7 @@ async fn housekeeping_purges_expired_rows_in_batches() {
     }
     assert_eq!(total, 5, "four sign-in forms and one session");
     assert_eq!(app.session_count(&user).await, 0);
-    let trail = app
-        .store
-        .search_audit(&portcullis::audit::AuditSearch {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let trail = whole_trail(&app).await;
     assert!(!trail.is_empty(), "no retention: kept");
 
     // With a retention, events older than it go, in batches; newer ones stay.
@@ -242,14 +245,7 @@ async fn housekeeping_purges_expired_rows_in_batches() {
         purged += n;
     }
     assert!(purged >= 2);
-    let left = app
-        .store
-        .search_audit(&portcullis::audit::AuditSearch {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let left = whole_trail(&app).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].kind, "logout");
 }
