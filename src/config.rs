@@ -129,7 +129,18 @@ impl std::fmt::Debug for DatabaseSettings {
 /// A database URL without its password (in the userinfo or the query), for messages.
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut url) = Url::parse(raw) else {
-        return raw.to_owned();
+        // Unparseable (say, a password with an unencoded `/` or `#`): mask everything
+        // between the scheme and the last `@`, where a password would be, and drop any
+        // query, rather than echo it.
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return "(an unparseable database URL)".to_owned();
+        };
+        let (masked, host) = match rest.rsplit_once('@') {
+            Some((_, host)) => ("REDACTED@", host),
+            None => ("", rest),
+        };
+        let host = host.split(['?', '#']).next().unwrap_or_default();
+        return format!("{scheme}://{masked}{host}");
     };
     if url.password().is_some() {
         let _ = url.set_password(Some("REDACTED"));
@@ -668,6 +679,17 @@ mod tests {
         let mut s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
         s.database.url = "postgres://app:hunter2@db/p".into();
         assert!(!format!("{s:?}").contains("hunter2"));
+        // A password that breaks URL parsing is masked, not echoed.
+        let shown = redact_url("postgres://app:pa/ss#w?rd@db.internal:5432/p");
+        assert!(
+            !shown.contains("pa/ss") && !shown.contains("rd@"),
+            "{shown}"
+        );
+        assert_eq!(shown, "postgres://REDACTED@db.internal:5432/p");
+        assert_eq!(
+            redact_url("not a url at all"),
+            "(an unparseable database URL)"
+        );
     }
 
     #[test]

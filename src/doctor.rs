@@ -48,6 +48,9 @@ fn check(check: &'static str, status: Status, message: impl Into<String>) -> Che
     }
 }
 
+/// How long the database checks may take in all.
+const DATABASE_CHECK_LIMIT: Duration = Duration::from_secs(60);
+
 /// DESIGN.md: access tokens of 5 to 15 minutes pass without a warning.
 const ACCESS_TOKEN_RANGE: (Duration, Duration) =
     (Duration::from_secs(5 * 60), Duration::from_secs(15 * 60));
@@ -71,7 +74,24 @@ pub async fn run(settings: &Settings, production: bool, now: OffsetDateTime) -> 
             None
         }
     };
-    out.extend(database(settings, production, key.as_ref(), now).await);
+    // A database that accepts connections but stalls must not hang the check.
+    match tokio::time::timeout(
+        DATABASE_CHECK_LIMIT,
+        database(settings, production, key.as_ref(), now),
+    )
+    .await
+    {
+        Ok(checks) => out.extend(checks),
+        Err(_) => out.push(check(
+            "database",
+            Status::Fail,
+            format!(
+                "{} did not answer within {}s",
+                redact_url(&settings.database.url),
+                DATABASE_CHECK_LIMIT.as_secs()
+            ),
+        )),
+    }
     out
 }
 
@@ -321,16 +341,21 @@ async fn database(
 ) -> Vec<Check> {
     let db = &settings.database;
     let shown = redact_url(&db.url);
+    // The file as SQLite will open it (sqlx decodes the URL), not as we might parse it.
     if let Some(file) = sqlite_file(&db.url) {
-        if !file.is_empty() && file != ":memory:" && !Path::new(&file).exists() {
+        if !file.exists() {
             return vec![check(
                 "database",
                 Status::Warn,
-                format!("{file} does not exist yet: it is created at the first start"),
+                format!(
+                    "{} does not exist yet: it is created at the first start",
+                    file.display()
+                ),
             )];
         }
     }
-    let store = match storage::connect(db).await {
+    // Read-only: doctor never creates, migrates, re-journals or re-permissions anything.
+    let store = match storage::connect_read_only(db).await {
         Ok(store) => store,
         Err(e) => {
             return vec![check(
@@ -392,32 +417,45 @@ async fn database(
     out
 }
 
-fn sqlite_file(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    Some(rest.split('?').next().unwrap_or_default().to_owned())
+/// The file of a SQLite URL, as sqlx resolves it; none for other URLs and in-memory ones.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    (!file.as_os_str().is_empty()).then(|| file.to_path_buf())
 }
 
-/// A Postgres URL that leaves the machine should insist on TLS.
+/// A Postgres URL that leaves the machine should insist on TLS. Host and SSL mode as
+/// sqlx resolves them: the URL's `host=`/`sslmode=` parameters and PGHOST/PGSSLMODE too.
 fn postgres_tls(url: &str, shown: &str) -> Check {
-    let parsed = url::Url::parse(url).ok();
-    let host = parsed
-        .as_ref()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        .unwrap_or_default();
-    let local = host.is_empty()
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    use std::str::FromStr as _;
+    let Ok(options) = PgConnectOptions::from_str(url) else {
+        return check(
+            "database",
+            Status::Fail,
+            format!("{shown} is not a valid Postgres URL"),
+        );
+    };
+    let host = options.get_host().trim_matches(['[', ']']);
+    let local = options.get_socket().is_some()
+        || host.is_empty()
         || host == "localhost"
         || host.starts_with('/')
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    let sslmode = parsed
-        .as_ref()
-        .and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == "sslmode")
-                .map(|(_, v)| v.into_owned())
-        })
-        .unwrap_or_else(|| "prefer".into());
-    let strict = matches!(sslmode.as_str(), "verify-full" | "verify-ca");
+    let mode = options.get_ssl_mode();
+    let sslmode = match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    let strict = matches!(mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull);
     if local || strict {
         check("database", Status::Ok, format!("{shown} (Postgres)"))
     } else {
@@ -602,16 +640,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_urls_name_their_file() {
+    fn sqlite_urls_name_their_file_as_sqlx_resolves_it() {
+        let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
         assert_eq!(
-            sqlite_file("sqlite://data/portcullis.db").as_deref(),
+            file("sqlite://data/portcullis.db").as_deref(),
             Some("data/portcullis.db")
         );
         assert_eq!(
-            sqlite_file("sqlite:///var/lib/p.db?mode=rwc").as_deref(),
+            file("sqlite:///var/lib/p.db?mode=rwc").as_deref(),
             Some("/var/lib/p.db")
         );
-        assert_eq!(sqlite_file("postgres://h/db"), None);
+        assert_eq!(
+            file("sqlite://data/a%20b.db").as_deref(),
+            Some("data/a b.db")
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("postgres://h/db"), None);
     }
 
     #[test]
@@ -628,6 +672,9 @@ mod tests {
             ok("postgres://u@db.internal/p?sslmode=require"),
             Status::Warn
         );
+        // The host sqlx connects to, wherever it is given.
+        assert_eq!(ok("postgres:///p?host=db.remote"), Status::Warn);
+        assert_eq!(ok("postgres:///p?host=/var/run/postgresql"), Status::Ok);
     }
 
     #[test]

@@ -563,6 +563,16 @@ fn pending_versions(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<
         .collect()
 }
 
+/// A store that only reads (`portcullis doctor`): never creates, migrates or alters the
+/// database or its files.
+pub async fn connect_read_only(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
+    if settings.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect_read_only(settings).await?))
+    } else {
+        Ok(Arc::new(PgStore::connect_read_only(settings).await?))
+    }
+}
+
 pub async fn connect(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     if settings.url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(settings).await?))

@@ -65,6 +65,25 @@ impl PgStore {
         })
     }
 
+    /// For inspection (`portcullis doctor`): every transaction read-only, a statement
+    /// timeout, one connection.
+    pub async fn connect_read_only(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(&settings.url)?.options([
+            ("default_transaction_read_only", "on"),
+            ("statement_timeout", "10s"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.connect_timeout)
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self {
+            pool,
+            options,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
     async fn key_listener(&self) -> Result<Option<KeyChangeListener>, StoreError> {
         // A pool of one long-lived connection, apart from the request pool.
         let pool = PgPoolOptions::new()

@@ -68,6 +68,24 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// For inspection (`portcullis doctor`): opens an existing file read-only, creates
+    /// nothing, changes no journal mode and no file permission.
+    pub async fn connect_read_only(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.connect_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }

@@ -142,6 +142,24 @@ async fn a_running_deployment_passes_and_each_problem_is_named() {
     assert_eq!(status(&f, "password_hashing"), "warn");
 
     assert_eq!(key_rows(&app).await, before, "doctor changed the keys");
+
+    // Read-only on SQLite too: a deliberate file mode (say, for a backup group) stays.
+    if let Some(path) = app.db.url.strip_prefix("sqlite://") {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let out = doctor(&app.db.url, &key_file, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = std::fs::metadata(path)
+            .expect("db file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "doctor changed the database file's mode");
+    }
 }
 
 #[tokio::test]
