@@ -163,7 +163,7 @@ impl Metrics {
                 out,
                 "portcullis_signing_key_current{{alg=\"{}\"}} {}",
                 s.alg,
-                u8::from(s.current_since.is_some())
+                u8::from(s.has_current)
             );
         }
         out.push_str(

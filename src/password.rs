@@ -154,9 +154,10 @@ impl PasswordHasher {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let in_flight = Arc::clone(&self.in_flight);
-        // Counted down however this ends (refused, finished, or the request dropped).
-        let _done = CountDown(in_flight);
+        // Counted down however this ends: refused, finished, or the request dropped while
+        // waiting. Once the hash runs, it counts until the blocking task ends, even if
+        // the request that asked for it is gone (the slot is busy until then).
+        let done = CountDown(Arc::clone(&self.in_flight));
         let permit =
             match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
                 .await
@@ -170,6 +171,7 @@ impl PasswordHasher {
         tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);
+            drop(done);
             out
         })
         .await

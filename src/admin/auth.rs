@@ -103,13 +103,14 @@ const DENIAL_AUDIT_INTERVAL: time::Duration = time::Duration::minutes(1);
 /// Entries kept before the expired ones are swept.
 const DENIAL_AUDIT_KEYS: usize = 10_000;
 
-/// Remembers when each caller (client, user, address) last had a refusal audited.
+/// Remembers when each caller (client, and user for a user's token) last had a refusal
+/// audited. Not per address: one token sent from many addresses is still one caller.
 #[derive(Default)]
 pub struct DenialLog {
     seen: std::sync::Mutex<HashMap<DenialKey, OffsetDateTime>>,
 }
 
-type DenialKey = (String, Option<String>, Option<String>);
+type DenialKey = (String, Option<String>);
 
 impl DenialLog {
     /// Whether this refusal gets an audit row (the first in the interval per caller).
@@ -129,6 +130,14 @@ impl DenialLog {
                 true
             }
         }
+    }
+
+    /// The audit row could not be written: let the next refusal try again.
+    fn forget(&self, key: &DenialKey) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -161,12 +170,8 @@ async fn record_denial(
         "refused an admin API request"
     );
     let now = state.provider.clock.now();
-    let key = (
-        claims.client_id.clone(),
-        user.map(|u| u.to_string()),
-        actor.ip.clone(),
-    );
-    if !state.admin_denials.admit(key, now) {
+    let key = (claims.client_id.clone(), user.map(|u| u.to_string()));
+    if !state.admin_denials.admit(key.clone(), now) {
         return;
     }
     let mut event = AuditEvent::new(now, AuditKind::AdminDenied, Outcome::Failure, actor)
@@ -179,6 +184,7 @@ async fn record_denial(
         event = event.user(user);
     }
     if let Err(e) = state.provider.store.record_audit(&[event]).await {
+        state.admin_denials.forget(&key);
         tracing::warn!(error = %e, "could not audit a refused admin request");
     }
 }
@@ -239,23 +245,26 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 mod tests {
     use super::*;
 
-    fn key(client: &str, ip: &str) -> DenialKey {
-        (client.to_owned(), None, Some(ip.to_owned()))
+    fn key(client: &str, user: Option<&str>) -> DenialKey {
+        (client.to_owned(), user.map(str::to_owned))
     }
 
     #[test]
     fn one_refusal_per_caller_per_minute_is_audited() {
         let log = DenialLog::default();
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        assert!(log.admit(key("a", "10.0.0.1"), t0));
-        assert!(!log.admit(key("a", "10.0.0.1"), t0 + time::Duration::seconds(59)));
-        assert!(log.admit(key("a", "10.0.0.2"), t0), "another address");
-        assert!(log.admit(key("b", "10.0.0.1"), t0), "another client");
-        assert!(log.admit(
-            ("a".into(), Some("user".into()), Some("10.0.0.1".into())),
-            t0
-        ));
-        assert!(log.admit(key("a", "10.0.0.1"), t0 + time::Duration::seconds(60)));
+        assert!(log.admit(key("a", None), t0));
+        assert!(!log.admit(key("a", None), t0 + time::Duration::seconds(59)));
+        assert!(log.admit(key("b", None), t0), "another client");
+        assert!(
+            log.admit(key("a", Some("user")), t0),
+            "a user's token of that client"
+        );
+        assert!(log.admit(key("a", None), t0 + time::Duration::seconds(60)));
+        // A failed write is retried at the next refusal.
+        assert!(log.admit(key("c", None), t0));
+        log.forget(&key("c", None));
+        assert!(log.admit(key("c", None), t0));
     }
 
     #[test]
@@ -263,15 +272,12 @@ mod tests {
         let log = DenialLog::default();
         let t0 = OffsetDateTime::UNIX_EPOCH;
         for i in 0..DENIAL_AUDIT_KEYS {
-            assert!(log.admit(key(&i.to_string(), "10.0.0.1"), t0));
+            assert!(log.admit(key(&i.to_string(), None), t0));
         }
-        assert!(
-            !log.admit(key("one more", "10.0.0.1"), t0),
-            "full: log only"
-        );
+        assert!(!log.admit(key("one more", None), t0), "full: log only");
         let later = t0 + DENIAL_AUDIT_INTERVAL;
         assert!(
-            log.admit(key("one more", "10.0.0.1"), later),
+            log.admit(key("one more", None), later),
             "expired entries swept"
         );
         let size = log.seen.lock().map(|s| s.len()).unwrap_or(usize::MAX);

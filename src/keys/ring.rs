@@ -98,6 +98,8 @@ pub enum RotationDue {
 #[derive(Debug, Clone)]
 pub struct AlgStatus {
     pub alg: SigningAlg,
+    pub has_current: bool,
+    /// When the current key became current (unknown for a row without `activated_at`).
     pub current_since: Option<OffsetDateTime>,
     pub published: usize,
 }
@@ -754,6 +756,7 @@ impl KeyRing {
             .iter()
             .map(|&alg| AlgStatus {
                 alg,
+                has_current: snapshot.current(alg).is_some(),
                 current_since: snapshot
                     .by_alg
                     .get(&alg)
