@@ -145,6 +145,7 @@ pub struct RefreshTokenRecord {
     /// For a session-bound family: whether its browser session is live (not revoked, not
     /// expired) and when it expires absolutely.
     pub session_live: bool,
+    pub session_idle_expires_at: Option<OffsetDateTime>,
     pub session_absolute_expires_at: Option<OffsetDateTime>,
     pub user_disabled: bool,
 }
@@ -162,8 +163,9 @@ pub struct RefreshRotation<'a> {
     /// The response, sealed under the master key, kept until `response_until` for the
     /// idempotent retry window (None when the window is off).
     pub sealed_response: Option<(Vec<u8>, OffsetDateTime)>,
-    /// A session-bound family's refresh counts as activity of its browser session.
-    pub touch_session: Option<(SessionId, OffsetDateTime)>,
+    /// A session-bound family: its browser session is locked (and must be live), and,
+    /// when given, its idle expiry moves to that instant (a refresh is activity).
+    pub touch_session: Option<(SessionId, Option<OffsetDateTime>)>,
     pub audit: &'a AuditEvent,
 }
 

@@ -276,6 +276,7 @@ macro_rules! sql_store {
                     successor_response: self.successor_response,
                     successor_until: self.successor_until.map(from_ts),
                     session_live,
+                    session_idle_expires_at: self.session_idle_expires_at.map(from_ts),
                     session_absolute_expires_at: self.session_absolute_expires_at.map(from_ts),
                     user_disabled: self.disabled,
                 })
@@ -1317,16 +1318,19 @@ macro_rules! sql_store {
                         tx.rollback().await?;
                         return Ok(false);
                     }
-                    // A session-bound refresh is activity of the browser session.
-                    sqlx::query(
-                        "update browser_sessions set last_seen_at = $2, idle_expires_at = $3 \
-                         where session_id = $1 and idle_expires_at < $3",
-                    )
-                    .bind(session.0)
-                    .bind(ts(now))
-                    .bind(ts(idle_expires_at))
-                    .execute(&mut *tx)
-                    .await?;
+                    // A session-bound refresh is activity of the browser session (written
+                    // at most once per session.touch_interval, as for the pages).
+                    if let Some(idle_expires_at) = idle_expires_at {
+                        sqlx::query(
+                            "update browser_sessions set last_seen_at = $2, idle_expires_at = $3 \
+                             where session_id = $1 and idle_expires_at < $3",
+                        )
+                        .bind(session.0)
+                        .bind(ts(now))
+                        .bind(ts(idle_expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 let family: Option<Uuid> = sqlx::query_scalar(&format!(
                     "select family_id from refresh_families where family_id = $1 \

@@ -897,3 +897,50 @@ async fn replaying_a_code_revokes_the_refresh_family_it_produced() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_refresh_keeps_its_browser_session_alive_writing_at_most_once_per_touch_interval() {
+    use portcullis::clock::Clock as _;
+    // session.idle_timeout 1 h, touch_interval 1 min (the defaults).
+    let t = setup().await;
+    let tokens = t.tokens("openid profile").await;
+    let user = t
+        .app
+        .store
+        .find_user(&portcullis::domain::user::Username::parse("alice").expect("name"))
+        .await
+        .expect("user")
+        .expect("alice")
+        .0;
+    let idle_expiry = || async {
+        let now = t.app.clock.now();
+        t.app
+            .store
+            .list_sessions(user.id, now)
+            .await
+            .expect("sessions")
+            .first()
+            .map(|s| s.idle_expires_at)
+            .expect("a live session")
+    };
+    let signed_in = idle_expiry().await;
+
+    // 20 s later: the expiry would move by less than the touch interval; nothing written.
+    t.app.clock.advance(time::Duration::seconds(20));
+    let r = t.refresh(&s(&tokens, "refresh_token"), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt = s(&r.json::<Value>().await.expect("JSON"), "refresh_token");
+    assert_eq!(idle_expiry().await, signed_in);
+
+    // 50 min later (70 min of idle time since the sign-in would have ended the session
+    // without the refreshes): the refresh is activity, the expiry moves.
+    t.app.clock.advance(time::Duration::minutes(50));
+    let r = t.refresh(&rt, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt = s(&r.json::<Value>().await.expect("JSON"), "refresh_token");
+    let moved = idle_expiry().await;
+    assert_eq!(moved, t.app.clock.now() + time::Duration::hours(1));
+    t.app.clock.advance(time::Duration::minutes(20));
+    assert_eq!(t.refresh(&rt, &[]).await.status(), StatusCode::OK);
+    assert!(idle_expiry().await > signed_in + time::Duration::minutes(20));
+}

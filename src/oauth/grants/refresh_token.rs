@@ -178,7 +178,13 @@ impl Provider {
                 let idle = record
                     .session_absolute_expires_at
                     .map_or(idle, |absolute| idle.min(absolute));
-                (sid, idle)
+                // Activity is written at most once per `session.touch_interval`, as the
+                // pages do: a refresh that would move the idle expiry by less skips the
+                // write (the session is still locked and checked).
+                let stale = record
+                    .session_idle_expires_at
+                    .is_none_or(|current| idle - current >= self.auth.sessions.touch_interval);
+                (sid, stale.then_some(idle))
             });
             let audit = AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
                 .client(client.id.as_str())
