@@ -159,6 +159,19 @@ impl Application {
     }
 }
 
+/// What one housekeeping round may delete at `now`.
+pub fn purge_cutoffs(settings: &Settings, now: time::OffsetDateTime) -> PurgeCutoffs {
+    let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
+    let retention = settings.housekeeping.audit_retention;
+    PurgeCutoffs {
+        now,
+        // A day: longer than any access token lives (at most an hour, see config).
+        ended_before: now - time::Duration::days(1),
+        throttle_before: now - d(settings.login.failure_window),
+        audit_before: (!retention.is_zero()).then(|| now - d(retention)),
+    }
+}
+
 /// Purges expired rows in bounded batches, off the request path, and retired signing keys
 /// past `remove_after`.
 async fn housekeeping(
@@ -168,8 +181,6 @@ async fn housekeeping(
     keys: KeyRing,
 ) {
     let h = &settings.housekeeping;
-    let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
-    let failure_window = d(settings.login.failure_window);
     // The first round runs one interval after start, not during it: start-up stays
     // quick, and a write transaction of ours is never open while something else (a CLI
     // run next to a fresh server) needs the SQLite write lock.
@@ -180,13 +191,7 @@ async fn housekeeping(
         if let Err(error) = keys.purge_removed().await {
             tracing::warn!(%error, "deleting removed signing keys failed");
         }
-        let now = clock.now();
-        let cutoffs = PurgeCutoffs {
-            now,
-            revoked_before: now - time::Duration::days(1),
-            throttle_before: now - failure_window,
-            audit_before: (!h.audit_retention.is_zero()).then(|| now - d(h.audit_retention)),
-        };
+        let cutoffs = purge_cutoffs(&settings, clock.now());
         // Rounds until every table is caught up (a batch comes back short), within a
         // time budget, then wait for the next tick.
         let budget =

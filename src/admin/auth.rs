@@ -78,8 +78,20 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
     let token = bearer(req)?;
     // A request without a valid token is not attributable to anyone: it is refused and
     // logged, not audited (an unauthenticated flood must not fill the audit table).
-    let claims = state.provider.verify_access_token(token).await?;
+    let claims = state.provider.access_token_claims(token)?;
     let actor = actor(request_ip(req, state));
+    if let Err(refused) = state.provider.ensure_access_token_live(&claims).await {
+        // A deleted client's token is refused like any revoked one, but it is still an
+        // attributable attempt (signed by us, naming the client): audited as such.
+        if let Ok(id) = ClientId::parse(&claims.client_id)
+            && matches!(state.provider.store.find_client(&id).await, Ok(None))
+        {
+            let error = ApiError::InvalidToken("the client of this token no longer exists".into());
+            record_denial(req, state, &claims, &actor, &error).await;
+            return Err(error);
+        }
+        return Err(refused.into());
+    }
     match authorize(state, &claims).await {
         Ok(client_id) => {
             let mut actor = actor;

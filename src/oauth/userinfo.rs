@@ -45,6 +45,14 @@ impl Provider {
         &self,
         token: &str,
     ) -> Result<AccessTokenClaims, EndpointError> {
+        let claims = self.access_token_claims(token)?;
+        self.ensure_access_token_live(&claims).await?;
+        Ok(claims)
+    }
+
+    /// The claims of an access token whose signature, type, issuer, audience and
+    /// lifetime check out; whether it was revoked is `ensure_access_token_live`'s part.
+    pub fn access_token_claims(&self, token: &str) -> Result<AccessTokenClaims, EndpointError> {
         let claims: AccessTokenClaims = self
             .keys
             .verify(
@@ -57,6 +65,15 @@ impl Provider {
                 },
             )
             .map_err(|_| OAuthError::invalid_token("the access token is invalid or expired"))?;
+        Ok(claims)
+    }
+
+    /// Refuses a token that was revoked (RFC 7009), whose browser session was revoked
+    /// (logout, admin), or whose client was deleted.
+    pub async fn ensure_access_token_live(
+        &self,
+        claims: &AccessTokenClaims,
+    ) -> Result<(), EndpointError> {
         let jti = Uuid::parse_str(&claims.jti)
             .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
         // A token bound to a browser session dies with it (logout, admin revocation).
@@ -66,9 +83,16 @@ impl Provider {
             .map(|sid| Uuid::parse_str(sid).map(crate::domain::session::SessionId))
             .transpose()
             .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
-        if self.store.is_access_token_revoked(jti, session).await? {
+        // A deleted client's tokens end with it (its grants are gone).
+        let client = crate::domain::client::ClientId::parse(&claims.client_id)
+            .map_err(|_| OAuthError::invalid_token("the access token is invalid"))?;
+        if self
+            .store
+            .is_access_token_revoked(jti, session, &client)
+            .await?
+        {
             return Err(OAuthError::invalid_token("the access token was revoked").into());
         }
-        Ok(claims)
+        Ok(())
     }
 }

@@ -290,8 +290,12 @@ pub struct ReencryptedKey {
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeCutoffs {
     pub now: OffsetDateTime,
-    /// Revoked sessions are kept until then (for the account page and investigations).
-    pub revoked_before: OffsetDateTime,
+    /// Sessions and refresh families that ended (revoked or expired) before this go.
+    /// SECURITY: it must lie further back than the longest access-token lifetime: an
+    /// access token carrying `sid` is refused while its session row says it was revoked,
+    /// so the row must outlive every token issued in it (and a session that merely
+    /// expired must stay revocable by "sign out everywhere" until then too).
+    pub ended_before: OffsetDateTime,
     /// Throttle rows whose last failure is older, and which are not locked, go.
     pub throttle_before: OffsetDateTime,
     /// Audit events older than this go (`housekeeping.audit_retention`); none: kept.
@@ -450,12 +454,14 @@ pub trait Store: Send + Sync + 'static {
         redemption: &CodeRedemption<'_>,
         now: OffsetDateTime,
     ) -> Result<Redemption, StoreError>;
-    /// Whether the access token `jti` was revoked, or the browser session `session` it
-    /// was issued in has ended by revocation (one round trip, two indexed lookups).
+    /// Whether the access token `jti` was revoked, the browser session `session` it was
+    /// issued in has ended by revocation, or its client no longer exists (one round trip,
+    /// three indexed lookups).
     async fn is_access_token_revoked(
         &self,
         jti: uuid::Uuid,
         session: Option<SessionId>,
+        client: &ClientId,
     ) -> Result<bool, StoreError>;
     /// Denylists an access token until it expires (RFC 7009), with its audit row.
     async fn revoke_access_token(

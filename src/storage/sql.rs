@@ -1235,17 +1235,23 @@ macro_rules! sql_store {
                 &self,
                 jti: Uuid,
                 session: Option<SessionId>,
+                client: &ClientId,
             ) -> Result<bool, StoreError> {
-                // One round trip: the jti denylist (revocation, code replay, family
-                // revocation) and the session the token was issued in (logout, admin).
-                let found: Option<Uuid> = sqlx::query_scalar(
-                    "select jti from revoked_access_tokens where jti = $1 \
+                // One round trip, three indexed lookups: the jti denylist (revocation, code
+                // replay, family revocation), the session the token was issued in (logout,
+                // admin), and the client it was issued to (deleted: its tokens end too).
+                let found = sqlx::query(
+                    "select 1 from revoked_access_tokens where jti = $1 \
                      union all \
-                     select session_id from browser_sessions \
-                     where session_id = $2 and revoked_at is not null",
+                     select 1 from browser_sessions \
+                     where session_id = $2 and revoked_at is not null \
+                     union all \
+                     select 1 where not exists \
+                     (select 1 from clients where client_id = $3)",
                 )
                 .bind(jti)
                 .bind(session.map(|s| s.0))
+                .bind(client.as_str())
                 .fetch_optional(self.reader())
                 .await?;
                 Ok(found.is_some())
@@ -1683,12 +1689,11 @@ macro_rules! sql_store {
                 purged += sqlx::query(
                     "delete from browser_sessions where session_id in \
                      (select session_id from browser_sessions \
-                      where absolute_expires_at <= $1 or idle_expires_at <= $1 \
-                      or revoked_at <= $3 limit $2)",
+                      where revoked_at <= $1 or (revoked_at is null \
+                      and (absolute_expires_at <= $1 or idle_expires_at <= $1)) limit $2)",
                 )
-                .bind(ts(c.now))
+                .bind(ts(c.ended_before))
                 .bind(batch)
-                .bind(ts(c.revoked_before))
                 .execute(self.writer())
                 .await?
                 .rows_affected();
@@ -1713,7 +1718,7 @@ macro_rules! sql_store {
                 )
                 .bind(ts(c.now))
                 .bind(batch)
-                .bind(ts(c.revoked_before))
+                .bind(ts(c.ended_before))
                 .execute(self.writer())
                 .await?
                 .rows_affected();
@@ -1724,7 +1729,7 @@ macro_rules! sql_store {
                 )
                 .bind(ts(c.now))
                 .bind(batch)
-                .bind(ts(c.revoked_before))
+                .bind(ts(c.ended_before))
                 .execute(self.writer())
                 .await?
                 .rows_affected();

@@ -734,7 +734,7 @@ async fn housekeeping_wipes_sealed_responses_and_purges_dead_families() {
         async move {
             let cutoffs = portcullis::storage::PurgeCutoffs {
                 now,
-                revoked_before: now - time::Duration::days(1),
+                ended_before: now - time::Duration::days(1),
                 throttle_before: now - time::Duration::minutes(15),
                 audit_before: None,
             };

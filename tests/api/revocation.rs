@@ -522,3 +522,188 @@ async fn rp_initiated_logout_ends_the_cookie_family_and_clears_the_cookie() {
     assert_oauth_error(after, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(app.audit("logout").await.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// A revocation holds until every token it covers has expired.
+
+/// A client without the refresh grant: its access tokens are revoked only through the
+/// session they carry (`sid`) or their client.
+async fn session_only_app(
+    configure: impl FnOnce(&mut portcullis::config::Settings),
+) -> (crate::helpers::TestApp, String) {
+    let app = crate::helpers::spawn_app_with(configure).await;
+    app.create_user_named("alice", Some("Alice Example"), PASSWORD)
+        .await;
+    let secret = app.register_client(web_app(false)).await.1.expect("secret");
+    (app, secret)
+}
+
+async fn session_access_token(app: &crate::helpers::TestApp, secret: &str) -> String {
+    let p = pkce();
+    let c = crate::oidc::code(app, &app.client, &p, &[("scope", "openid profile")]).await;
+    let response = exchange(
+        app,
+        "web-app",
+        Some(secret),
+        &c,
+        crate::oidc::WEB_REDIRECT,
+        &p.verifier,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens: Value = response.json().await.expect("token JSON");
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    s(&tokens, "access_token")
+}
+
+async fn userinfo_status(app: &crate::helpers::TestApp, at: &str) -> StatusCode {
+    rp_http()
+        .get(app.url("/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .expect("GET /userinfo")
+        .status()
+}
+
+async fn introspect_as(app: &crate::helpers::TestApp, secret: &str, at: &str) -> Value {
+    rp_http()
+        .post(app.url("/introspect"))
+        .basic_auth("web-app", Some(secret))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .expect("POST /introspect")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Runs housekeeping as the server's schedule does, until nothing is left to purge.
+async fn housekeeping(app: &crate::helpers::TestApp) {
+    let now = portcullis::clock::Clock::now(&app.clock);
+    let cutoffs = portcullis::startup::purge_cutoffs(&app.settings, now);
+    while app
+        .store
+        .purge_expired(&cutoffs, 1000)
+        .await
+        .expect("housekeeping")
+        > 0
+    {}
+}
+
+#[tokio::test]
+async fn a_signed_out_sessions_access_tokens_stay_revoked_after_housekeeping() {
+    // The outside review's reproduction: a one-minute idle timeout, sign out, and wait
+    // until housekeeping has run past the session's expiry.
+    let (app, secret) = session_only_app(|s| {
+        s.session.idle_timeout = std::time::Duration::from_secs(60);
+        s.session.touch_interval = std::time::Duration::from_secs(30);
+    })
+    .await;
+    let at = session_access_token(&app, &secret).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::OK);
+
+    let csrf = app.account_csrf(&app.client).await;
+    app.post_form(&app.client, "/logout/confirm", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        introspect_as(&app, &secret, &at).await,
+        json!({"active": false})
+    );
+
+    // 80 s later the session is past its idle expiry; the token (10 minutes) is not.
+    app.clock.advance(time::Duration::seconds(80));
+    housekeeping(&app).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        introspect_as(&app, &secret, &at).await,
+        json!({"active": false})
+    );
+
+    // And up to the token's own expiry.
+    app.clock.advance(time::Duration::minutes(8));
+    housekeeping(&app).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_reaches_tokens_of_a_session_that_idled_out() {
+    // A session that ended by its idle timeout is still revoked by "sign out everywhere"
+    // (an admin reacting to a stolen device), even after housekeeping ran.
+    let (app, secret) = session_only_app(|s| {
+        s.session.idle_timeout = std::time::Duration::from_secs(60);
+        s.session.touch_interval = std::time::Duration::from_secs(30);
+    })
+    .await;
+    let at = session_access_token(&app, &secret).await;
+    app.clock.advance(time::Duration::seconds(80));
+    housekeeping(&app).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::OK);
+
+    let now = portcullis::clock::Clock::now(&app.clock);
+    let user = portcullis::users::find_by_name(app.store.as_ref(), "alice")
+        .await
+        .expect("alice");
+    portcullis::users::revoke_all_sessions(
+        app.store.as_ref(),
+        user.id,
+        now,
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("revoke");
+    housekeeping(&app).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        introspect_as(&app, &secret, &at).await,
+        json!({"active": false})
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_client_ends_its_access_tokens() {
+    let (app, secret) = session_only_app(|_| {}).await;
+    let at = session_access_token(&app, &secret).await;
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::OK);
+    // A resource server (another confidential client) asks about the token.
+    let (_, rs_secret) = app
+        .register_client(portcullis::clients::Registration {
+            client_id: Some("resource-server".into()),
+            name: "Resource server".into(),
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            ..web_app(false)
+        })
+        .await;
+    let rs_secret = rs_secret.expect("secret");
+    let ask = || async {
+        rp_http()
+            .post(app.url("/introspect"))
+            .basic_auth("resource-server", Some(&rs_secret))
+            .form(&[("token", at.as_str())])
+            .send()
+            .await
+            .expect("POST /introspect")
+            .json::<Value>()
+            .await
+            .expect("JSON")
+    };
+    assert_eq!(ask().await["active"], true);
+
+    let id = portcullis::domain::client::ClientId::parse("web-app").expect("id");
+    let now = portcullis::clock::Clock::now(&app.clock);
+    assert!(
+        portcullis::clients::delete(
+            app.store.as_ref(),
+            &id,
+            now,
+            &portcullis::audit::Actor::cli()
+        )
+        .await
+        .expect("delete")
+    );
+    assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(ask().await, json!({"active": false}));
+}

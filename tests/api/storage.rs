@@ -194,11 +194,13 @@ async fn housekeeping_purges_expired_rows_in_batches() {
     for _ in 0..3 {
         app.login_form(&app.new_browser()).await;
     }
-    app.clock.advance(time::Duration::hours(9));
+    // A session is purged a day after it ended (here: its 8-hour absolute limit), so that
+    // a revocation keeps reaching the access tokens issued in it.
+    app.clock.advance(time::Duration::hours(8 + 25));
     let now = app.clock.now();
     let cutoffs = portcullis::storage::PurgeCutoffs {
         now,
-        revoked_before: now - time::Duration::days(1),
+        ended_before: now - time::Duration::days(1),
         throttle_before: now - time::Duration::minutes(15),
         audit_before: None,
     };
@@ -231,7 +233,7 @@ async fn housekeeping_purges_expired_rows_in_batches() {
     app.store.record_audit(&[recent]).await.expect("audit");
     let cutoffs = portcullis::storage::PurgeCutoffs {
         now,
-        revoked_before: now - time::Duration::days(1),
+        ended_before: now - time::Duration::days(1),
         throttle_before: now - time::Duration::minutes(15),
         audit_before: Some(now - time::Duration::days(7)),
     };
