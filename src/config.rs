@@ -642,6 +642,16 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_trail_is_bounded_by_default() {
+        let s = Settings::defaults().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.housekeeping.audit_retention,
+            std::time::Duration::from_secs(400 * 86_400),
+            "a year and a month: what common audit policies ask, and bounded"
+        );
+    }
+
+    #[test]
     fn issuer_rules() {
         let ok = [
             "https://id.example.com",
