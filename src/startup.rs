@@ -55,7 +55,15 @@ impl Application {
             KeyRing::load_or_init_for(Arc::clone(&store), master, Arc::clone(&clock), &settings)
                 .await
                 .context("loading the signing keys")?;
-        let reloader = spawn_reloader(keys.clone(), settings.keys.reload_interval);
+        // Postgres tells every instance of a key change at once (NOTIFY). SQLite has no
+        // such channel, and the only other writer is the CLI next to the server: re-read
+        // the (small) key table often instead, so a `keys rotate|retire` there reaches the
+        // server within a second. A reload reuses the keys it already parsed.
+        let reload_every = match store.backend() {
+            storage::Backend::Sqlite => settings.keys.reload_interval.min(SQLITE_KEY_CHECK),
+            storage::Backend::Postgres => settings.keys.reload_interval,
+        };
+        let reloader = spawn_reloader(keys.clone(), reload_every);
         let key_listener = spawn_listener(keys.clone(), Arc::clone(&store));
         let rotator = spawn_rotator(
             keys.clone(),
@@ -158,6 +166,9 @@ impl Application {
         result
     }
 }
+
+/// How often a server on SQLite re-reads its signing keys (see `build_with_listener`).
+const SQLITE_KEY_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What one housekeeping round may delete at `now`.
 pub fn purge_cutoffs(settings: &Settings, now: time::OffsetDateTime) -> PurgeCutoffs {

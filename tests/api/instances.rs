@@ -739,3 +739,45 @@ async fn the_master_key_is_rotated_on_the_command_line_and_old_tokens_survive() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_rotation_made_next_to_a_running_server_reaches_it_at_once() {
+    // Reloading every hour: only NOTIFY (Postgres) or the change check (SQLite) can
+    // explain the server seeing a rotation made by another process (the CLI) in seconds.
+    let app = spawn_app_with(|s| s.keys.reload_interval = Duration::from_secs(3600)).await;
+    let master = MasterKey::load(&app.settings.keys).expect("master key");
+    let ring = KeyRing::load_or_init_for(
+        app.store.clone(),
+        master,
+        Arc::new(app.clock.clone()),
+        &app.settings,
+    )
+    .await
+    .expect("ring");
+    let outcomes = ring.rotate().await.expect("rotate");
+    let Some(RotationOutcome::Rotated {
+        next: Some(next), ..
+    }) = outcomes.first()
+    else {
+        panic!("{outcomes:?}");
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jwks = rp_http()
+            .get(app.url("/jwks.json"))
+            .send()
+            .await
+            .expect("jwks")
+            .text()
+            .await
+            .expect("body");
+        if jwks.contains(next.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
