@@ -397,6 +397,7 @@ async fn database(
         out.push(check("migrations", Status::Ok, "the schema is up to date"));
         out.extend(signing_keys(settings, store.as_ref(), master, now).await);
         out.push(admin_clients(store.as_ref()).await);
+        out.push(table_sizes(store.as_ref(), now).await);
     } else {
         let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
         let (status, hint) = if db.migrate_on_start {
@@ -415,6 +416,28 @@ async fn database(
     }
     store.close().await;
     out
+}
+
+/// Rows per table and what the last day added: how fast storage grows, and whether
+/// housekeeping keeps up (expired rows are purged every `housekeeping.interval`).
+async fn table_sizes(store: &dyn crate::storage::Store, now: OffsetDateTime) -> Check {
+    match store.table_sizes(now - time::Duration::days(1)).await {
+        Ok(sizes) => {
+            let parts: Vec<String> = sizes
+                .iter()
+                .map(|t| match t.recent {
+                    Some(recent) => format!("{} {} ({recent} in the last day)", t.table, t.rows),
+                    None => format!("{} {}", t.table, t.rows),
+                })
+                .collect();
+            check("storage", Status::Ok, format!("rows: {}", parts.join("; ")))
+        }
+        Err(e) => check(
+            "storage",
+            Status::Warn,
+            format!("could not count rows: {e}"),
+        ),
+    }
 }
 
 /// The file of a SQLite URL, as sqlx resolves it; none for other URLs and in-memory ones.

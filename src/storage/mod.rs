@@ -286,6 +286,31 @@ pub struct ReencryptedKey {
     pub new: Vec<u8>,
 }
 
+/// The size of one table (see `Store::table_sizes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSize {
+    pub table: &'static str,
+    pub rows: u64,
+    /// Rows added since the instant asked about, where the table records when.
+    pub recent: Option<u64>,
+}
+
+/// Every table, and the column saying when a row was added (if any).
+pub const TABLES: &[(&str, Option<&str>)] = &[
+    ("users", Some("created_at")),
+    ("clients", Some("created_at")),
+    ("browser_sessions", Some("created_at")),
+    ("login_transactions", Some("created_at")),
+    ("login_throttles", None),
+    ("authorization_codes", Some("created_at")),
+    ("consents", None),
+    ("refresh_families", Some("created_at")),
+    ("refresh_tokens", Some("issued_at")),
+    ("revoked_access_tokens", None),
+    ("signing_keys", Some("created_at")),
+    ("audit_events", Some("at")),
+];
+
 /// Rows older than these instants are purged.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeCutoffs {
@@ -556,6 +581,10 @@ pub trait Store: Send + Sync + 'static {
         throttle_key: &str,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Rows per table, and for the tables that grow with traffic, how many rows were
+    /// added since `since` (`portcullis doctor`).
+    async fn table_sizes(&self, since: OffsetDateTime) -> Result<Vec<TableSize>, StoreError>;
 
     /// Deletes up to `batch` expired rows per table; returns how many went.
     async fn purge_expired(&self, cutoffs: &PurgeCutoffs, batch: u32) -> Result<u64, StoreError>;

@@ -1671,6 +1671,38 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(AuditRecord::from).collect())
             }
 
+            async fn table_sizes(
+                &self,
+                since: OffsetDateTime,
+            ) -> Result<Vec<crate::storage::TableSize>, StoreError> {
+                let mut out = Vec::with_capacity(crate::storage::TABLES.len());
+                for (table, added) in crate::storage::TABLES {
+                    // The names come from the constant list above, never from input.
+                    let (rows, recent): (i64, Option<i64>) = match added {
+                        Some(column) => sqlx::query_as(&format!(
+                            "select count(*), sum(case when {column} >= $1 then 1 else 0 end) \
+                             from {table}"
+                        ))
+                        .bind(ts(since))
+                        .fetch_one(self.reader())
+                        .await?,
+                        None => (
+                            sqlx::query_scalar(&format!("select count(*) from {table}"))
+                                .fetch_one(self.reader())
+                                .await?,
+                            None,
+                        ),
+                    };
+                    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                    out.push(crate::storage::TableSize {
+                        table,
+                        rows: count(rows),
+                        recent: added.map(|_| count(recent.unwrap_or(0))),
+                    });
+                }
+                Ok(out)
+            }
+
             async fn purge_expired(
                 &self,
                 c: &PurgeCutoffs,

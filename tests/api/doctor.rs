@@ -224,3 +224,43 @@ async fn pending_migrations_fail_only_when_the_server_would_not_apply_them() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn doctor_reports_the_size_and_growth_of_every_table() {
+    let app = spawn_app().await;
+    app.create_user("alice", crate::helpers::PASSWORD).await;
+    app.login_ok(&app.client, "alice", crate::helpers::PASSWORD)
+        .await;
+    let trail = app.audit("login.success").await.len() + app.audit("user.created").await.len();
+    let key_file = Path::new(&app.settings.keys.master_key_file).to_path_buf();
+    let out = doctor(&app.db.url, &key_file, &[]);
+    let f = findings(&out);
+    assert_eq!(status(&f, "storage"), "ok");
+    let message = &f["storage"].1;
+    for table in [
+        "users 1",
+        "browser_sessions 1 (1 in the last day)",
+        "audit_events",
+        "refresh_tokens 0",
+        "revoked_access_tokens 0",
+        "login_throttles",
+        "signing_keys",
+    ] {
+        assert!(message.contains(table), "{table} in {message}");
+    }
+    // Growth of the audit trail: every event of this test is from the last day.
+    let audit = message
+        .split("; ")
+        .find(|t| t.starts_with("audit_events "))
+        .unwrap_or_else(|| panic!("no audit_events in {message}"));
+    let rows: usize = audit
+        .split(' ')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(rows >= trail, "{audit}");
+    assert!(
+        audit.ends_with(&format!("({rows} in the last day)")),
+        "{audit}"
+    );
+}
