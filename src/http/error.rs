@@ -133,20 +133,38 @@ impl ResponseError for PageError {
     }
 }
 
-/// Errors of the token endpoint (RFC 6749 §5.2): JSON, 400, or 401 with
-/// `WWW-Authenticate` for `invalid_client`; never cached.
+/// Errors of the endpoints that authenticate clients (`/token`, `/revoke`, `/introspect`;
+/// RFC 6749 §5.2): JSON, never cached; `invalid_client` is 401 with a
+/// `WWW-Authenticate: Basic` challenge when the client tried the `Authorization` header,
+/// 400 otherwise.
 #[derive(Debug)]
-pub struct TokenError(pub EndpointError);
+pub struct TokenError {
+    pub error: EndpointError,
+    /// Whether the request carried an `Authorization` header.
+    pub tried_authorization: bool,
+}
 
+impl TokenError {
+    pub fn new(error: EndpointError, tried_authorization: bool) -> Self {
+        Self {
+            error,
+            tried_authorization,
+        }
+    }
+}
+
+/// Errors raised before client authentication (malformed request bodies): the challenge
+/// is kept, as RFC 6749 §5.2 always permits it; handlers pass the real flag with
+/// [`TokenError::new`] for errors that come from authenticating the client.
 impl From<EndpointError> for TokenError {
     fn from(e: EndpointError) -> Self {
-        Self(e)
+        Self::new(e, true)
     }
 }
 
 impl std::fmt::Display for TokenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.error.fmt(f)
     }
 }
 
@@ -176,8 +194,14 @@ pub fn oauth_json(status: StatusCode, error: &OAuthError) -> HttpResponse {
 
 impl ResponseError for TokenError {
     fn status_code(&self) -> StatusCode {
-        match &self.0 {
-            EndpointError::OAuth(e) if e.code == ErrorCode::InvalidClient => {
+        match &self.error {
+            // RFC 6749 §5.2: 401 "if the client attempted to authenticate via the
+            // Authorization request header field"; otherwise 400 is allowed, and libraries
+            // that send the secret in the body (openid-client's default) then surface our
+            // error_description instead of a generic "challenge" error (oauth4webapi).
+            EndpointError::OAuth(e)
+                if e.code == ErrorCode::InvalidClient && self.tried_authorization =>
+            {
                 StatusCode::UNAUTHORIZED
             }
             EndpointError::OAuth(_) => StatusCode::BAD_REQUEST,
@@ -187,9 +211,11 @@ impl ResponseError for TokenError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let error = oauth_error_of(&self.0);
-        let mut res = oauth_json(self.status_code(), &error);
-        if error.code == ErrorCode::InvalidClient {
+        let error = oauth_error_of(&self.error);
+        let status = self.status_code();
+        let mut res = oauth_json(status, &error);
+        // The challenge goes with the 401 only (RFC 9110 §15.5.2).
+        if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"portcullis\""),

@@ -10,6 +10,7 @@ mod admin;
 mod algorithms;
 mod bad_input;
 mod cli;
+mod client_auth;
 mod client_credentials;
 mod docs;
 mod doctor;

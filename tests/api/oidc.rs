@@ -660,7 +660,7 @@ async fn code_exchange_failures_issue_no_tokens() {
     assert_oauth_error(unauthenticated, StatusCode::UNAUTHORIZED, "invalid_client").await;
     assert_oauth_error(
         exchange(&app, "web-app", None, &c, WEB_REDIRECT, &p.verifier).await,
-        StatusCode::UNAUTHORIZED,
+        StatusCode::BAD_REQUEST,
         "invalid_client",
     )
     .await;

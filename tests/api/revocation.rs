@@ -118,7 +118,8 @@ async fn revocation_refuses_other_clients_and_unauthenticated_callers() {
         .send()
         .await
         .expect("POST");
-    assert_oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    // RFC 6749 §5.2: no Authorization header, so 400 and no challenge.
+    assert_oauth_error(anonymous, StatusCode::BAD_REQUEST, "invalid_client").await;
     let no_token = revoke(&t.app, ("web-app", Some(&t.secret)), &[]).await;
     assert_oauth_error(no_token, StatusCode::BAD_REQUEST, "invalid_request").await;
     // Nothing was revoked.
@@ -185,7 +186,7 @@ async fn introspection_requires_client_authentication() {
         .send()
         .await
         .expect("POST");
-    assert_oauth_error(anonymous, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert_oauth_error(anonymous, StatusCode::BAD_REQUEST, "invalid_client").await;
     let wrong = rp_http()
         .post(t.app.url("/introspect"))
         .basic_auth("web-app", Some("not-the-secret"))
@@ -496,7 +497,7 @@ async fn native_apps_get_their_refresh_token_in_the_body() {
         .send()
         .await
         .expect("POST");
-    assert_oauth_error(public, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    assert_oauth_error(public, StatusCode::BAD_REQUEST, "invalid_client").await;
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@ pub async fn revoke(
         state
             .provider
             .revoke(&params, authorization(&req), &actor)
-            .await?;
+            .await
+            .map_err(|e| client_error(&req, e))?;
         // §2.2: 200 whether or not the token was valid.
         Ok::<_, TokenError>(no_store(HttpResponse::Ok()).finish())
     })
@@ -50,7 +51,8 @@ pub async fn introspect(
     let answer = state
         .provider
         .introspect(&params, authorization(&req), &actor)
-        .await?;
+        .await
+        .map_err(|e| client_error(&req, e))?;
     Ok(no_store(HttpResponse::Ok()).json(answer))
 }
 
@@ -83,7 +85,8 @@ async fn handle(
             },
             &actor,
         )
-        .await?;
+        .await
+        .map_err(|e| client_error(req, e))?;
     let mut response = issued.response;
     let mut builder = no_store(HttpResponse::Ok());
     if issued.delivery == TokenDelivery::Cookie {
@@ -100,6 +103,12 @@ async fn handle(
         }
     }
     Ok(builder.json(response))
+}
+
+/// An error from a call that authenticates the client: RFC 6749 §5.2's 401 challenge only
+/// when the client tried the `Authorization` header.
+fn client_error(req: &HttpRequest, error: EndpointError) -> TokenError {
+    TokenError::new(error, req.headers().contains_key(header::AUTHORIZATION))
 }
 
 fn authorization(req: &HttpRequest) -> Option<&str> {
@@ -135,7 +144,5 @@ fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpRespo
 }
 
 fn bad(description: &str) -> TokenError {
-    TokenError(EndpointError::OAuth(OAuthError::invalid_request(
-        description,
-    )))
+    EndpointError::OAuth(OAuthError::invalid_request(description)).into()
 }
