@@ -207,7 +207,9 @@ pub enum ClientsCommand {
         /// client_credentials (confidential clients only).
         #[arg(long = "grant-type")]
         grant_types: Vec<String>,
-        /// Trusted first-party application: no consent page.
+        /// Trusted first-party application: granted every scope it asks for, including
+        /// offline_access, without a consent page (OpenID Connect Core §11 allows such a
+        /// condition for offline access), unless the request says prompt=consent.
         #[arg(long)]
         first_party: bool,
         /// How refresh tokens reach the client: body (default) or cookie (spa clients on
@@ -253,6 +255,9 @@ pub enum ClientsCommand {
         scopes: Option<Vec<String>>,
         #[arg(long = "grant-type")]
         grant_types: Option<Vec<String>>,
+        /// true: a trusted first-party application: granted every scope it asks for, including
+        /// offline_access, without a consent page (OpenID Connect Core §11 allows such a
+        /// condition for offline access), unless the request says prompt=consent.
         #[arg(long)]
         first_party: Option<bool>,
         /// true (the default for new clients) or false (confidential clients only).

@@ -36,7 +36,9 @@ pub struct ClientView {
     pub grant_types: Vec<String>,
     #[schema(example = json!(["openid", "profile", "email"]))]
     pub scopes: Vec<String>,
-    /// Trusted first-party application: no consent page.
+    /// Trusted first-party application: granted every scope it asks for, including
+    /// `offline_access`, without a consent page (OpenID Connect Core §11 allows such a
+    /// condition for offline access), unless the request says `prompt=consent`.
     pub first_party: bool,
     /// Authorization requests must carry a PKCE S256 challenge (always for spa and native).
     pub require_pkce: bool,
@@ -125,6 +127,9 @@ pub struct NewClient {
     /// Default: openid profile email.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Trusted first-party application: granted every scope it asks for, including
+    /// `offline_access`, without a consent page (OpenID Connect Core §11 allows such a
+    /// condition for offline access), unless the request says `prompt=consent`.
     #[serde(default)]
     pub first_party: bool,
     /// `id_token_signed_response_alg` (OpenID Connect Registration §2): RS256 (default),

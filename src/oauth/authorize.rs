@@ -249,7 +249,9 @@ impl Provider {
         ) {
             return Some(format!("/login?tx={tx}"));
         }
-        if pending.client.first_party {
+        // A first-party client needs no consent page, unless the request asks for one
+        // (OpenID Connect Core §3.1.2.1, prompt=consent).
+        if pending.client.first_party && !pending.request.prompt_consent {
             return Some(format!("{RESUME_PATH}?tx={tx}"));
         }
         None
@@ -615,8 +617,11 @@ impl Provider {
             .find_consent(session.user.id, &client.id)
             .await?
             .unwrap_or_default();
+        // OpenID Connect Core §3.1.2.1: prompt=consent asks even a first-party client's
+        // user; otherwise a first-party client is granted what it asks for, including
+        // offline_access (Core §11 allows other conditions permitting offline access).
         let needs_consent =
-            !client.first_party && (!request.scope.is_subset(&consented) || request.prompt_consent);
+            request.prompt_consent || (!client.first_party && !request.scope.is_subset(&consented));
         if needs_consent {
             if request.prompt_none {
                 return self

@@ -5,8 +5,13 @@ use serde_json::{Value, json};
 
 use super::Provider;
 
-/// Client authentication at the token, revocation and introspection endpoints.
+/// Client authentication at the token and revocation endpoints (`authenticate_client`):
+/// public clients name themselves with `none`.
 const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+
+/// Client authentication at the introspection endpoint: only confidential clients may
+/// introspect (RFC 7662 §2.1), so `none` is not accepted there.
+const INTROSPECTION_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
 /// Scopes Portcullis knows how to describe and release claims for.
 pub const SCOPES_SUPPORTED: [&str; 4] = ["openid", "profile", "email", "offline_access"];
@@ -69,7 +74,7 @@ impl Provider {
             "revocation_endpoint": self.endpoint("/revoke"),
             "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
             "introspection_endpoint": self.endpoint("/introspect"),
-            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
         })

@@ -1130,3 +1130,42 @@ async fn scopes_the_client_may_not_have_are_ignored_not_refused() {
         "{info}"
     );
 }
+
+#[tokio::test]
+async fn prompt_consent_asks_even_for_a_first_party_client() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    app.register_client(web_app(true)).await;
+    // OpenID Connect Core §3.1.2.1: prompt=consent asks, first party or not.
+    let denied = follow(
+        &app,
+        &app.client,
+        &authorize_path(&pkce(), &[("prompt", "consent")]),
+        WEB_REDIRECT,
+        "deny",
+    )
+    .await;
+    assert_eq!(query(&denied, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&denied, "code"), None);
+    assert_eq!(app.audit("consent.denied").await.len(), 1);
+    let allowed = follow(
+        &app,
+        &app.client,
+        &authorize_path(&pkce(), &[("prompt", "consent")]),
+        WEB_REDIRECT,
+        "allow",
+    )
+    .await;
+    assert!(query(&allowed, "code").is_some(), "{allowed}");
+    assert_eq!(app.audit("consent.granted").await.len(), 1);
+    // prompt=none still needs no consent from a first-party client.
+    let silent = follow(
+        &app,
+        &app.client,
+        &authorize_path(&pkce(), &[("prompt", "none"), ("scope", "openid email")]),
+        WEB_REDIRECT,
+        "deny",
+    )
+    .await;
+    assert!(query(&silent, "code").is_some(), "{silent}");
+}

@@ -293,7 +293,6 @@ async fn discovery_describes_exactly_what_is_supported() {
     for key in [
         "token_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_methods_supported",
-        "introspection_endpoint_auth_methods_supported",
     ] {
         assert_eq!(
             doc[key],
@@ -301,6 +300,10 @@ async fn discovery_describes_exactly_what_is_supported() {
             "{key}"
         );
     }
+    assert_eq!(
+        doc["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
     assert!(
         doc["scopes_supported"]
             .as_array()

@@ -707,4 +707,143 @@ async fn deleting_a_client_ends_its_access_tokens() {
     );
     assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
     assert_eq!(ask().await, json!({"active": false}));
+
+/// Sends `form` to `path` as `client_id`, authenticating with `method` (RFC 6749 §2.3.1).
+async fn post_as(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    method: &str,
+    client: (&str, Option<&str>),
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = rp_http().post(app.url(path));
+    let mut form = form.to_vec();
+    match method {
+        "client_secret_basic" => request = request.basic_auth(client.0, client.1),
+        "client_secret_post" => {
+            form.push(("client_id", client.0));
+            form.push(("client_secret", client.1.expect("a secret")));
+        }
+        "none" => form.push(("client_id", client.0)),
+        other => panic!("unexpected method {other}"),
+    }
+    request.form(&form).send().await.expect("POST")
+}
+
+/// A client registered for `method` and an access token it obtained at `/token` with
+/// that method: client_credentials for secret methods, a code for `none`.
+async fn holder(app: &crate::helpers::TestApp, method: &str) -> (String, Option<String>, String) {
+    use portcullis::domain::client::AuthMethod;
+    let client_id = format!(
+        "{}-{}",
+        method.replace('_', "-"),
+        uuid::Uuid::new_v4().simple()
+    );
+    let auth = AuthMethod::parse(method).expect("a known method");
+    let response = if auth == AuthMethod::None {
+        let redirect = "http://127.0.0.1/cb";
+        app.register_client(Registration {
+            client_id: Some(client_id.clone()),
+            kind: ClientKind::Native,
+            auth_method: Some(auth),
+            redirect_uris: vec![redirect.into()],
+            ..web_app(true)
+        })
+        .await;
+        let p = pkce();
+        let code = code_for(app, &client_id, redirect, &p).await;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", &p.verifier),
+        ];
+        post_as(app, "/token", method, (&client_id, None), &form).await
+    } else {
+        let secret = app
+            .register_client(Registration {
+                client_id: Some(client_id.clone()),
+                auth_method: Some(auth),
+                ..crate::client_credentials::service("x", &["invoices:read"])
+            })
+            .await
+            .1;
+        let form = [("grant_type", "client_credentials")];
+        let r = post_as(
+            app,
+            "/token",
+            method,
+            (&client_id, secret.as_deref()),
+            &form,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "/token with {method}");
+        let body: Value = r.json().await.expect("JSON");
+        return (client_id, secret, s(&body, "access_token"));
+    };
+    assert_eq!(response.status(), StatusCode::OK, "/token with {method}");
+    let body: Value = response.json().await.expect("JSON");
+    (client_id, None, s(&body, "access_token"))
+}
+
+#[tokio::test]
+async fn every_advertised_client_authentication_method_works_at_its_endpoint() {
+    let app = spawn_app().await;
+    app.create_user_named("alice", None, PASSWORD).await;
+    let doc: Value = rp_http()
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .expect("GET metadata")
+        .json()
+        .await
+        .expect("JSON");
+    let methods = |key: &str| -> Vec<String> {
+        doc[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}"))
+            .iter()
+            .map(|m| m.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    // /token: `holder` obtains a token with each advertised method.
+    for method in methods("token_endpoint_auth_methods_supported") {
+        holder(&app, &method).await;
+    }
+    for method in methods("revocation_endpoint_auth_methods_supported") {
+        let (id, secret, token) = holder(&app, &method).await;
+        let form = [("token", token.as_str())];
+        let r = post_as(&app, "/revoke", &method, (&id, secret.as_deref()), &form).await;
+        assert_eq!(r.status(), StatusCode::OK, "/revoke with {method}");
+        let audit = app.audit("token.revoked").await;
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.client_id.as_deref() == Some(id.as_str())),
+            "{method}"
+        );
+    }
+    let introspection = methods("introspection_endpoint_auth_methods_supported");
+    // RFC 7662 §2.1: the caller authenticates; a public client cannot.
+    assert!(
+        !introspection.iter().any(|m| m == "none"),
+        "{introspection:?}"
+    );
+    assert!(!introspection.is_empty());
+    for method in introspection {
+        let (id, secret, token) = holder(&app, &method).await;
+        let form = [("token", token.as_str())];
+        let r = post_as(
+            &app,
+            "/introspect",
+            &method,
+            (&id, secret.as_deref()),
+            &form,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "/introspect with {method}");
+        let answer: Value = r.json().await.expect("JSON");
+        assert_eq!(answer["active"], true, "/introspect with {method}");
+        assert_eq!(answer["client_id"], id.as_str());
+    }
 }
