@@ -17,8 +17,11 @@ use crate::config::{Settings, Sources, redact_url};
 use crate::domain::client::{AuthMethod, ClientId, ClientKind};
 use crate::domain::jws::SigningAlg;
 use crate::domain::refresh::TokenDelivery;
+use crate::domain::throttle::ThrottleKeys;
 use crate::domain::user::{Password, User, Username, parse_email};
-use crate::keys::{KeyRing, MasterKey, RetireOutcome, RotationOutcome, rotate_master_key};
+use crate::keys::{
+    KeyError, KeyRing, MasterKey, RetireOutcome, RotationOutcome, rotate_master_key,
+};
 use crate::password::PasswordHasher;
 use crate::startup::Application;
 use crate::storage::{self, Store};
@@ -564,9 +567,11 @@ async fn users(
         UsersCommand::SetPassword { username } => {
             let user = find(store, &username).await?;
             let password = read_new_password(settings)?;
+            let keys = throttle_keys(settings)?;
             users::set_password(
                 store,
                 &hasher(settings)?,
+                keys.as_ref(),
                 &user,
                 password,
                 clock.now(),
@@ -610,7 +615,8 @@ async fn users(
         }
         UsersCommand::Delete { username } => {
             let user = find(store, &username).await?;
-            if !users::delete(store, &user, clock.now(), &actor).await? {
+            let keys = throttle_keys(settings)?;
+            if !users::delete(store, keys.as_ref(), &user, clock.now(), &actor).await? {
                 bail!("no user named {}", user.username);
             }
             emit(
@@ -1000,6 +1006,22 @@ async fn find(store: &dyn Store, username: &str) -> anyhow::Result<User> {
     match users::find_by_name(store, name.as_str()).await {
         Err(UserError::NotFound) => bail!("no user named {name}"),
         other => Ok(other?),
+    }
+}
+
+/// The keys of the lockout counters, from the master key the server uses. With no master
+/// key at all a lockout cannot be found, so it is left to expire (`login.failure_window`).
+fn throttle_keys(settings: &Settings) -> anyhow::Result<Option<ThrottleKeys>> {
+    match MasterKey::load_existing(&settings.keys) {
+        Ok(master) => Ok(Some(master.throttle_keys()?)),
+        Err(KeyError::NoMasterKey(_)) => {
+            eprintln!(
+                "warning: no master key, so a lockout of this name is not lifted; it ends \
+                 within login.failure_window"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).context("loading the master key"),
     }
 }
 

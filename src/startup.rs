@@ -51,6 +51,9 @@ impl Application {
         }
         let hasher = PasswordHasher::new(&settings.password).context("password hasher")?;
         let master = MasterKey::load(&settings.keys).context("loading the master key")?;
+        let throttle_keys = master
+            .throttle_keys()
+            .context("deriving the throttle key")?;
         let keys =
             KeyRing::load_or_init_for(Arc::clone(&store), master, Arc::clone(&clock), &settings)
                 .await
@@ -71,7 +74,13 @@ impl Application {
             settings.keys.prepublication,
             settings.keys.reload_interval,
         );
-        let auth = Authenticator::new(&settings, Arc::clone(&store), Arc::clone(&clock), hasher);
+        let auth = Authenticator::new(
+            &settings,
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            hasher,
+            throttle_keys,
+        );
         let provider = Provider::new(&settings, auth.clone(), keys.clone());
         let state = AppState {
             cookies: CookieNames::new(settings.is_https()),

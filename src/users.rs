@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
-use crate::auth::throttle_key;
 use crate::domain::session::{BrowserSession, SessionId};
+use crate::domain::throttle::ThrottleKeys;
 use crate::domain::user::{
     NewUser, Password, PasswordError, ProfileError, User, UserId, UserProfile, Username,
     UsernameError, parse_email, parse_name,
@@ -165,10 +165,12 @@ pub async fn update_profile(
 }
 
 /// Replaces the password, ends every session of the user and lifts any lockout of the
-/// account name (the same path as `users set-password`).
+/// account name (the same path as `users set-password`). Without `throttle_keys` (a CLI
+/// with no master key) the lockout is left to expire.
 pub async fn set_password(
     store: &dyn Store,
     hasher: &PasswordHasher,
+    throttle_keys: Option<&ThrottleKeys>,
     user: &User,
     password: Password,
     now: OffsetDateTime,
@@ -177,9 +179,9 @@ pub async fn set_password(
     let hash = hasher.hash(password).await?;
     let audit =
         AuditEvent::new(now, AuditKind::UserPasswordChanged, Outcome::Success, actor).user(user.id);
-    let key = throttle_key(Some(&user.username), user.username.as_str());
+    let key = throttle_keys.map(|k| k.of_user(&user.username));
     let change = PasswordChange::Reset {
-        throttle_key: &key,
+        throttle_key: key.as_deref(),
         audit: &audit,
     };
     if !store.set_password_hash(user.id, &hash, now, change).await? {
@@ -210,6 +212,7 @@ pub async fn set_disabled(
 /// expire within their short lifetime elsewhere. The audit trail keeps its rows.
 pub async fn delete(
     store: &dyn Store,
+    throttle_keys: Option<&ThrottleKeys>,
     user: &User,
     now: OffsetDateTime,
     actor: &Actor,
@@ -217,8 +220,8 @@ pub async fn delete(
     let audit = AuditEvent::new(now, AuditKind::UserDeleted, Outcome::Success, actor)
         .user(user.id)
         .detail("username", user.username.as_str());
-    let key = throttle_key(Some(&user.username), user.username.as_str());
-    store.delete_user(user.id, &key, &audit).await
+    let key = throttle_keys.map(|k| k.of_user(&user.username));
+    store.delete_user(user.id, key.as_deref(), &audit).await
 }
 
 /// The user's live sessions, most recently used first.

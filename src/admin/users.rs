@@ -325,6 +325,7 @@ pub async fn set_user_password(
     users::set_password(
         state.provider.store.as_ref(),
         &state.auth.hasher,
+        Some(&state.auth.throttle_keys),
         &user,
         password,
         now(&state),
@@ -402,6 +403,7 @@ pub async fn delete_user(
     let user = find(&state, &path).await?;
     if !users::delete(
         state.provider.store.as_ref(),
+        Some(&state.auth.throttle_keys),
         &user,
         now(&state),
         &caller.actor,

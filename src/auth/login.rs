@@ -7,7 +7,7 @@ use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::secret::{OpaqueToken, TokenHash, constant_time_eq};
 use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
 use crate::domain::throttle::retry_after_secs;
-use crate::domain::user::{Password, PasswordHash, UserId, Username};
+use crate::domain::user::{Password, PasswordHash, User, UserId, Username};
 use crate::password::HashError;
 use crate::storage::{
     CompletedLogin, LoginTransaction, NewSession, PasswordChange, Reservation, StoreError,
@@ -149,7 +149,8 @@ impl Authenticator {
         }
 
         let username = Username::parse(attempt.username).ok();
-        let key = throttle_key(username.as_ref(), attempt.username);
+        // SECURITY: keyed, never a bare hash of what was typed (people type passwords here).
+        let key = self.throttle_keys.key(username.as_ref(), attempt.username);
         let state = match self
             .store
             .reserve_login_attempt(&key, now, &self.throttle)
@@ -157,11 +158,16 @@ impl Authenticator {
         {
             Reservation::Granted(state) => state,
             Reservation::Locked { until } => {
+                let user = match &username {
+                    Some(name) => self.store.find_user(name).await?.map(|(user, _)| user),
+                    None => None,
+                };
                 let audit =
                     AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                        .detail("reason", "account_locked")
-                        .detail("account", key.as_str());
-                self.store.record_audit(&[audit]).await?;
+                        .detail("reason", "account_locked");
+                self.store
+                    .record_audit(&[name_user(audit, user.as_ref())])
+                    .await?;
                 return Ok(LoginOutcome::Throttled {
                     retry_after: retry_after_secs(now, until),
                 });
@@ -198,14 +204,10 @@ impl Authenticator {
         };
         let (Some(user), Some(verified_hash), None) = (user.clone(), usable_hash, failure) else {
             let failure = failure.unwrap_or(LoginFailure::UnknownUser);
-            // The attempted name is not recorded: people type passwords into it.
-            let mut audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
+            let audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
                 .detail("reason", failure.reason())
-                .detail("account", key.as_str())
                 .detail("failures", state.failures);
-            if let Some(u) = &user {
-                audit = audit.user(u.id);
-            }
+            let audit = name_user(audit, user.as_ref());
             let mut events = vec![audit.clone()];
             if let Some(until) = state.locked_until {
                 let mut locked = audit;
@@ -305,14 +307,16 @@ impl Authenticator {
     }
 }
 
-/// The throttle key of an account name: SHA-256 of its canonical form (or of the raw
-/// input when it is not a valid name), so names (and passwords typed into the name
-/// field) are not stored in clear, and every spelling of one account shares one counter.
-pub fn throttle_key(username: Option<&Username>, raw: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let name = username.map_or_else(|| raw.trim().to_lowercase(), |u| u.as_str().to_owned());
-    let digest = Sha256::digest(name.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// Names the account an attempt was for when it exists (its id and username). For any
+/// other name nothing of the typed text is recorded, not even a hash.
+// SECURITY: people type passwords into the name field; a hash of it in the audit trail
+// (kept for `housekeeping.audit_retention`, served by the admin API) could be reversed by
+// a dictionary.
+fn name_user(audit: AuditEvent, user: Option<&User>) -> AuditEvent {
+    match user {
+        Some(u) => audit.user(u.id).detail("username", u.username.as_str()),
+        None => audit,
+    }
 }
 
 fn truncate_user_agent(ua: &str) -> String {

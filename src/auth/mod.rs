@@ -8,13 +8,13 @@ mod session;
 use std::sync::Arc;
 
 pub use ip_limit::IpLimiter;
-pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome, throttle_key};
+pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome};
 pub use session::CurrentSession;
 
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::session::SessionPolicy;
-use crate::domain::throttle::ThrottlePolicy;
+use crate::domain::throttle::{ThrottleKeys, ThrottlePolicy};
 use crate::password::PasswordHasher;
 use crate::storage::Store;
 
@@ -26,6 +26,8 @@ pub struct Authenticator {
     pub hasher: PasswordHasher,
     pub sessions: SessionPolicy,
     pub throttle: ThrottlePolicy,
+    /// Keys the per-account counters; derived from the master key at startup.
+    pub throttle_keys: ThrottleKeys,
     pub ip_limiter: Arc<IpLimiter>,
     /// Sign-in forms opened per client IP (each one is a database row).
     pub form_limiter: Arc<IpLimiter>,
@@ -38,6 +40,7 @@ impl Authenticator {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
+        throttle_keys: ThrottleKeys,
     ) -> Self {
         let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
         Self {
@@ -55,6 +58,7 @@ impl Authenticator {
                 lockout_base: d(settings.login.lockout_base),
                 lockout_max: d(settings.login.lockout_max),
             },
+            throttle_keys,
             ip_limiter: Arc::new(IpLimiter::new(
                 settings.login.ip_max_failures,
                 d(settings.login.ip_window),

@@ -2,7 +2,10 @@
 //! with each further failure, up to a cap. Keyed by the account *name*, whether or not
 //! such an account exists, so lockouts reveal nothing about which accounts exist.
 
+use aws_lc_rs::hmac;
 use time::{Duration, OffsetDateTime};
+
+use super::user::Username;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
@@ -46,9 +49,67 @@ pub fn retry_after_secs(now: OffsetDateTime, until: OffsetDateTime) -> u64 {
         .max(1)
 }
 
+/// Turns a typed account name into its throttle key: HMAC-SHA256 under a server secret
+/// (derived from the master key), hex-encoded.
+///
+/// SECURITY: people type passwords into the name field. An unsalted hash of it would be
+/// recovered by a dictionary attack on a leaked table; without the server secret a keyed
+/// hash cannot even be tested against a guess.
+#[derive(Clone)]
+pub struct ThrottleKeys(hmac::Key);
+
+impl ThrottleKeys {
+    /// Bytes of a secret no client ever sees; 32 random bytes or an HKDF output.
+    pub fn new(secret: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// The key of a typed name: of its canonical form when it is a valid username, else
+    /// of the trimmed, lower-cased input, so every spelling of one account shares one
+    /// counter.
+    pub fn key(&self, username: Option<&Username>, raw: &str) -> String {
+        let name = username.map_or_else(|| raw.trim().to_lowercase(), |u| u.as_str().to_owned());
+        let tag = hmac::sign(&self.0, name.as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The key of an existing account.
+    pub fn of_user(&self, username: &Username) -> String {
+        self.key(Some(username), username.as_str())
+    }
+}
+
+impl std::fmt::Debug for ThrottleKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThrottleKeys(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_keys_depend_on_the_secret_and_fold_case() {
+        let a = ThrottleKeys::new(&[1; 32]);
+        let b = ThrottleKeys::new(&[2; 32]);
+        let alice = Username::parse("Alice").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(a.of_user(&alice), b.of_user(&alice));
+        assert_eq!(a.key(Some(&alice), "Alice"), a.key(None, "  ALICE "));
+        assert_eq!(a.of_user(&alice), a.key(None, "alice"));
+        assert_ne!(a.key(None, "alice"), a.key(None, "bob"));
+        let typed = "Correct Horse Battery Staple";
+        assert_eq!(a.key(None, typed), a.key(None, &typed.to_lowercase()));
+        assert_eq!(a.key(None, typed).len(), 64);
+        // Never the bare SHA-256 of the name.
+        use sha2::{Digest as _, Sha256};
+        let bare: String = Sha256::digest(b"correct horse battery staple")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(a.key(None, typed), bare);
+        assert_eq!(format!("{a:?}"), "ThrottleKeys(..)");
+    }
 
     #[test]
     fn lockout_doubles_and_is_capped() {

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
@@ -14,10 +15,13 @@ use secrecy::{ExposeSecret, SecretBox};
 
 use super::KeyError;
 use crate::config::KeySettings;
+use crate::domain::throttle::ThrottleKeys;
 
 const KEY_LEN: usize = 32;
 const TAG_LEN: usize = 16;
 const ENV_VAR: &str = "PORTCULLIS_MASTER_KEY";
+/// HKDF info of the throttle-key secret; a new label (v2) would start fresh counters.
+const THROTTLE_KEY_INFO: &[u8] = b"portcullis throttle-key v1";
 
 const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
@@ -133,6 +137,21 @@ impl MasterKey {
             .len();
         buf.truncate(len);
         Ok(buf)
+    }
+
+    /// The secret that keys sign-in throttle counters (HKDF-SHA256, RFC 5869, with its own
+    /// info label, so it reveals nothing about the key that encrypts signing keys).
+    /// Rotating the master key changes it, which only resets the short-lived lockout
+    /// counters.
+    pub fn throttle_keys(&self) -> Result<ThrottleKeys, KeyError> {
+        let prk = Salt::new(HKDF_SHA256, &[]).extract(self.0.expose_secret());
+        let mut secret = [0u8; KEY_LEN];
+        prk.expand(&[THROTTLE_KEY_INFO], HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut secret))
+            .map_err(|_| KeyError::Crypto("deriving the throttle key failed".to_owned()))?;
+        let keys = ThrottleKeys::new(&secret);
+        secret.fill(0);
+        Ok(keys)
     }
 
     fn aead_key(&self) -> Result<LessSafeKey, KeyError> {
@@ -287,6 +306,21 @@ mod tests {
 
     fn expected() -> [u8; KEY_LEN] {
         std::array::from_fn(|i| u8::try_from(i).unwrap_or(0))
+    }
+
+    #[test]
+    fn throttle_keys_are_derived_per_master_key_and_stable() {
+        let keys = |k: &MasterKey| {
+            k.throttle_keys()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .key(None, "alice")
+        };
+        let a = MasterKey::from_base64(KEY_B64).unwrap_or_else(|e| panic!("{e}"));
+        let again = MasterKey::from_base64(KEY_B64).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(keys(&a), keys(&again), "the same across restarts");
+        assert_ne!(keys(&a), keys(&MasterKey::generate()));
+        // HKDF output, not the master key itself used as the HMAC key.
+        assert_ne!(keys(&a), ThrottleKeys::new(&expected()).key(None, "alice"));
     }
 
     #[test]

@@ -189,9 +189,10 @@ pub struct NewSession {
 #[derive(Debug, Clone, Copy)]
 pub enum PasswordChange<'a> {
     /// An administrative change: every session of the user ends and any lockout of the
-    /// account name is lifted, audited.
+    /// account name is lifted (when its key is known: `None` leaves the counter to expire),
+    /// audited.
     Reset {
-        throttle_key: &'a str,
+        throttle_key: Option<&'a str>,
         audit: &'a AuditEvent,
     },
     /// A transparent upgrade at sign-in: only if the stored hash is still `previous`.
@@ -574,11 +575,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<User>, StoreError>;
     /// Deletes a user: their sessions and consents go with them (foreign keys), as do
     /// their pending authorization codes and the lockout counter of their name
-    /// (`throttle_key`). Audit rows stay (they have no foreign keys).
+    /// (`throttle_key`, when known). Audit rows stay (they have no foreign keys).
     async fn delete_user(
         &self,
         id: UserId,
-        throttle_key: &str,
+        throttle_key: Option<&str>,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 

@@ -1930,7 +1930,7 @@ macro_rules! sql_store {
             async fn delete_user(
                 &self,
                 id: UserId,
-                throttle_key: &str,
+                throttle_key: Option<&str>,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.writer().begin().await?;

@@ -275,3 +275,231 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_limited_not_the_proxy()
         "{failures:?}"
     );
 }
+
+/// Every encoding of the unsalted SHA-256 of the case-folded name: what a dictionary
+/// attack on a leaked table or audit export would look for.
+fn unsalted_encodings(name: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(name.trim().to_lowercase().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        hex.clone(),
+        hex.to_uppercase(),
+        STANDARD.encode(digest),
+        STANDARD_NO_PAD.encode(digest),
+        URL_SAFE.encode(digest),
+        URL_SAFE_NO_PAD.encode(digest),
+    ]
+}
+
+/// A database connection of the test's own, for reading tables as stored.
+async fn throttle_keys(app: &crate::helpers::TestApp) -> Vec<String> {
+    let sql = "select throttle_key from login_throttles";
+    if app.db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&app.db.url)
+            .await
+            .expect("sqlite");
+        let keys = sqlx::query_scalar(sql)
+            .fetch_all(&pool)
+            .await
+            .expect("keys");
+        pool.close().await;
+        keys
+    } else {
+        let pool = sqlx::PgPool::connect(&app.db.url).await.expect("postgres");
+        let keys = sqlx::query_scalar(sql)
+            .fetch_all(&pool)
+            .await
+            .expect("keys");
+        pool.close().await;
+        keys
+    }
+}
+
+#[tokio::test]
+async fn a_name_typed_at_sign_in_is_never_stored_or_served_as_a_recoverable_hash() {
+    use crate::client_credentials::cc_request;
+    use portcullis::clients::Registration;
+
+    let app = spawn_app_with(strict).await;
+    let alice = app.create_user("alice", PASSWORD).await;
+    let typed = "Correct Horse Battery Staple";
+    for _ in 0..2 {
+        let response = app.login(&app.client, typed, "wrong").await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Lockout still works under the keyed counter, whatever the case typed.
+    let third = app.login(&app.client, &typed.to_lowercase(), "wrong").await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.headers()["retry-after"], "60");
+    let refused = app.login(&app.client, typed, "wrong").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let response = app.login(&app.client, "ALICE", "wrong").await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let (_, secret) = app
+        .register_client(Registration::admin("Ops".into(), Some("ops".into())))
+        .await;
+    let response = cc_request(&app, "ops", &secret.expect("secret"), &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    let token = body["access_token"].as_str().expect("token");
+    let listing = reqwest::Client::new()
+        .get(app.url("/admin/v1/audit-events?limit=100"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(listing.status(), StatusCode::OK);
+    let listing = listing.text().await.expect("body");
+
+    let keys = throttle_keys(&app).await;
+    assert_eq!(
+        keys.len(),
+        2,
+        "one counter for the typed name, one for alice"
+    );
+    let mut stored = keys.join("\n");
+    for kind in ["login.failure", "login.throttled"] {
+        for row in app.audit(kind).await {
+            stored.push_str(&serde_json::to_string(&row.details).expect("json"));
+        }
+    }
+    for needle in unsalted_encodings(typed)
+        .into_iter()
+        .chain(unsalted_encodings("alice"))
+    {
+        assert!(!stored.contains(&needle), "{needle} stored: {stored}");
+        assert!(!listing.contains(&needle), "{needle} served: {listing}");
+    }
+
+    // An unknown name leaves no trace of its text; a known user is named.
+    let failures = app.audit("login.failure").await;
+    assert_eq!(failures.len(), 4);
+    for row in &failures {
+        assert!(row.details.get("account").is_none(), "{:?}", row.details);
+    }
+    let unknown: Vec<_> = failures.iter().filter(|r| r.user_id.is_none()).collect();
+    assert_eq!(unknown.len(), 3);
+    for row in unknown {
+        // Spaces make it no valid username: refused as such, still counted.
+        assert_eq!(row.details["reason"], "invalid_input");
+        assert!(row.details.get("username").is_none(), "{:?}", row.details);
+    }
+    let known = failures
+        .iter()
+        .find(|r| r.user_id == Some(alice.id))
+        .expect("alice's failure");
+    assert_eq!(known.details["reason"], "bad_password");
+    assert_eq!(known.details["username"], "alice");
+}
+
+/// Migration 0008 on a database from before it: counters keyed by the unsalted hash are
+/// dropped and the hash leaves every audit row, the rest of each row untouched.
+#[tokio::test]
+async fn migration_0008_scrubs_unsalted_name_hashes() {
+    use std::borrow::Cow;
+
+    let db = crate::helpers::TestDatabase::create().await;
+    let sqlite = db.url.starts_with("sqlite:");
+    let dir = format!(
+        "{}/migrations/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        if sqlite { "sqlite" } else { "postgres" }
+    );
+    let path = std::path::Path::new(&dir);
+    let all = sqlx::migrate::Migrator::new(path)
+        .await
+        .expect("migrations");
+    let mut before = sqlx::migrate::Migrator::new(path)
+        .await
+        .expect("migrations");
+    before.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < 8)
+            .cloned()
+            .collect(),
+    );
+    let hash = unsalted_encodings("correct horse battery staple").remove(0);
+    let old = serde_json::json!({"reason": "unknown_user", "account": hash, "failures": 2});
+    let other = serde_json::json!({"reason": "ip_limit"});
+    let insert_audit = "insert into audit_events (at, kind, outcome, details) \
+                        values ($1, 'login.failure', 'failure', $2)";
+    let insert_throttle = "insert into login_throttles (throttle_key, failures, last_failure_at) \
+                           values ($1, 2, $2)";
+    let details: Vec<String>;
+    let throttles: i64;
+    macro_rules! scenario {
+        ($pool:expr, $ts:expr, $json:expr, $text:expr) => {{
+            let pool = $pool;
+            before.run(&pool).await.expect("0001-0007");
+            let now = time::OffsetDateTime::now_utc();
+            for d in [&old, &other] {
+                sqlx::query(insert_audit)
+                    .bind($ts(now))
+                    .bind($json(d))
+                    .execute(&pool)
+                    .await
+                    .expect("insert audit");
+            }
+            sqlx::query(insert_throttle)
+                .bind(&hash)
+                .bind($ts(now))
+                .execute(&pool)
+                .await
+                .expect("insert throttle");
+            all.run(&pool).await.expect("0008");
+            details = sqlx::query_scalar(&format!(
+                "select {} from audit_events order by audit_event_id",
+                $text
+            ))
+            .fetch_all(&pool)
+            .await
+            .expect("audit");
+            throttles = sqlx::query_scalar("select count(*) from login_throttles")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+            pool.close().await;
+        }};
+    }
+    if sqlite {
+        let options = db
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("sqlite");
+        scenario!(
+            pool,
+            |t: time::OffsetDateTime| t.unix_timestamp(),
+            |d: &serde_json::Value| d.to_string(),
+            "details"
+        );
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+        scenario!(
+            pool,
+            |t: time::OffsetDateTime| t,
+            |d: &serde_json::Value| sqlx::types::Json(d.clone()),
+            "details::text"
+        );
+    }
+    let details: Vec<serde_json::Value> = details
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            serde_json::json!({"reason": "unknown_user", "failures": 2}),
+            other.clone(),
+        ]
+    );
+    assert_eq!(throttles, 0);
+}

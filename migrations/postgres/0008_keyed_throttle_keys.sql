@@ -1,0 +1,8 @@
+-- Lockout counters and audit rows no longer carry the unsalted SHA-256 of the typed
+-- account name (people type passwords into that field; a dictionary reverses it).
+-- Counters are now keyed by an HMAC under a secret derived from the master key: the old
+-- rows can never match again, and are short-lived anyway.
+delete from login_throttles;
+
+update audit_events set details = details - 'account'
+where kind in ('login.failure', 'login.throttled') and details ? 'account';
