@@ -707,6 +707,7 @@ async fn deleting_a_client_ends_its_access_tokens() {
     );
     assert_eq!(userinfo_status(&app, &at).await, StatusCode::UNAUTHORIZED);
     assert_eq!(ask().await, json!({"active": false}));
+}
 
 /// Sends `form` to `path` as `client_id`, authenticating with `method` (RFC 6749 §2.3.1).
 async fn post_as(

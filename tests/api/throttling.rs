@@ -396,10 +396,10 @@ async fn a_name_typed_at_sign_in_is_never_stored_or_served_as_a_recoverable_hash
     assert_eq!(known.details["username"], "alice");
 }
 
-/// Migration 0008 on a database from before it: counters keyed by the unsalted hash are
+/// Migration 0007 on a database from before it: counters keyed by the unsalted hash are
 /// dropped and the hash leaves every audit row, the rest of each row untouched.
 #[tokio::test]
-async fn migration_0008_scrubs_unsalted_name_hashes() {
+async fn migration_0007_scrubs_unsalted_name_hashes() {
     use std::borrow::Cow;
 
     let db = crate::helpers::TestDatabase::create().await;
@@ -419,7 +419,7 @@ async fn migration_0008_scrubs_unsalted_name_hashes() {
     before.migrations = Cow::Owned(
         all.migrations
             .iter()
-            .filter(|m| m.version < 8)
+            .filter(|m| m.version < 7)
             .cloned()
             .collect(),
     );
@@ -451,7 +451,7 @@ async fn migration_0008_scrubs_unsalted_name_hashes() {
                 .execute(&pool)
                 .await
                 .expect("insert throttle");
-            all.run(&pool).await.expect("0008");
+            all.run(&pool).await.expect("0007");
             details = sqlx::query_scalar(&format!(
                 "select {} from audit_events order by audit_event_id",
                 $text
