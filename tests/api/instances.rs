@@ -365,41 +365,7 @@ async fn the_key_listener_reconnects_and_catches_up_after_losing_its_connection(
 
     // A rotation made elsewhere while the listener is down still reaches the server: it
     // reconnects (1 s backoff) and reloads.
-    let master = MasterKey::load(&app.settings.keys).expect("master key");
-    let ring = KeyRing::load_or_init_for(
-        app.store.clone(),
-        master,
-        Arc::new(app.clock.clone()),
-        &app.settings,
-    )
-    .await
-    .expect("ring");
-    let outcomes = ring.rotate().await.expect("rotate");
-    let Some(RotationOutcome::Rotated {
-        next: Some(next), ..
-    }) = outcomes.first()
-    else {
-        panic!("{outcomes:?}");
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let jwks = rp_http()
-            .get(app.url("/jwks.json"))
-            .send()
-            .await
-            .expect("jwks")
-            .text()
-            .await
-            .expect("body");
-        if jwks.contains(next.as_str()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server never saw the rotation"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    rotate_elsewhere_and_wait(&app, Duration::from_secs(15)).await;
     let again = listeners(&mut conn, &db_name).await;
     assert_eq!(again.len(), 1);
     assert_ne!(again, first, "a new listening connection");
@@ -745,6 +711,12 @@ async fn a_rotation_made_next_to_a_running_server_reaches_it_at_once() {
     // Reloading every hour: only NOTIFY (Postgres) or the change check (SQLite) can
     // explain the server seeing a rotation made by another process (the CLI) in seconds.
     let app = spawn_app_with(|s| s.keys.reload_interval = Duration::from_secs(3600)).await;
+    rotate_elsewhere_and_wait(&app, Duration::from_secs(10)).await;
+}
+
+/// Rotates the keys through a key ring of its own (as another instance or the CLI would)
+/// and waits, at most `limit`, until the server publishes the new next key.
+async fn rotate_elsewhere_and_wait(app: &TestApp, limit: Duration) {
     let master = MasterKey::load(&app.settings.keys).expect("master key");
     let ring = KeyRing::load_or_init_for(
         app.store.clone(),
@@ -761,7 +733,7 @@ async fn a_rotation_made_next_to_a_running_server_reaches_it_at_once() {
     else {
         panic!("{outcomes:?}");
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
     loop {
         let jwks = rp_http()
             .get(app.url("/jwks.json"))
