@@ -2,6 +2,7 @@
 //! per-account and per-IP throttling. Every decision is audited.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::secret::{OpaqueToken, TokenHash, constant_time_eq};
@@ -10,7 +11,7 @@ use crate::domain::throttle::retry_after_secs;
 use crate::domain::user::{Password, PasswordHash, User, UserId, Username};
 use crate::password::HashError;
 use crate::storage::{
-    CompletedLogin, LoginTransaction, NewSession, PasswordChange, Reservation, StoreError,
+    CompletedLogin, LoginTransaction, NewSession, PasswordChange, Reservation, Store, StoreError,
 };
 
 use super::Authenticator;
@@ -134,8 +135,9 @@ impl Authenticator {
         let now = self.clock.now();
         let actor = attempt.actor;
 
-        // SECURITY: attempts are counted *before* the password is checked (and given back
-        // on success), so a burst of concurrent guesses cannot outrun either limit.
+        // SECURITY: attempts are counted (per address) or leased (per account) *before*
+        // the password is checked, so a burst of concurrent guesses cannot outrun either
+        // limit; only a verified failure stays counted.
         if let Some(ip) = attempt.ip {
             if let Err(until) = self.ip_limiter.reserve(ip, now) {
                 let audit =
@@ -151,30 +153,100 @@ impl Authenticator {
         let username = Username::parse(attempt.username).ok();
         // SECURITY: keyed, never a bare hash of what was typed (people type passwords here).
         let key = self.throttle_keys.key(username.as_ref(), attempt.username);
-        let state = match self
-            .store
-            .reserve_login_attempt(&key, now, &self.throttle)
-            .await?
-        {
-            Reservation::Granted(state) => state,
-            Reservation::Locked { until } => {
-                let user = match &username {
-                    Some(name) => self.store.find_user(name).await?.map(|(user, _)| user),
-                    None => None,
-                };
-                let audit =
-                    AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                        .detail("reason", "account_locked");
-                self.store
-                    .record_audit(&[name_user(audit, user.as_ref())])
-                    .await?;
-                return Ok(LoginOutcome::Throttled {
-                    retry_after: retry_after_secs(now, until),
-                });
+        let mut lease = match self.lease_attempt(&key, username.as_ref(), actor).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(refused)) => return Ok(refused),
+            Err(error) => {
+                self.refund_ip(attempt.ip);
+                return Err(error);
             }
         };
+        let ip = attempt.ip;
+        let result = self
+            .check_password(attempt, username.as_ref(), &key, now, &mut lease)
+            .await;
+        if result.is_err() {
+            // Nothing was decided about the password (the pool was saturated, the form
+            // expired meanwhile, or an error): neither limit counts the attempt.
+            lease.release().await;
+            self.refund_ip(ip);
+        }
+        result
+    }
 
-        let found = match &username {
+    fn refund_ip(&self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            self.ip_limiter.refund(ip);
+        }
+    }
+
+    /// Takes a lease on the account's failure budget, waiting (briefly) while attempts
+    /// in flight hold all of it; a locked account is refused at once, audited.
+    async fn lease_attempt(
+        &self,
+        key: &str,
+        username: Option<&Username>,
+        actor: &Actor,
+    ) -> Result<Result<Lease, LoginOutcome>, LoginError> {
+        let give_up = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            let now = self.clock.now();
+            let reservation = self
+                .store
+                .reserve_login_attempt(key, now, self.throttle.attempt_lease, &self.throttle)
+                .await?;
+            match reservation {
+                Reservation::Granted => {
+                    return Ok(Ok(Lease {
+                        store: Arc::clone(&self.store),
+                        key: key.to_owned(),
+                        open: true,
+                    }));
+                }
+                Reservation::Locked { until } => {
+                    let user = match username {
+                        Some(name) => self.store.find_user(name).await?.map(|(user, _)| user),
+                        None => None,
+                    };
+                    let audit =
+                        AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                            .detail("reason", "account_locked");
+                    self.store
+                        .record_audit(&[name_user(audit, user.as_ref())])
+                        .await?;
+                    return Ok(Err(LoginOutcome::Throttled {
+                        retry_after: retry_after_secs(now, until),
+                    }));
+                }
+                Reservation::Busy if tokio::time::Instant::now() + pause >= give_up => {
+                    // Not a lockout: this many checks of one account were still running.
+                    let audit =
+                        AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                            .detail("reason", "attempts_in_flight");
+                    self.store.record_audit(&[audit]).await?;
+                    return Err(LoginError::Busy);
+                }
+                Reservation::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Checks the password of a leased attempt and ends the lease with the verdict: a
+    /// failure is counted, a success clears the counter. An error leaves it to the caller.
+    async fn check_password(
+        &self,
+        attempt: LoginAttempt<'_>,
+        username: Option<&Username>,
+        key: &str,
+        now: time::OffsetDateTime,
+        lease: &mut Lease,
+    ) -> Result<LoginOutcome, LoginError> {
+        let actor = attempt.actor;
+        let found = match username {
             Some(name) => self.store.find_user(name).await?,
             None => None,
         };
@@ -195,7 +267,7 @@ impl Authenticator {
                 HashError::Failed(m) => LoginError::Hash(m),
             })?;
 
-        let failure = match (&username, &user) {
+        let failure = match (username, &user) {
             (None, _) => Some(LoginFailure::InvalidInput),
             (Some(_), None) => Some(LoginFailure::UnknownUser),
             (Some(_), Some(u)) if u.disabled => Some(LoginFailure::Disabled),
@@ -204,6 +276,12 @@ impl Authenticator {
         };
         let (Some(user), Some(verified_hash), None) = (user.clone(), usable_hash, failure) else {
             let failure = failure.unwrap_or(LoginFailure::UnknownUser);
+            // SECURITY: only a verified failure counts towards the lockout (issue 10 #6).
+            let state = self
+                .store
+                .record_login_failure(key, now, &self.throttle)
+                .await?;
+            lease.settled();
             let audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
                 .detail("reason", failure.reason())
                 .detail("failures", state.failures);
@@ -255,7 +333,7 @@ impl Authenticator {
                 &CompletedLogin {
                     transaction: attempt.transaction.id_hash,
                     session: &new_session,
-                    throttle_key: &key,
+                    throttle_key: key,
                     replaces: attempt.replaces,
                     verified_hash: &verified_hash,
                     audit: &audit,
@@ -266,9 +344,8 @@ impl Authenticator {
         if !completed {
             return Err(LoginError::Expired);
         }
-        if let Some(ip) = attempt.ip {
-            self.ip_limiter.refund(ip);
-        }
+        lease.settled();
+        self.refund_ip(attempt.ip);
         if verification.needs_rehash {
             self.upgrade_hash_in_background(user.id, password_for_rehash, verified_hash);
         }
@@ -304,6 +381,50 @@ impl Authenticator {
                 tracing::warn!(%user, %error, "could not upgrade a password hash");
             }
         });
+    }
+}
+
+/// How long a sign-in waits for attempts in flight on the same account to be decided
+/// when they hold its whole failure budget, before answering "busy" (429).
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A granted attempt's share of the account's failure budget. Ended by the verdict
+/// (`settled`) or given back (`release`); a request dropped mid-check (the client went
+/// away) gives it back in the background, and a lost one lapses with its lease.
+struct Lease {
+    store: Arc<dyn Store>,
+    key: String,
+    open: bool,
+}
+
+impl Lease {
+    fn settled(&mut self) {
+        self.open = false;
+    }
+
+    async fn release(&mut self) {
+        if std::mem::take(&mut self.open) {
+            if let Err(error) = self.store.release_login_attempt(&self.key).await {
+                tracing::warn!(%error, "could not give back a sign-in attempt's lease");
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = Arc::clone(&self.store);
+            let key = std::mem::take(&mut self.key);
+            runtime.spawn(async move {
+                if let Err(error) = store.release_login_attempt(&key).await {
+                    tracing::warn!(%error, "could not give back a sign-in attempt's lease");
+                }
+            });
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Per-account sign-in throttling: consecutive failures lead to a lockout that doubles
-//! with each further failure, up to a cap. Keyed by the account *name*, whether or not
+//! with each further failure, up to a cap. Only verified wrong passwords count; an
+//! attempt in flight holds a lease on the remaining budget instead, so a burst of guesses
+//! cannot outrun the limit and an overloaded server does not lock out the right user. Keyed by the account *name*, whether or not
 //! such an account exists, so lockouts reveal nothing about which accounts exist.
 
 use aws_lc_rs::hmac;
@@ -14,6 +16,9 @@ pub struct ThrottlePolicy {
     pub failure_window: Duration,
     pub lockout_base: Duration,
     pub lockout_max: Duration,
+    /// How long an attempt in flight may hold its share of the budget before the lease
+    /// lapses (longer than any password check takes, queueing included).
+    pub attempt_lease: Duration,
 }
 
 impl ThrottlePolicy {
@@ -118,6 +123,7 @@ mod tests {
             failure_window: Duration::minutes(15),
             lockout_base: Duration::minutes(1),
             lockout_max: Duration::minutes(15),
+            attempt_lease: Duration::seconds(35),
         };
         assert_eq!(p.lockout_after(1), None);
         assert_eq!(p.lockout_after(2), None);

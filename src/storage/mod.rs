@@ -202,14 +202,17 @@ pub enum PasswordChange<'a> {
 /// The outcome of `reserve_login_attempt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// Go ahead; `state` includes this attempt (and the lock it set, if any).
-    Granted(ThrottleState),
-    Locked {
-        until: OffsetDateTime,
-    },
+    /// Go ahead: the attempt holds a lease on the budget.
+    Granted,
+    /// Too many verified failures: refused until `until`.
+    Locked { until: OffsetDateTime },
+    /// Not locked, but attempts in flight hold the whole remaining budget; ask again
+    /// once they have been decided.
+    Busy,
 }
 
-/// Everything a successful sign-in changes, applied in one transaction.
+/// Everything a successful sign-in changes, applied in one transaction (ending the
+/// attempt's lease: the throttle row goes).
 #[derive(Debug)]
 pub struct CompletedLogin<'a> {
     pub transaction: TokenHash,
@@ -376,16 +379,32 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Option<LoginTransaction>, StoreError>;
 
-    /// Counts a sign-in attempt against `key` *before* the password is checked, in one
-    /// atomic statement, so concurrent attempts cannot slip past the limit: refused while
-    /// the key is locked; the attempt that reaches `policy.max_failures` sets the lock.
-    /// A successful sign-in refunds it (`complete_login` deletes the row).
+    /// Leases one attempt on `key`'s failure budget *before* the password is checked, in
+    /// one atomic statement, so concurrent attempts cannot slip past the limit: granted
+    /// while the verified failures plus the attempts in flight stay under
+    /// `policy.max_failures` (once the limit was reached and its lock has run out, one
+    /// attempt at a time). Refused while the key is locked; `Busy` while attempts in
+    /// flight hold the whole budget. Leases lapse after `lease` (a crashed attempt).
+    /// Every granted lease ends with exactly one of `record_login_failure`,
+    /// `release_login_attempt` or `complete_login`.
     async fn reserve_login_attempt(
         &self,
         key: &str,
         now: OffsetDateTime,
+        lease: time::Duration,
         policy: &ThrottlePolicy,
     ) -> Result<Reservation, StoreError>;
+    /// Ends a lease with a verified failure (a wrong password, an unknown or disabled
+    /// account): counts it and sets the lock when it reaches the limit.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        policy: &ThrottlePolicy,
+    ) -> Result<ThrottleState, StoreError>;
+    /// Ends a lease without a verdict (the password was never checked: the hashing pool
+    /// was saturated, or an error occurred): nothing is counted.
+    async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
     /// Consumes the transaction, creates the session, clears the throttle and writes the
     /// audit row atomically. False when the transaction was already used or has expired,
     /// or the verified password hash is no longer the user's.

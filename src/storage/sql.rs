@@ -654,49 +654,101 @@ macro_rules! sql_store {
                 &self,
                 key: &str,
                 now: OffsetDateTime,
+                lease: time::Duration,
                 policy: &ThrottlePolicy,
             ) -> Result<Reservation, StoreError> {
-                let window_start = ts(policy.window_start(now));
+                let max = i32::try_from(policy.max_failures).unwrap_or(i32::MAX);
+                let mut tx = self.writer().begin().await?;
+                // SECURITY: one statement decides, so concurrent attempts cannot all see
+                // room in the budget. Failures count only while the last failure or the
+                // end of its lock lies inside the window ($3); leases only until
+                // `pending_until`. Room: failures + leases < max, or no lease at all once
+                // the lock has run out (one attempt per lock period, so it keeps doubling).
+                let granted: Option<i32> = sqlx::query_scalar(
+                    "insert into login_throttles (throttle_key, failures, last_failure_at, \
+                     locked_until, pending, pending_until) \
+                     values ($1, 0, $2, null, 1, $4) \
+                     on conflict (throttle_key) do update set \
+                     failures = case when login_throttles.last_failure_at < $3 \
+                                      and (login_throttles.locked_until is null \
+                                           or login_throttles.locked_until < $3) \
+                                     then 0 else login_throttles.failures end, \
+                     pending = case when login_throttles.pending_until is null \
+                                         or login_throttles.pending_until <= $2 \
+                                    then 1 else login_throttles.pending + 1 end, \
+                     pending_until = $4 \
+                     where (login_throttles.locked_until is null \
+                            or login_throttles.locked_until <= $2) \
+                       and ((case when login_throttles.pending_until is null \
+                                       or login_throttles.pending_until <= $2 \
+                                  then 0 else login_throttles.pending end) = 0 \
+                            or (case when login_throttles.last_failure_at < $3 \
+                                          and (login_throttles.locked_until is null \
+                                               or login_throttles.locked_until < $3) \
+                                     then 0 else login_throttles.failures end) \
+                               + login_throttles.pending < $5) \
+                     returning pending",
+                )
+                .bind(key)
+                .bind(ts(now))
+                .bind(ts(policy.window_start(now)))
+                .bind(ts(now + lease))
+                .bind(max)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if granted.is_some() {
+                    tx.commit().await?;
+                    return Ok(Reservation::Granted);
+                }
+                let until: Option<Ts> = sqlx::query_scalar(
+                    "select locked_until from login_throttles where throttle_key = $1",
+                )
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+                tx.commit().await?;
+                Ok(match until.map(from_ts) {
+                    Some(until) if until > now => Reservation::Locked { until },
+                    _ => Reservation::Busy,
+                })
+            }
+
+            async fn record_login_failure(
+                &self,
+                key: &str,
+                now: OffsetDateTime,
+                policy: &ThrottlePolicy,
+            ) -> Result<ThrottleState, StoreError> {
                 let mut tx = self.writer().begin().await?;
                 // The count restarts only when both the last failure and the end of any
                 // lock lie before the window, so lockouts keep doubling up to the cap.
-                let failures: Option<i32> = sqlx::query_scalar(
-                    "insert into login_throttles \
-                     (throttle_key, failures, last_failure_at, locked_until) \
-                     values ($1, 1, $2, null) \
+                let failures: i32 = sqlx::query_scalar(
+                    "insert into login_throttles (throttle_key, failures, last_failure_at, \
+                     locked_until, pending, pending_until) \
+                     values ($1, 1, $2, null, 0, null) \
                      on conflict (throttle_key) do update set \
                      failures = case when login_throttles.last_failure_at < $3 \
                                       and (login_throttles.locked_until is null \
                                            or login_throttles.locked_until < $3) \
                                      then 1 else login_throttles.failures + 1 end, \
-                     last_failure_at = $2 \
-                     where login_throttles.locked_until is null \
-                        or login_throttles.locked_until <= $2 \
+                     last_failure_at = $2, \
+                     pending = case when login_throttles.pending > 0 \
+                                    then login_throttles.pending - 1 else 0 end \
                      returning failures",
                 )
                 .bind(key)
                 .bind(ts(now))
-                .bind(window_start)
-                .fetch_optional(&mut *tx)
+                .bind(ts(policy.window_start(now)))
+                .fetch_one(&mut *tx)
                 .await?;
-                let Some(failures) = failures else {
-                    let until: Option<Ts> = sqlx::query_scalar(
-                        "select locked_until from login_throttles where throttle_key = $1",
-                    )
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten();
-                    tx.commit().await?;
-                    return Ok(Reservation::Locked {
-                        until: until.map(from_ts).unwrap_or(now),
-                    });
-                };
                 let failures = u32::try_from(failures).unwrap_or(0);
                 let locked_until = policy.lockout_after(failures).map(|d| now + d);
                 if let Some(until) = locked_until {
+                    // Only ever lengthens: a concurrent failure may have set a longer lock.
                     sqlx::query(
-                        "update login_throttles set locked_until = $2 where throttle_key = $1",
+                        "update login_throttles set locked_until = $2 where throttle_key = $1 \
+                         and (locked_until is null or locked_until < $2)",
                     )
                     .bind(key)
                     .bind(ts(until))
@@ -704,10 +756,21 @@ macro_rules! sql_store {
                     .await?;
                 }
                 tx.commit().await?;
-                Ok(Reservation::Granted(ThrottleState {
+                Ok(ThrottleState {
                     failures,
                     locked_until,
-                }))
+                })
+            }
+
+            async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update login_throttles set pending = case when pending > 0 \
+                     then pending - 1 else 0 end where throttle_key = $1",
+                )
+                .bind(key)
+                .execute(self.writer())
+                .await?;
+                Ok(())
             }
 
             async fn complete_login(
@@ -1790,10 +1853,12 @@ macro_rules! sql_store {
                     "delete from login_throttles where throttle_key in \
                      (select throttle_key from login_throttles \
                       where last_failure_at < $1 \
-                      and (locked_until is null or locked_until < $1) limit $2)",
+                      and (locked_until is null or locked_until < $1) \
+                      and (pending_until is null or pending_until < $3) limit $2)",
                 )
                 .bind(ts(c.throttle_before))
                 .bind(batch)
+                .bind(ts(c.now))
                 .execute(self.writer())
                 .await?
                 .rows_affected();

@@ -503,3 +503,172 @@ async fn migration_0007_scrubs_unsalted_name_hashes() {
     );
     assert_eq!(throttles, 0);
 }
+
+/// Posts each (browser, form) sign-in at once; returns the statuses in order.
+async fn sign_in_all_at_once(
+    app: &crate::helpers::TestApp,
+    attempts: Vec<(reqwest::Client, crate::helpers::LoginForm)>,
+    username: &str,
+    password: &str,
+) -> Vec<StatusCode> {
+    let mut tasks = Vec::new();
+    for (client, form) in attempts {
+        let url = app.url("/login");
+        let (username, password) = (username.to_owned(), password.to_owned());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .form(&[
+                    ("tx", form.tx.as_str()),
+                    ("csrf_token", &form.csrf_token),
+                    ("username", &username),
+                    ("password", &password),
+                ])
+                .send()
+                .await
+                .expect("POST /login")
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("task"));
+    }
+    statuses
+}
+
+async fn fresh_forms(
+    app: &crate::helpers::TestApp,
+    n: usize,
+) -> Vec<(reqwest::Client, crate::helpers::LoginForm)> {
+    let mut forms = Vec::new();
+    for _ in 0..n {
+        let browser = app.new_browser();
+        let form = app.login_form(&browser).await;
+        forms.push((browser, form));
+    }
+    forms
+}
+
+// Issue 10 item 6: eight correct sign-ins to one account at once used to lock it (every
+// attempt was counted before its password was checked).
+#[tokio::test]
+async fn simultaneous_correct_sign_ins_never_lock_the_account() {
+    let app = spawn_app_with(strict).await;
+    app.create_user("alice", PASSWORD).await;
+    let forms = fresh_forms(&app, 8).await;
+
+    let statuses = sign_in_all_at_once(&app, forms, "alice", PASSWORD).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "every correct sign-in succeeds: {statuses:?}"
+    );
+    assert!(app.audit("login.throttled").await.is_empty());
+    assert!(app.audit("login.failure").await.is_empty());
+    assert_eq!(app.audit("login.success").await.len(), 8);
+}
+
+// Issue 10 item 6: a sign-in refused because password hashing is saturated (429, nothing
+// was checked) is not a failed password and must not count towards a lockout.
+#[tokio::test]
+async fn sign_ins_refused_by_a_busy_password_pool_do_not_count_as_failures() {
+    let app = spawn_app_with(|s| {
+        strict(s);
+        // One verification at a time, no queueing, and slow enough to overlap.
+        s.password.max_concurrent = 1;
+        s.password.queue_timeout = std::time::Duration::ZERO;
+        s.password.memory_kib = 32 * 1024;
+        s.password.iterations = 3;
+        s.password.parallelism = 1;
+    })
+    .await;
+    app.create_user("alice", PASSWORD).await;
+
+    let mut busy = 0;
+    for _round in 0..3 {
+        let forms = fresh_forms(&app, 6).await;
+        let statuses = sign_in_all_at_once(&app, forms, "alice", PASSWORD).await;
+        for status in statuses {
+            match status {
+                StatusCode::SEE_OTHER => {}
+                StatusCode::TOO_MANY_REQUESTS => busy += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    assert!(busy > 0, "the pool was saturated at least once");
+
+    // Nothing was locked, nothing was audited as a failure or a lockout, and the next
+    // sign-in with the right password goes through.
+    let reasons: Vec<String> = app
+        .audit("login.throttled")
+        .await
+        .iter()
+        .filter_map(|r| r.details["reason"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !reasons.iter().any(|r| r == "account_locked"),
+        "{reasons:?}"
+    );
+    assert!(app.audit("login.failure").await.is_empty());
+    app.login_ok(&app.new_browser(), "alice", PASSWORD).await;
+}
+
+// The lease rules of the store itself (issue 10 item 6): attempts in flight hold the
+// budget but are not failures; a lapsed lease frees it; after a lock, one at a time.
+#[tokio::test]
+async fn the_failure_budget_is_leased_to_attempts_in_flight_and_leases_lapse() {
+    use portcullis::domain::throttle::ThrottlePolicy;
+    use portcullis::storage::Reservation;
+
+    let app = crate::helpers::spawn_app().await;
+    let store = &app.store;
+    let policy = ThrottlePolicy {
+        max_failures: 2,
+        failure_window: Duration::minutes(15),
+        lockout_base: Duration::minutes(1),
+        lockout_max: Duration::minutes(10),
+        attempt_lease: Duration::seconds(30),
+    };
+    let lease = policy.attempt_lease;
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("ns");
+    let reserve = |at| store.reserve_login_attempt("k", at, lease, &policy);
+
+    assert_eq!(reserve(t0).await.expect("1"), Reservation::Granted);
+    assert_eq!(reserve(t0).await.expect("2"), Reservation::Granted);
+    // Two checks in flight hold the whole budget: the third waits, nobody is locked.
+    assert_eq!(reserve(t0).await.expect("3"), Reservation::Busy);
+    // One is given back (its check never ran): room again.
+    store.release_login_attempt("k").await.expect("release");
+    assert_eq!(reserve(t0).await.expect("4"), Reservation::Granted);
+    assert_eq!(reserve(t0).await.expect("5"), Reservation::Busy);
+    // Leases lost with a crashed process lapse.
+    let t1 = t0 + Duration::seconds(31);
+    assert_eq!(reserve(t1).await.expect("6"), Reservation::Granted);
+    // Verified failures count; the second reaches the limit and locks.
+    let first = store
+        .record_login_failure("k", t1, &policy)
+        .await
+        .expect("f1");
+    assert_eq!((first.failures, first.locked_until), (1, None));
+    assert_eq!(reserve(t1).await.expect("7"), Reservation::Granted);
+    let second = store
+        .record_login_failure("k", t1, &policy)
+        .await
+        .expect("f2");
+    let until = t1 + Duration::minutes(1);
+    assert_eq!((second.failures, second.locked_until), (2, Some(until)));
+    assert_eq!(reserve(t1).await.expect("8"), Reservation::Locked { until });
+    // After the lock: one attempt at a time, and its failure doubles the lock.
+    let t2 = until + Duration::seconds(1);
+    assert_eq!(reserve(t2).await.expect("9"), Reservation::Granted);
+    assert_eq!(reserve(t2).await.expect("10"), Reservation::Busy);
+    let third = store
+        .record_login_failure("k", t2, &policy)
+        .await
+        .expect("f3");
+    assert_eq!(third.locked_until, Some(t2 + Duration::minutes(2)));
+}
