@@ -101,7 +101,10 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
         Err(error) => {
             // A valid token refused: an authorisation decision about a known client,
             // audited (DESIGN: every auth decision) with what was asked for.
-            if !matches!(error, ApiError::Internal(_) | ApiError::Busy { .. }) {
+            if !matches!(
+                error,
+                ApiError::Internal(_) | ApiError::Busy { .. } | ApiError::Unavailable { .. }
+            ) {
                 record_denial(req, state, &claims, &actor, &error).await;
             }
             Err(error)

@@ -72,6 +72,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the server is busy; retry shortly")]
     Busy { retry_after: u64 },
+    /// The database is unreachable (logged with its cause): 503, retry later.
+    #[error("the database is temporarily unavailable; retry shortly")]
+    Unavailable { retry_after: u64, cause: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -95,6 +98,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Busy { .. } => "busy",
+            Self::Unavailable { .. } => "temporarily_unavailable",
             Self::Internal(_) => "server_error",
         }
     }
@@ -136,7 +140,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,8 +148,14 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let request_id = current_request_id();
-        if let Self::Internal(cause) = self {
-            tracing::error!(%request_id, error = %cause, "admin API request failed");
+        match self {
+            Self::Internal(cause) => {
+                tracing::error!(%request_id, error = %cause, "admin API request failed");
+            }
+            Self::Unavailable { cause, .. } => {
+                tracing::warn!(%request_id, error = %cause, "database unavailable");
+            }
+            _ => {}
         }
         let problem = Problem {
             problem_type: "about:blank",
@@ -172,7 +182,7 @@ impl ResponseError for ApiError {
                     headers.insert(header::ALLOW, v);
                 }
             }
-            Self::Busy { retry_after } => {
+            Self::Busy { retry_after } | Self::Unavailable { retry_after, .. } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                     headers.insert(header::RETRY_AFTER, v);
                 }
@@ -187,6 +197,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            other if other.is_unavailable() => Self::Unavailable {
+                retry_after: crate::storage::OUTAGE_RETRY_AFTER_SECS,
+                cause: other.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -206,6 +220,9 @@ impl From<EndpointError> for ApiError {
         match e {
             EndpointError::OAuth(e) => Self::InvalidToken(e.description),
             EndpointError::Throttled { retry_after } => Self::Busy { retry_after },
+            EndpointError::Unavailable { retry_after, cause } => {
+                Self::Unavailable { retry_after, cause }
+            }
             EndpointError::Internal(cause) => Self::Internal(cause),
         }
     }

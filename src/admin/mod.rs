@@ -203,7 +203,14 @@ fn complete(doc: &mut Value) {
                         }
                     }
                 }
-                let mut shared = vec![("500", "Internal error")];
+                let mut shared = vec![
+                    ("500", "Internal error"),
+                    (
+                        "503",
+                        "The database is unreachable (code temporarily_unavailable) or the \
+                         server is busy (code busy); retry after Retry-After seconds",
+                    ),
+                ];
                 if !public {
                     shared.push((
                         "401",

@@ -43,7 +43,14 @@ pub enum PageError {
 
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable {
+                retry_after: crate::storage::OUTAGE_RETRY_AFTER_SECS,
+            }
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 
@@ -80,7 +87,7 @@ impl PageError {
             ),
             Self::Unavailable { .. } => (
                 "Temporarily unavailable",
-                "The service is busy. Please try again shortly.".into(),
+                "The service is temporarily unavailable. Please try again in a few seconds.".into(),
             ),
             Self::Internal(_) => (
                 "Something went wrong",
@@ -175,9 +182,27 @@ fn oauth_error_of(e: &EndpointError) -> OAuthError {
             ErrorCode::TemporarilyUnavailable,
             "too many requests; retry later",
         ),
+        EndpointError::Unavailable { cause, .. } => {
+            tracing::warn!(request_id = %current_request_id(), error = %cause, "database unavailable");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the service is temporarily unavailable; retry later",
+            )
+        }
         EndpointError::Internal(cause) => {
             tracing::error!(request_id = %current_request_id(), error = %cause, "endpoint failed");
             OAuthError::server_error()
+        }
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3) for the errors a client should retry later.
+fn retry_after(e: &EndpointError, res: &mut HttpResponse) {
+    if let EndpointError::Throttled { retry_after }
+    | EndpointError::Unavailable { retry_after, .. } = e
+    {
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }
 }
@@ -206,6 +231,7 @@ impl ResponseError for TokenError {
             }
             EndpointError::OAuth(_) => StatusCode::BAD_REQUEST,
             EndpointError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EndpointError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,6 +240,7 @@ impl ResponseError for TokenError {
         let error = oauth_error_of(&self.error);
         let status = self.status_code();
         let mut res = oauth_json(status, &error);
+        retry_after(&self.error, &mut res);
         // The challenge goes with the 401 only (RFC 9110 §15.5.2).
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
@@ -253,6 +280,7 @@ impl ResponseError for BearerError {
                 _ => StatusCode::BAD_REQUEST,
             },
             EndpointError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            EndpointError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             EndpointError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -277,6 +305,7 @@ impl ResponseError for BearerError {
         } else {
             oauth_json(status, &error)
         };
+        retry_after(&self.0, &mut res);
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }

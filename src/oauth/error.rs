@@ -99,18 +99,32 @@ pub enum EndpointError {
     /// Too many requests from one address; retry after this many seconds.
     #[error("too many requests")]
     Throttled { retry_after: u64 },
+    /// The database is unreachable: `temporarily_unavailable` (RFC 6749 §4.1.2.1),
+    /// 503 with `Retry-After`, so clients can tell an outage from a bug.
+    #[error("the database is unavailable: {cause}")]
+    Unavailable { retry_after: u64, cause: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl From<crate::storage::StoreError> for EndpointError {
     fn from(e: crate::storage::StoreError) -> Self {
-        Self::Internal(e.to_string())
+        if e.is_unavailable() {
+            Self::Unavailable {
+                retry_after: crate::storage::OUTAGE_RETRY_AFTER_SECS,
+                cause: e.to_string(),
+            }
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 
 impl From<crate::keys::KeyError> for EndpointError {
     fn from(e: crate::keys::KeyError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            crate::keys::KeyError::Store(e) => e.into(),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }

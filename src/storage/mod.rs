@@ -36,6 +36,51 @@ pub enum StoreError {
     Open(String),
 }
 
+/// What a client is told to wait before retrying while the database is unreachable.
+pub const OUTAGE_RETRY_AFTER_SECS: u64 = 5;
+
+impl StoreError {
+    /// Whether the database could not be reached or was not taking work (down,
+    /// restarting, out of connections, or locked by another writer) — an outage the
+    /// client may retry after, as opposed to a bug. Answered as 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) => sqlx_unavailable(e),
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            Self::Open(_) => true,
+            Self::Conflict(_) | Self::Migrate(_) => false,
+        }
+    }
+}
+
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // PostgreSQL Appendix A: class 08 (connection exception), 53300
+                // too_many_connections, 57P01 admin_shutdown, 57P02 crash_shutdown,
+                // 57P03 cannot_connect_now (starting up or shutting down).
+                let code = pg.code();
+                code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes:
+                // another writer held the lock for the whole busy timeout.
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Connections of a store's pools.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolStats {

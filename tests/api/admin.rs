@@ -71,7 +71,7 @@ impl Admin {
     }
 }
 
-async fn token_for(app: &TestApp, client_id: &str, secret: &str) -> String {
+pub async fn token_for(app: &TestApp, client_id: &str, secret: &str) -> String {
     let response = cc_request(app, client_id, secret, &[]).await;
     assert_eq!(response.status(), StatusCode::OK, "client_credentials");
     let body: Value = response.json().await.expect("json");

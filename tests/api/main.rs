@@ -24,6 +24,7 @@ mod metrics;
 mod native_example;
 mod oidc;
 mod oidc_flows;
+mod outage;
 mod refresh;
 mod revocation;
 mod rp_logout;

@@ -155,6 +155,10 @@ pub fn internal(e: EndpointError) -> PageError {
     match e {
         EndpointError::OAuth(e) => PageError::BadRequest(e.description),
         EndpointError::Throttled { retry_after } => PageError::TooManyRequests { retry_after },
+        EndpointError::Unavailable { retry_after, cause } => {
+            tracing::warn!(error = %cause, "database unavailable");
+            PageError::Unavailable { retry_after }
+        }
         EndpointError::Internal(cause) => PageError::Internal(cause),
     }
 }

@@ -1,20 +1,36 @@
 //! `/healthz`: the process is up. `/readyz`: the database answers too.
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::http::AppState;
+use crate::storage::OUTAGE_RETRY_AFTER_SECS;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// How long readiness waits for the database: a load balancer's probe must get an answer
+/// well within its own timeout, not after `database.connect_timeout`.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.auth.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(error) => {
+    let unavailable = || {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::RETRY_AFTER, OUTAGE_RETRY_AFTER_SECS.to_string()))
+            .json(json!({ "status": "unavailable" }))
+    };
+    match tokio::time::timeout(READY_TIMEOUT, state.auth.store.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))
+            unavailable()
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?READY_TIMEOUT, "readiness check timed out");
+            unavailable()
         }
     }
 }
