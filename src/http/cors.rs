@@ -1,7 +1,11 @@
 //! CORS for the endpoints browsers call from other origins (`/token`, `/userinfo`,
 //! `/jwks.json`, discovery, `/revoke`): only origins registered on some client are allowed,
-//! never `*`. Credentials (the refresh cookie) are allowed only on `/token`, and only for
-//! origins of clients that receive their refresh tokens in a cookie.
+//! never `*`. Origins of clients that receive their refresh tokens in a cookie may also send
+//! credentials, on every one of these endpoints: libraries such as oidc-client-ts apply one
+//! credentials mode to all their requests, so a credentialed discovery request must be
+//! readable too. None of these endpoints but `/token` reads a cookie (`/userinfo` and
+//! `/revoke` authenticate by bearer token or `client_id`), so allowing credentials grants
+//! nothing besides reading the answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -31,16 +35,8 @@ impl OriginCache {
         }
     }
 
-    /// Whether `origin` is registered on some client (reloaded at most every 5 s).
-    pub async fn allows(&self, origin: &str) -> bool {
-        self.lookup(origin).await.is_some()
-    }
-
-    /// Whether `origin` may send credentials (the refresh cookie) to `/token`.
-    pub async fn allows_credentials(&self, origin: &str) -> bool {
-        self.lookup(origin).await == Some(true)
-    }
-
+    /// `None` for an origin no client registered, else whether it may send credentials
+    /// (a cookie-delivery client registered it). Reloaded at most every 5 s.
     async fn lookup(&self, origin: &str) -> Option<bool> {
         let fresh = self
             .cached
@@ -68,60 +64,62 @@ impl OriginCache {
     }
 }
 
-/// The request's Origin if it may read the response.
-pub async fn allowed_origin(req: &HttpRequest, cache: &OriginCache) -> Option<String> {
-    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
-    cache.allows(origin).await.then(|| origin.to_owned())
+/// An origin allowed to read the response, and whether it may send credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedOrigin {
+    origin: HeaderValue,
+    credentials: bool,
 }
 
-/// Adds the CORS response headers for an allowed origin.
-pub fn apply(res: &mut HttpResponse, origin: Option<&str>) {
+/// The request's Origin if it may read the response (one cache lookup).
+pub async fn allowed_origin(req: &HttpRequest, cache: &OriginCache) -> Option<AllowedOrigin> {
+    let value = req.headers().get(header::ORIGIN)?;
+    let credentials = cache.lookup(value.to_str().ok()?).await?;
+    Some(AllowedOrigin {
+        origin: value.clone(),
+        credentials,
+    })
+}
+
+/// Adds the CORS response headers for an allowed origin: the exact origin (never `*`,
+/// which the Fetch standard forbids together with credentials) and `Vary: Origin` on every
+/// answer, so a shared cache never serves one origin's headers to another.
+pub fn apply(res: &mut HttpResponse, allowed: Option<&AllowedOrigin>) {
     let headers = res.headers_mut();
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("WWW-Authenticate"),
-        );
-        headers.insert(
-            header::HeaderName::from_static("cross-origin-resource-policy"),
-            HeaderValue::from_static("cross-origin"),
-        );
-    }
-}
-
-/// Allows the response to a credentialed request to be read (`/token` only).
-async fn apply_credentials(req: &HttpRequest, cache: &OriginCache, res: &mut HttpResponse) {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
+    let Some(allowed) = allowed else {
         return;
     };
-    if cache.allows_credentials(origin).await {
-        res.headers_mut().insert(
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed.origin.clone());
+    if allowed.credentials {
+        headers.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
         );
     }
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("WWW-Authenticate"),
+    );
+    headers.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
 }
 
-/// Answers a preflight (`OPTIONS`).
+/// Answers a preflight (`OPTIONS`) the way the actual request will be answered.
 pub async fn preflight(req: HttpRequest, cache: &OriginCache) -> HttpResponse {
-    let origin = allowed_origin(&req, cache).await;
+    let allowed = allowed_origin(&req, cache).await;
     let mut res = HttpResponse::NoContent().finish();
-    apply(&mut res, origin.as_deref());
-    if origin.is_some() && req.path() == "/token" {
-        apply_credentials(&req, cache, &mut res).await;
-    }
-    if origin.is_some() {
+    apply(&mut res, allowed.as_ref());
+    if allowed.is_some() {
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, POST"),
         );
+        // Bearer tokens (`/userinfo`), client authentication (`/token`, `/revoke`) and
+        // form or JSON bodies. Portcullis does not accept DPoP proofs, so no `DPoP`.
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("Authorization, Content-Type"),
@@ -141,22 +139,11 @@ pub async fn with_cors<E: actix_web::ResponseError>(
     cache: &OriginCache,
     result: impl std::future::Future<Output = Result<HttpResponse, E>>,
 ) -> HttpResponse {
-    let origin = allowed_origin(req, cache).await;
+    let allowed = allowed_origin(req, cache).await;
     let mut res = match result.await {
         Ok(res) => res,
         Err(e) => e.error_response(),
     };
-    apply(&mut res, origin.as_deref());
-    res
-}
-
-/// `with_cors` for `/token`: also allows credentials for cookie-delivery clients' origins.
-pub async fn with_credentialed_cors<E: actix_web::ResponseError>(
-    req: &HttpRequest,
-    cache: &OriginCache,
-    result: impl std::future::Future<Output = Result<HttpResponse, E>>,
-) -> HttpResponse {
-    let mut res = with_cors(req, cache, result).await;
-    apply_credentials(req, cache, &mut res).await;
+    apply(&mut res, allowed.as_ref());
     res
 }

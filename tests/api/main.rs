@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod client_auth;
 mod client_credentials;
+mod cors;
 mod docs;
 mod doctor;
 mod health;

@@ -20,7 +20,7 @@ async fn json(
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .insert_header((header::CACHE_CONTROL, CACHE))
         .body(body);
-    cors::apply(&mut res, origin.as_deref());
+    cors::apply(&mut res, origin.as_ref());
     res
 }
 

@@ -17,7 +17,7 @@ use crate::oauth::error::{EndpointError, OAuthError};
 use crate::oauth::token::TokenRequest;
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    cors::with_credentialed_cors(&req, &state.origins, handle(&req, &state, &body)).await
+    cors::with_cors(&req, &state.origins, handle(&req, &state, &body)).await
 }
 
 /// RFC 7009 §2.
