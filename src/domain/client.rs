@@ -1,8 +1,6 @@
 //! OAuth clients: identifiers, kinds, authentication methods and the redirect URI rules
 //! (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §2.1: exact matching, no wildcards).
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::{Host, Url};
@@ -185,13 +183,42 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// A loopback IP literal redirect: any port matches at request time (RFC 8252 §7.3).
-fn loopback_ip(url: &Url) -> Option<IpAddr> {
-    match url.host() {
-        Some(Host::Ipv4(ip)) if ip.is_loopback() => Some(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) if ip.is_loopback() => Some(IpAddr::V6(ip)),
-        _ => None,
+/// Splits `http://HOST[:PORT]REST` as written, with no normalisation: HOST is everything
+/// up to the port, path or query (brackets included for IPv6), PORT the digits after a
+/// `:`. `None` for anything not starting with `http://`.
+fn split_loopback(raw: &str) -> Option<(&str, Option<&str>, &str)> {
+    let rest = raw.strip_prefix("http://")?;
+    let host_len = if rest.starts_with('[') {
+        rest.find(']')? + 1
+    } else {
+        rest.find([':', '/', '?']).unwrap_or(rest.len())
+    };
+    let (host, after) = rest.split_at(host_len);
+    Some(match after.strip_prefix(':') {
+        Some(p) => {
+            let end = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
+            (host, Some(&p[..end]), &p[end..])
+        }
+        None => (host, None, after),
+    })
+}
+
+/// An IPv4 loopback address in dotted-decimal form or `[::1]`-style bracketed IPv6, as
+/// RFC 8252 §7.3 writes them (not `localhost`, §8.3).
+fn is_loopback_ip_literal(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
     }
+    // std accepts only four decimal octets: `127.1` or `0x7f.0.0.1` do not parse.
+    host.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A port as a browser would write it: 1–65535, no leading zero.
+fn is_plain_port(port: &str) -> bool {
+    !port.starts_with('0') && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// Validates a CORS origin at registration.
@@ -248,27 +275,29 @@ pub struct Client {
 
 impl Client {
     /// The registered redirect URI `requested` matches: simple string comparison
-    /// (RFC 6749 §3.1.2.3, RFC 9700 §4.1.3), except that a loopback IP literal matches on
-    /// any port (RFC 8252 §7.3).
+    /// (RFC 6749 §3.1.2.3, RFC 9700 §2.1 and §4.1.3), except that for a native client a
+    /// loopback IP literal matches on any port (RFC 8252 §7.3) — and only the port: the
+    /// rest must be the registered text byte for byte, so no other spelling of the host
+    /// (`127.1`, `2130706433`), path (`/x/../cb`), separator (`http:\\`) or port
+    /// (`:080`) gets a code.
     pub fn redirect_uri_matches(&self, requested: &str) -> bool {
         if self.redirect_uris.iter().any(|r| r == requested) {
             return true;
         }
-        let Ok(req) = Url::parse(requested) else {
+        // SECURITY: the port freedom is for native apps, which cannot know their port in
+        // advance; a web client's loopback URI is a fixed development address.
+        if self.kind != ClientKind::Native {
+            return false;
+        }
+        let Some((host, port, rest)) = split_loopback(requested) else {
             return false;
         };
-        let Some(req_ip) = loopback_ip(&req).filter(|_| req.scheme() == "http") else {
+        if !port.is_none_or(is_plain_port) {
             return false;
-        };
+        }
         self.redirect_uris.iter().any(|registered| {
-            Url::parse(registered).is_ok_and(|reg| {
-                reg.scheme() == "http"
-                    && loopback_ip(&reg) == Some(req_ip)
-                    && reg.path() == req.path()
-                    && reg.query() == req.query()
-                    && req.fragment().is_none()
-                    && req.username().is_empty()
-                    && req.password().is_none()
+            split_loopback(registered).is_some_and(|(reg_host, _, reg_rest)| {
+                reg_host == host && reg_rest == rest && is_loopback_ip_literal(reg_host)
             })
         })
     }
@@ -366,11 +395,67 @@ mod tests {
         assert!(c.redirect_uri_matches("http://127.0.0.1:51234/callback"));
         assert!(c.redirect_uri_matches("http://127.0.0.1/callback"));
         assert!(c.redirect_uri_matches("http://[::1]:4000/cb"));
+        assert!(c.redirect_uri_matches("http://[::1]/cb"));
         assert!(!c.redirect_uri_matches("http://127.0.0.1:51234/other"));
         assert!(!c.redirect_uri_matches("http://127.0.0.2:51234/callback"));
         assert!(!c.redirect_uri_matches("http://localhost:51234/callback"));
         assert!(!c.redirect_uri_matches("https://127.0.0.1:51234/callback"));
         assert!(!c.redirect_uri_matches("http://127.0.0.1:51234/callback#x"));
+    }
+
+    // Issue 11 item 3 (RFC 9700 §2.1, §4.1.3; RFC 8252 §7.3): only the port of a
+    // loopback redirect may differ, only for native clients, and only the port.
+    #[test]
+    fn other_spellings_of_a_loopback_redirect_never_match() {
+        const REGISTERED: &str = "http://127.0.0.1:8400/cb";
+        let spellings = [
+            "http://127.1:8400/cb",
+            "http://2130706433:8400/cb",
+            "http://0x7f.0.0.1:8400/cb",
+            "http://127.000.000.001:8400/cb",
+            "http:\\\\127.0.0.1:8400\\cb",
+            "http:/127.0.0.1:8400/cb",
+            "HTTP://127.0.0.1:8400/cb",
+            "http://127.0.0.1:8400/x/../cb",
+            "http://127.0.0.1:8400/./cb",
+            "http://127.0.0.1:8400/CB",
+            "http://127.0.0.1:8400/cb/",
+            "http://127.0.0.1:08400/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:/cb",
+            " http://127.0.0.1:8400/cb",
+            "http://127.0.0.1:8400/cb ",
+            "http://127.0.0.1:8400/cb%20",
+            "http://user@127.0.0.1:8400/cb",
+            "http://127.0.0.1:8400/cb?x=1",
+            "http://127.0.0.1:8400/cb#f",
+            "http://[::ffff:127.0.0.1]:8400/cb",
+            "http://localhost:8400/cb",
+        ];
+        for kind in [
+            ClientKind::Native,
+            ClientKind::Spa,
+            ClientKind::Confidential,
+        ] {
+            let mut c = client(&[REGISTERED]);
+            c.kind = kind;
+            assert!(c.redirect_uri_matches(REGISTERED), "{kind:?}");
+            for spelling in spellings {
+                assert!(
+                    !c.redirect_uri_matches(spelling),
+                    "{spelling} must not match for a {kind:?} client"
+                );
+            }
+            // Another port: native clients only.
+            let other_port = c.redirect_uri_matches("http://127.0.0.1:51234/cb");
+            assert_eq!(other_port, kind == ClientKind::Native, "{kind:?}");
+            assert_eq!(
+                c.redirect_uri_matches("http://127.0.0.1/cb"),
+                kind == ClientKind::Native,
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

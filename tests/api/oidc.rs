@@ -1169,3 +1169,63 @@ async fn prompt_consent_asks_even_for_a_first_party_client() {
     .await;
     assert!(query(&silent, "code").is_some(), "{silent}");
 }
+
+// Issue 11 item 3: a loopback redirect's port is free for native clients only, and no
+// other spelling of a registered redirect URI is a match (RFC 9700 §4.1.3, RFC 8252 §7.3).
+#[tokio::test]
+async fn a_loopback_redirect_uri_matches_exactly_except_a_native_apps_port() {
+    let app = spawn_app().await;
+    const REGISTERED: &str = "http://127.0.0.1:8400/cb";
+    for (client_id, kind) in [("dev-spa", ClientKind::Spa), ("cli", ClientKind::Native)] {
+        let mut registration = web_app(false);
+        registration.client_id = Some(client_id.into());
+        registration.kind = kind;
+        registration.redirect_uris = vec![REGISTERED.into()];
+        app.register_client(registration).await;
+    }
+    let p = pkce();
+    let refused = |client_id: &'static str, redirect_uri: &'static str| {
+        let path = authorize_path(
+            &p,
+            &[("client_id", client_id), ("redirect_uri", redirect_uri)],
+        );
+        let app = &app;
+        async move {
+            let response = app.get(&app.client, &path).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{client_id} {redirect_uri}"
+            );
+            assert!(response.headers().get("location").is_none());
+        }
+    };
+    for client_id in ["dev-spa", "cli"] {
+        for spelling in [
+            "http://127.1:8400/cb",
+            "http://2130706433:8400/cb",
+            "http:\\\\127.0.0.1:8400\\cb",
+            "http://127.0.0.1:8400/x/../cb",
+            "http://127.0.0.1:08400/cb",
+            " http://127.0.0.1:8400/cb",
+        ] {
+            refused(client_id, spelling).await;
+        }
+    }
+    // Another port: refused for the SPA, a redirect (to the login page first) for the
+    // native app.
+    refused("dev-spa", "http://127.0.0.1:51234/cb").await;
+    let native = app
+        .get(
+            &app.client,
+            &authorize_path(
+                &p,
+                &[
+                    ("client_id", "cli"),
+                    ("redirect_uri", "http://127.0.0.1:51234/cb"),
+                ],
+            ),
+        )
+        .await;
+    assert!(native.status().is_redirection(), "{}", native.status());
+}
