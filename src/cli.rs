@@ -14,9 +14,9 @@ use serde_json::json;
 use crate::audit::{Actor, AuditSearch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, Sources, redact_url};
+use crate::domain::client::TokenDelivery;
 use crate::domain::client::{AuthMethod, ClientId, ClientKind};
 use crate::domain::jws::SigningAlg;
-use crate::domain::refresh::TokenDelivery;
 use crate::domain::throttle::ThrottleKeys;
 use crate::domain::user::{Password, User, Username, parse_email};
 use crate::keys::{

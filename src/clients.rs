@@ -4,12 +4,12 @@
 use time::OffsetDateTime;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::client::TokenDelivery;
 use crate::domain::client::{
     AuthMethod, Client, ClientError, ClientId, ClientKind, GRANT_TYPES, validate_origin,
     validate_redirect_uri,
 };
 use crate::domain::jws::SigningAlg;
-use crate::domain::refresh::TokenDelivery;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::secret::OpaqueToken;
 use crate::storage::{Store, StoreError};

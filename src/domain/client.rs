@@ -6,7 +6,6 @@ use time::OffsetDateTime;
 use url::{Host, Url};
 
 use super::jws::SigningAlg;
-use super::refresh::TokenDelivery;
 use super::scope::ScopeSet;
 use super::secret::TokenHash;
 
@@ -67,6 +66,35 @@ impl ClientKind {
 
     pub fn is_public(self) -> bool {
         !matches!(self, Self::Confidential)
+    }
+}
+
+/// How the token endpoint hands a refresh token to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDelivery {
+    /// In the JSON response (RFC 6749 §5.1).
+    #[default]
+    Body,
+    /// In an `HttpOnly; SameSite=Strict; Path=/token` cookie, never visible to script:
+    /// browser apps on the provider's site only.
+    Cookie,
+}
+
+impl TokenDelivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Body => "body",
+            Self::Cookie => "cookie",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "body" => Some(Self::Body),
+            "cookie" => Some(Self::Cookie),
+            _ => None,
+        }
     }
 }
 
@@ -471,6 +499,13 @@ mod tests {
         assert!(validate_origin("https://app.example.com/path").is_err());
         assert!(validate_origin("http://app.example.com").is_err());
         assert!(validate_origin("null").is_err());
+    }
+
+    #[test]
+    fn delivery_parses() {
+        assert_eq!(TokenDelivery::parse("cookie"), Some(TokenDelivery::Cookie));
+        assert_eq!(TokenDelivery::parse("body"), Some(TokenDelivery::Body));
+        assert_eq!(TokenDelivery::parse("header"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Refresh-token rules (RFC 6749 §6, RFC 9700 §4.14.2, OAuth 2.0 for Browser-Based Apps
 //! §6.1): families, lifetimes per client kind, the idempotent retry window.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -38,35 +38,6 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 /// Whether a space-delimited scope holds `offline_access`.
 pub fn is_offline(scope: &str) -> bool {
     scope.split(' ').any(|s| s == OFFLINE_ACCESS)
-}
-
-/// How the token endpoint hands a refresh token to a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenDelivery {
-    /// In the JSON response (RFC 6749 §5.1).
-    #[default]
-    Body,
-    /// In an `HttpOnly; SameSite=Strict; Path=/token` cookie, never visible to script:
-    /// browser apps on the provider's site only.
-    Cookie,
-}
-
-impl TokenDelivery {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Body => "body",
-            Self::Cookie => "cookie",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "body" => Some(Self::Body),
-            "cookie" => Some(Self::Cookie),
-            _ => None,
-        }
-    }
 }
 
 /// Idle and absolute lifetime of a family's tokens.
@@ -182,12 +153,5 @@ mod tests {
         assert!(policy(10).is_retry(until, until + Duration::milliseconds(900)));
         assert!(!policy(10).is_retry(until, until + Duration::seconds(1)));
         assert!(!policy(0).is_retry(until, until));
-    }
-
-    #[test]
-    fn delivery_parses() {
-        assert_eq!(TokenDelivery::parse("cookie"), Some(TokenDelivery::Cookie));
-        assert_eq!(TokenDelivery::parse("body"), Some(TokenDelivery::Body));
-        assert_eq!(TokenDelivery::parse("header"), None);
     }
 }

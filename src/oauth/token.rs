@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::Provider;
 use super::error::{EndpointError, ErrorCode, OAuthError};
 use crate::audit::Actor;
+use crate::domain::client::TokenDelivery;
 use crate::domain::client::{AuthMethod, Client, ClientId};
-use crate::domain::refresh::TokenDelivery;
 use crate::domain::secret::OpaqueToken;
 
 /// A successful token response (RFC 6749 §5.1). `Debug` shows no token.

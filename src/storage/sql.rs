@@ -18,7 +18,7 @@ macro_rules! sql_store {
         use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
         use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
         use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
-        use crate::domain::refresh::TokenDelivery;
+        use crate::domain::client::TokenDelivery;
         use crate::domain::jws::SigningAlg;
         use crate::domain::scope::ScopeSet;
         use crate::domain::refresh::FamilyId;

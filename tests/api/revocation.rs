@@ -3,7 +3,7 @@
 
 use portcullis::clients::Registration;
 use portcullis::domain::client::ClientKind;
-use portcullis::domain::refresh::TokenDelivery;
+use portcullis::domain::client::TokenDelivery;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::authorize::internal;
 use super::{actor, check_same_origin, request_ip};
 use crate::auth::CurrentSession;
-use crate::domain::refresh::TokenDelivery;
+use crate::domain::client::TokenDelivery;
 use crate::domain::secret::constant_time_eq;
 use crate::http::AppState;
 use crate::http::cookies::{self, removal};

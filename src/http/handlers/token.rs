@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{actor, request_ip};
-use crate::domain::refresh::TokenDelivery;
+use crate::domain::client::TokenDelivery;
 use crate::http::AppState;
 use crate::http::cookies;
 use crate::http::cors;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Mint;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::Client;
-use crate::domain::refresh::TokenDelivery;
+use crate::domain::client::TokenDelivery;
 use crate::domain::scope::ScopeSet;
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::Provider;
