@@ -995,6 +995,7 @@ async fn seed_codes(
                     code_challenge: challenge.clone(),
                     auth_time: session.auth_time,
                     amr: session.amr.clone(),
+                    claims: Default::default(),
                     created_at: now,
                     // Longer than the server's 60 s so that slow runs do not expire them.
                     expires_at: now + time::Duration::hours(1),

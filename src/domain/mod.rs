@@ -1,5 +1,6 @@
 //! Pure types and rules: no I/O, no actix, no sqlx, no system time.
 
+pub mod claims;
 pub mod client;
 pub mod jws;
 pub mod pkce;

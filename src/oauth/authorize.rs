@@ -4,7 +4,7 @@
 //! goes back to the client with `state` and `iss` (RFC 9207). A request that needs sign-in
 //! or consent waits server-side in a login transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -14,8 +14,8 @@ use super::claims::IdTokenClaims;
 use super::error::{EndpointError, ErrorCode, OAuthError};
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
-use crate::domain::client::TokenDelivery;
-use crate::domain::client::{Client, ClientId};
+use crate::domain::claims::{ClaimsRequest, RequestedClaims};
+use crate::domain::client::{Client, ClientId, TokenDelivery};
 use crate::domain::pkce::{CodeChallenge, PkceError};
 use crate::domain::refresh::OFFLINE_ACCESS;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
@@ -57,6 +57,32 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// The `sub` of a valid `id_token_hint`.
     pub hint_sub: Option<String>,
+    /// The claims the `claims` parameter asked for beyond the scope, limited to those of
+    /// scopes the client may have (OpenID Connect Core §5.5).
+    #[serde(default, skip_serializing_if = "RequestedClaims::is_empty")]
+    pub claims: RequestedClaims,
+    /// The subjects the `claims` parameter's `sub` value(s) allow (Core §5.5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_sub: Option<BTreeSet<String>>,
+}
+
+impl AuthorizationRequest {
+    /// What the user is asked to consent to: the scope, and the scopes whose claims the
+    /// `claims` parameter asks for. Requested claims are released only once their scope
+    /// has been consented to (or the client is first-party), so the consent page shows
+    /// everything a client receives.
+    pub fn consent_scope(&self) -> ScopeSet {
+        self.scope.union(&self.claims.scopes())
+    }
+
+    /// Whether the request may be answered for the End-User `subject`: OpenID Connect
+    /// Core §5.5.1, a `sub` asked for with a value allows a positive response only for
+    /// that End-User.
+    pub fn allows_subject(&self, subject: &str) -> bool {
+        self.required_sub
+            .as_ref()
+            .is_none_or(|subs| subs.contains(subject))
+    }
 }
 
 /// An answer for the client: its redirect URI and the parameters to deliver.
@@ -201,7 +227,7 @@ impl Provider {
         // The registration may have changed while the request waited.
         if !client.redirect_uri_matches(&request.redirect_uri)
             || !client.allows_grant("authorization_code")
-            || !request.scope.is_subset(&client.scopes)
+            || !request.consent_scope().is_subset(&client.scopes)
             || (request.code_challenge.is_empty() && client.pkce_required())
         {
             return Ok(None);
@@ -232,10 +258,9 @@ impl Provider {
         let too_old = request
             .max_age
             .is_some_and(|max| (self.clock.now() - s.session.auth_time).whole_seconds() >= max);
-        let other_user = request
-            .hint_sub
-            .as_ref()
-            .is_some_and(|sub| *sub != s.user.id.to_string());
+        let subject = s.user.id.to_string();
+        let other_user = request.hint_sub.as_ref().is_some_and(|sub| *sub != subject)
+            || !request.allows_subject(&subject);
         request.prompt_login || too_old || other_user
     }
 
@@ -249,6 +274,11 @@ impl Provider {
             pending.transaction.session_id,
         ) {
             return Some(format!("/login?tx={tx}"));
+        }
+        // Someone else than the `claims` parameter's `sub` names signed in here: the
+        // authorization endpoint answers the client with the error.
+        if !pending.request.allows_subject(&session.user.id.to_string()) {
+            return Some(format!("{RESUME_PATH}?tx={tx}"));
         }
         // A first-party client needs no consent page, unless the request asks for one
         // (OpenID Connect Core §3.1.2.1, prompt=consent).
@@ -289,7 +319,7 @@ impl Provider {
         let audit = AuditEvent::new(now, AuditKind::ConsentDenied, Outcome::Failure, actor)
             .user(session.user.id)
             .client(client.id.as_str())
-            .detail("scope", request.scope.to_string());
+            .detail("scope", request.consent_scope().to_string());
         if !self
             .store
             .finish_authorization(&tx.hash(), now, &audit)
@@ -360,6 +390,8 @@ impl Provider {
             max_age: None,
             login_hint: None,
             hint_sub: None,
+            claims: RequestedClaims::default(),
+            required_sub: None,
         };
         let fail = |request: &AuthorizationRequest, code, description: &str| {
             Ok(Err(AuthorizeOutcome::Reply(
@@ -580,6 +612,34 @@ impl Provider {
                 }
             }
         }
+        if let Some(raw) = get("claims") {
+            let claims = match ClaimsRequest::parse(raw) {
+                Ok(claims) => claims,
+                Err(error) => {
+                    return fail(&request, ErrorCode::InvalidRequest, &error.to_string());
+                }
+            };
+            // OpenID Connect Core §5.5.1.1: an essential `acr` with values the
+            // authentication cannot meet is a failed authentication. Portcullis signs in
+            // with a password only and asserts no authentication context class (no `acr`
+            // claim, no acr_values_supported), so no requested value can ever be met.
+            // A voluntary `acr`, or an essential one without values, is ignored: Core
+            // §5.5.1 lets a claim the server does not return go unanswered.
+            if claims.essential_acr.is_some() {
+                return fail(
+                    &request,
+                    ErrorCode::AccessDenied,
+                    "the claims parameter asks for an essential acr this provider cannot meet \
+                     (it asserts no acr values)",
+                );
+            }
+            // Claims are an OpenID Connect request's (Core §5.5); a claim of a scope the
+            // client may not have is ignored, as such a scope is (Core §3.1.2.1).
+            if request.scope.contains("openid") {
+                request.claims = claims.release.within(&client.scopes);
+            }
+            request.required_sub = claims.sub;
+        }
         Ok(Ok((client, request)))
     }
 
@@ -613,6 +673,19 @@ impl Provider {
         let Some(session) = session else {
             return Ok(AuthorizeOutcome::Refused("Please sign in again.".into()));
         };
+        // OpenID Connect Core §5.5.1: a `sub` asked for with a value allows a positive
+        // response only when that End-User is authenticated; someone else signed in here.
+        if !request.allows_subject(&session.user.id.to_string()) {
+            return self
+                .answer_error(
+                    &request,
+                    pending.as_ref(),
+                    ErrorCode::AccessDenied,
+                    "the user who signed in is not the one the claims parameter's sub names",
+                    actor,
+                )
+                .await;
+        }
         let consented = self
             .store
             .find_consent(session.user.id, &client.id)
@@ -621,8 +694,8 @@ impl Provider {
         // OpenID Connect Core §3.1.2.1: prompt=consent asks even a first-party client's
         // user; otherwise a first-party client is granted what it asks for, including
         // offline_access (Core §11 allows other conditions permitting offline access).
-        let needs_consent =
-            request.prompt_consent || (!client.first_party && !request.scope.is_subset(&consented));
+        let needs_consent = request.prompt_consent
+            || (!client.first_party && !request.consent_scope().is_subset(&consented));
         if needs_consent {
             if request.prompt_none {
                 return self
@@ -715,22 +788,29 @@ impl Provider {
             code_challenge: request.code_challenge.clone(),
             auth_time: session.session.auth_time,
             amr: session.session.amr.clone(),
+            claims: request.claims.clone(),
             created_at: now,
             expires_at: now + self.code_lifetime,
         };
-        let mut audit = vec![
-            AuditEvent::new(now, AuditKind::CodeIssued, Outcome::Success, actor)
-                .user(session.user.id)
-                .session(session.session.id)
-                .client(client.id.as_str())
-                .detail("scope", request.scope.to_string()),
-        ];
+        let mut issued = AuditEvent::new(now, AuditKind::CodeIssued, Outcome::Success, actor)
+            .user(session.user.id)
+            .session(session.session.id)
+            .client(client.id.as_str())
+            .detail("scope", request.scope.to_string());
+        if !request.claims.is_empty() {
+            issued = issued.detail(
+                "claims",
+                serde_json::to_value(&request.claims).unwrap_or_default(),
+            );
+        }
+        let mut audit = vec![issued];
+        let consent_scope = request.consent_scope();
         if consent_given {
             audit.push(
                 AuditEvent::new(now, AuditKind::ConsentGranted, Outcome::Success, actor)
                     .user(session.user.id)
                     .client(client.id.as_str())
-                    .detail("scope", request.scope.to_string()),
+                    .detail("scope", consent_scope.to_string()),
             );
         }
         let issued = self
@@ -738,7 +818,7 @@ impl Provider {
             .issue_code(
                 &IssueCode {
                     transaction: tx.copied(),
-                    consent: consent_given.then_some(&request.scope),
+                    consent: consent_given.then_some(&consent_scope),
                     code: &record,
                     audit: &audit,
                 },

@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::domain::claims::USER_CLAIMS;
 use crate::domain::jws::SigningAlg;
 use crate::domain::scope::ScopeSet;
 use crate::domain::user::User;
@@ -30,6 +31,11 @@ pub struct AccessTokenClaims {
     /// (see `secret_generation`), so rotating a leaked secret also ends its tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sgen: Option<String>,
+    /// Portcullis's private claim: the claims the `claims` request parameter asked for at
+    /// the UserInfo endpoint (OpenID Connect Core §5.5), beyond what `scope` releases.
+    /// Carried in the (signed) token so `/userinfo` needs no lookup of the grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uic: Vec<String>,
 }
 
 /// A short, non-reversible fingerprint of a client's stored secret hash: tokens carry it
@@ -92,19 +98,41 @@ pub struct UserClaims {
 
 impl UserClaims {
     pub fn for_scope(user: &User, scope: &ScopeSet) -> Self {
+        Self::release(user, scope, [])
+    }
+
+    /// The claims `scope` releases (Core §5.4) and, besides, the `requested` ones
+    /// (Core §5.5); names Portcullis does not hold are skipped.
+    pub fn release<'a>(
+        user: &User,
+        scope: &ScopeSet,
+        requested: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let mut claims = Self::default();
-        if scope.contains("profile") {
-            claims.name = user.name.clone().filter(|n| !n.is_empty());
-            claims.preferred_username = Some(user.username.as_str().to_owned());
-            claims.updated_at = Some(user.updated_at.unix_timestamp());
-        }
-        if scope.contains("email") {
-            if let Some(email) = &user.email {
-                claims.email = Some(email.clone());
-                claims.email_verified = Some(user.email_verified);
-            }
+        let by_scope = USER_CLAIMS
+            .iter()
+            .filter(|(_, s)| scope.contains(s))
+            .map(|(claim, _)| *claim);
+        for claim in by_scope.chain(requested) {
+            claims.add(user, claim);
         }
         claims
+    }
+
+    fn add(&mut self, user: &User, claim: &str) {
+        match claim {
+            "name" => self.name = user.name.clone().filter(|n| !n.is_empty()),
+            "preferred_username" => {
+                self.preferred_username = Some(user.username.as_str().to_owned());
+            }
+            "updated_at" => self.updated_at = Some(user.updated_at.unix_timestamp()),
+            "email" => self.email.clone_from(&user.email),
+            // Only about an address the user has.
+            "email_verified" => {
+                self.email_verified = user.email.as_ref().map(|_| user.email_verified);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -42,7 +42,8 @@ impl Provider {
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": self.keys.algorithms(),
                 "claims_supported": CLAIMS_SUPPORTED.iter().chain(["email_verified", "updated_at"].iter()).collect::<Vec<_>>(),
-                "claims_parameter_supported": false,
+                // OpenID Connect Core §5.5, for the claims Portcullis holds.
+                "claims_parameter_supported": true,
                 "request_parameter_supported": false,
                 "request_uri_parameter_supported": false,
                 "require_request_uri_registration": false,

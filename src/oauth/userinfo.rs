@@ -11,7 +11,8 @@ use crate::domain::user::UserId;
 use crate::keys::Expectations;
 
 impl Provider {
-    /// Verifies the access token strictly and returns the claims its scope allows.
+    /// Verifies the access token strictly and returns the claims its scope allows, and
+    /// those the authorization's `claims` parameter asked for here (Core §5.5).
     pub async fn userinfo(&self, token: &str) -> Result<Value, EndpointError> {
         let claims = self.verify_access_token(token).await?;
         let scope = ScopeSet::parse(&claims.scope).unwrap_or_default();
@@ -33,7 +34,11 @@ impl Provider {
         let mut body = json!({ "sub": user.id.to_string() });
         if let (Value::Object(map), Ok(Value::Object(extra))) = (
             &mut body,
-            serde_json::to_value(UserClaims::for_scope(&user, &scope)),
+            serde_json::to_value(UserClaims::release(
+                &user,
+                &scope,
+                claims.uic.iter().map(String::as_str),
+            )),
         ) {
             map.extend(extra);
         }

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditSearch};
 use crate::config::DatabaseSettings;
+use crate::domain::claims::RequestedClaims;
 use crate::domain::client::{Client, ClientId};
 use crate::domain::refresh::FamilyId;
 use crate::domain::scope::ScopeSet;
@@ -122,6 +123,8 @@ pub struct AuthorizationCodeRecord {
     pub code_challenge: String,
     pub auth_time: OffsetDateTime,
     pub amr: Vec<String>,
+    /// Claims released beyond the scope (OpenID Connect Core §5.5), already consented.
+    pub claims: RequestedClaims,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -156,7 +159,7 @@ pub struct CodeRedemption<'a> {
 }
 
 /// The first refresh token of a family created when a code is redeemed; the family takes
-/// its user, scope, auth_time and amr from the code. Bound to the code's browser session
+/// its user, scope, auth_time, amr and requested claims from the code. Bound to the code's browser session
 /// unless the scope holds `offline_access` (OpenID Connect Core §11).
 #[derive(Debug, Clone)]
 pub struct NewRefreshFamily {
@@ -179,6 +182,8 @@ pub struct RefreshTokenRecord {
     pub scope: ScopeSet,
     pub auth_time: OffsetDateTime,
     pub amr: Vec<String>,
+    /// The claims the authorization's `claims` parameter released (Core §5.5).
+    pub claims: RequestedClaims,
     pub issued_at: OffsetDateTime,
     pub idle_expires_at: OffsetDateTime,
     pub absolute_expires_at: OffsetDateTime,

@@ -22,6 +22,7 @@ macro_rules! sql_store {
         use crate::domain::jws::SigningAlg;
         use crate::domain::scope::ScopeSet;
         use crate::domain::refresh::FamilyId;
+        use crate::domain::claims::RequestedClaims;
         use crate::storage::{
             AuthorizationCodeRecord, CodeRedemption, CompletedLogin, IssueCode,
             KeyRetirement, LoginTransaction, PasswordChange, PurgeCutoffs, Redemption,
@@ -180,7 +181,7 @@ macro_rules! sql_store {
         }
 
         const CODE_COLUMNS: &str = "code_hash, client_id, user_id, session_id, redirect_uri, \
-             scope, nonce, code_challenge, auth_time, amr, created_at, expires_at";
+             scope, nonce, code_challenge, auth_time, amr, claims, created_at, expires_at";
 
         #[derive(sqlx::FromRow)]
         struct CodeRow {
@@ -194,6 +195,7 @@ macro_rules! sql_store {
             code_challenge: String,
             auth_time: Ts,
             amr: Json<Vec<String>>,
+            claims: Option<Json<RequestedClaims>>,
             created_at: Ts,
             expires_at: Ts,
         }
@@ -211,6 +213,7 @@ macro_rules! sql_store {
                     code_challenge: self.code_challenge,
                     auth_time: from_ts(self.auth_time),
                     amr: self.amr.0,
+                    claims: self.claims.map(|c| c.0).unwrap_or_default(),
                     created_at: from_ts(self.created_at),
                     expires_at: from_ts(self.expires_at),
                 })
@@ -240,6 +243,7 @@ macro_rules! sql_store {
             scope: String,
             auth_time: Ts,
             amr: Json<Vec<String>>,
+            claims: Option<Json<RequestedClaims>>,
             issued_at: Ts,
             idle_expires_at: Ts,
             absolute_expires_at: Ts,
@@ -268,6 +272,7 @@ macro_rules! sql_store {
                     scope: ScopeSet::parse(&self.scope).map_err(|_| corrupt("scope"))?,
                     auth_time: from_ts(self.auth_time),
                     amr: self.amr.0,
+                    claims: self.claims.map(|c| c.0).unwrap_or_default(),
                     issued_at: from_ts(self.issued_at),
                     idle_expires_at: from_ts(self.idle_expires_at),
                     absolute_expires_at: from_ts(self.absolute_expires_at),
@@ -1138,7 +1143,7 @@ macro_rules! sql_store {
                 }
                 sqlx::query(&format!(
                     "insert into authorization_codes ({CODE_COLUMNS}) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ))
                 .bind(c.code_hash.as_bytes())
                 .bind(c.client_id.as_str())
@@ -1150,6 +1155,7 @@ macro_rules! sql_store {
                 .bind(&c.code_challenge)
                 .bind(ts(c.auth_time))
                 .bind(Json(&c.amr))
+                .bind((!c.claims.is_empty()).then_some(Json(&c.claims)))
                 .bind(ts(c.created_at))
                 .bind(ts(c.expires_at))
                 .execute(&mut *tx)
@@ -1232,8 +1238,9 @@ macro_rules! sql_store {
                         let offline = crate::domain::refresh::is_offline(&row.scope);
                         sqlx::query(
                             "insert into refresh_families (family_id, client_id, user_id, \
-                             session_id, scope, auth_time, amr, created_at, absolute_expires_at) \
-                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             session_id, scope, auth_time, amr, claims, created_at, \
+                             absolute_expires_at) \
+                             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                         )
                         .bind(family.family_id.0)
                         .bind(&row.client_id)
@@ -1242,6 +1249,7 @@ macro_rules! sql_store {
                         .bind(&row.scope)
                         .bind(row.auth_time.clone())
                         .bind(row.amr.clone())
+                        .bind(row.claims.clone())
                         .bind(ts(now))
                         .bind(ts(family.absolute_expires_at))
                         .execute(&mut *tx)
@@ -1347,7 +1355,7 @@ macro_rules! sql_store {
             ) -> Result<Option<RefreshTokenRecord>, StoreError> {
                 let row: Option<RefreshRow> = sqlx::query_as(
                     "select t.token_hash, t.family_id, f.client_id, f.user_id, f.session_id, \
-                     f.scope, f.auth_time, f.amr, t.issued_at, t.idle_expires_at, \
+                     f.scope, f.auth_time, f.amr, f.claims, t.issued_at, t.idle_expires_at, \
                      f.absolute_expires_at, t.rotated_at, f.revoked_at as family_revoked_at, \
                      t.successor_response, t.successor_until, \
                      s.revoked_at as session_revoked_at, \

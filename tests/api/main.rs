@@ -9,6 +9,7 @@ mod account;
 mod admin;
 mod algorithms;
 mod bad_input;
+mod claims_parameter;
 mod cli;
 mod client_auth;
 mod client_credentials;

@@ -72,7 +72,12 @@ pub async fn show(
     if let Some(path) = state.provider.consent_detour(&pending, &session) {
         return Ok(see_other(&path));
     }
-    let scopes: Vec<String> = pending.request.scope.iter().map(scope::describe).collect();
+    let scopes: Vec<String> = pending
+        .request
+        .consent_scope()
+        .iter()
+        .map(scope::describe)
+        .collect();
     let redirect_host = url::Url::parse(&pending.request.redirect_uri)
         .ok()
         .and_then(|u| {

@@ -118,6 +118,7 @@ impl Provider {
             auth_time: record.auth_time,
             amr: &record.amr,
             nonce: record.nonce.clone(),
+            claims: &record.claims,
             jti,
             now,
         })?;

@@ -61,6 +61,7 @@ impl Provider {
                     .secret_hash
                     .as_ref()
                     .map(crate::oauth::claims::secret_generation),
+                uic: Vec::new(),
             },
         )?;
         let issued = AuditEvent::new(now, AuditKind::TokenIssued, Outcome::Success, actor)

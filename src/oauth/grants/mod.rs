@@ -8,6 +8,7 @@ mod refresh_token;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::claims::RequestedClaims;
 use crate::domain::client::Client;
 use crate::domain::scope::ScopeSet;
 use crate::domain::session::SessionId;
@@ -27,6 +28,8 @@ pub(crate) struct Mint<'a> {
     pub auth_time: OffsetDateTime,
     pub amr: &'a [String],
     pub nonce: Option<String>,
+    /// Claims the `claims` request parameter asked for (OpenID Connect Core §5.5).
+    pub claims: &'a RequestedClaims,
     pub jti: Uuid,
     pub now: OffsetDateTime,
 }
@@ -50,6 +53,7 @@ impl Provider {
                 sid: sid.clone(),
                 auth_time: Some(m.auth_time.unix_timestamp()),
                 sgen: None,
+                uic: m.claims.userinfo.iter().cloned().collect(),
             },
         )?;
         // OpenID Connect Registration §2: the client's id_token_signed_response_alg.
@@ -70,7 +74,11 @@ impl Provider {
                     at_hash: Some(at_hash_for(id_alg, &access_token)),
                     sid,
                     amr: m.amr.to_vec(),
-                    user: UserClaims::for_scope(m.user, m.scope),
+                    user: UserClaims::release(
+                        m.user,
+                        m.scope,
+                        m.claims.id_token.iter().map(String::as_str),
+                    ),
                 },
             )?)
         } else {

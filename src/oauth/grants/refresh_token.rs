@@ -147,6 +147,7 @@ impl Provider {
                 auth_time: record.auth_time,
                 amr: &record.amr,
                 nonce: None,
+                claims: &record.claims,
                 jti,
                 now,
             })?;
