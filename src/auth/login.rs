@@ -136,16 +136,15 @@ impl Authenticator {
 
         // SECURITY: attempts are counted *before* the password is checked (and given back
         // on success), so a burst of concurrent guesses cannot outrun either limit.
-        if let Some(ip) = attempt.ip {
-            if let Err(until) = self.ip_limiter.reserve(ip, now) {
-                let audit =
-                    AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                        .detail("reason", "ip_limit");
-                self.store.record_audit(&[audit]).await?;
-                return Ok(LoginOutcome::Throttled {
-                    retry_after: retry_after_secs(now, until),
-                });
-            }
+        if let Some(ip) = attempt.ip
+            && let Err(until) = self.ip_limiter.reserve(ip, now)
+        {
+            let audit = AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                .detail("reason", "ip_limit");
+            self.store.record_audit(&[audit]).await?;
+            return Ok(LoginOutcome::Throttled {
+                retry_after: retry_after_secs(now, until),
+            });
         }
 
         let username = Username::parse(attempt.username).ok();

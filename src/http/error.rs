@@ -124,10 +124,10 @@ impl ResponseError for PageError {
             request_id: &request_id,
         });
         let mut res = pages::html(status, html);
-        if let Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }

@@ -98,11 +98,11 @@ impl UserClaims {
             claims.preferred_username = Some(user.username.as_str().to_owned());
             claims.updated_at = Some(user.updated_at.unix_timestamp());
         }
-        if scope.contains("email") {
-            if let Some(email) = &user.email {
-                claims.email = Some(email.clone());
-                claims.email_verified = Some(user.email_verified);
-            }
+        if scope.contains("email")
+            && let Some(email) = &user.email
+        {
+            claims.email = Some(email.clone());
+            claims.email_verified = Some(user.email_verified);
         }
         claims
     }

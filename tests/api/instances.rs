@@ -98,10 +98,10 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the server exited with {status}:\n{}", self.logs());
             }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
