@@ -1,4 +1,5 @@
-//! `/healthz`: the process is up. `/readyz`: the database answers too.
+//! `/healthz`: the process is up. `/readyz`: the database answers too, and the server is
+//! not shutting down.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -10,6 +11,11 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Fails first thing in a shutdown, so load balancers stop sending before the listener
+    // closes (see `crate::shutdown`).
+    if state.draining.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" }));
+    }
     match state.auth.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(error) => {
