@@ -366,3 +366,57 @@ async fn a_signal_drains_keep_alive_load_and_exits_as_soon_as_requests_in_flight
         "/readyz never answered 503 draining during the drain delay"
     );
 }
+
+/// Opens a connection and sends a token request whose body never completes.
+async fn stalled_request(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+#[tokio::test]
+async fn a_request_that_never_finishes_is_cut_by_the_timeout_or_a_second_signal_without_a_panic() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("master.key");
+    write_key(&key_file);
+    // (shutdown_timeout, second signal, how long the exit may take, at least)
+    let cases = [
+        ("1s", None, Duration::from_millis(900)),
+        (SHUTDOWN_TIMEOUT, Some("INT"), Duration::ZERO),
+    ];
+    for (n, (timeout, second, at_least)) in cases.into_iter().enumerate() {
+        let env = [
+            ("PORTCULLIS__SERVER__SHUTDOWN_TIMEOUT", timeout),
+            ("PORTCULLIS__SERVER__DRAIN_DELAY", "0s"),
+        ];
+        let mut server = Server::start(
+            command(dir.path(), &db.url, &key_file, &env),
+            dir.path().join(format!("stalled{n}.log")),
+        );
+        server.wait_ready().await;
+        let addr: SocketAddr = server
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("address");
+        let _stalled = stalled_request(addr).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let signalled = Instant::now();
+        server.signal("TERM");
+        if let Some(second) = second {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            server.signal(second);
+        }
+        let (status, logs) = server.exit_within(Duration::from_secs(5)).await;
+        let took = signalled.elapsed();
+        assert!(status.success(), "case {n}: {status}\n{logs}");
+        assert!(!logs.contains("panicked"), "case {n}:\n{logs}");
+        assert!(took >= at_least, "case {n}: exit after {took:?}\n{logs}");
+    }
+}
