@@ -318,19 +318,19 @@ async fn start_server(
         )
     })?);
     loop {
-        if let Ok(r) = probe.get(&url).send().await {
-            if r.status() == StatusCode::OK {
-                return Ok(started.elapsed());
-            }
+        if let Ok(r) = probe.get(&url).send().await
+            && r.status() == StatusCode::OK
+        {
+            return Ok(started.elapsed());
         }
-        if let Some(child) = guard.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                guard.child = None;
-                bail!(
-                    "the server exited ({status}) before it was ready; its log:\n{}",
-                    log_tail(&log_path)
-                );
-            }
+        if let Some(child) = guard.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            guard.child = None;
+            bail!(
+                "the server exited ({status}) before it was ready; its log:\n{}",
+                log_tail(&log_path)
+            );
         }
         if started.elapsed() > Duration::from_secs(30) {
             bail!(

@@ -470,7 +470,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = redact_url(&settings.database.url);
     let app = Application::build(settings, Arc::new(SystemClock)).await?;
     tracing::info!(%bind, %issuer, database = %db, "portcullis is listening");
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }
 
@@ -502,7 +502,7 @@ async fn serve_demo(settings: Settings, spa_bind: &str) -> anyhow::Result<()> {
         crate::demo::DEMO_PASSWORD
     );
     tracing::info!(%issuer, spa = %demo.origin, "portcullis demo is listening");
-    let result = app.run_until_stopped().await;
+    let result = app.run_until_signalled().await;
     spa_handle.stop(true).await;
     spa_task.abort();
     result?;

@@ -101,6 +101,10 @@ pub struct ServerSettings {
     pub max_form_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// On a stop signal, how long `/readyz` fails and every response closes its
+    /// connection before the listener closes (`crate::shutdown`).
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// A second listener serving only `GET /metrics`; empty for none.
     pub metrics_bind: String,
 }
@@ -343,6 +347,7 @@ impl Settings {
             0,
             10 * MINUTE,
         )?;
+        within("server.drain_delay", self.server.drain_delay, 0, 5 * MINUTE)?;
         if !self.server.metrics_bind.is_empty() {
             let port_ok = self
                 .server

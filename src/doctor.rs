@@ -342,17 +342,17 @@ async fn database(
     let db = &settings.database;
     let shown = redact_url(&db.url);
     // The file as SQLite will open it (sqlx decodes the URL), not as we might parse it.
-    if let Some(file) = sqlite_file(&db.url) {
-        if !file.exists() {
-            return vec![check(
-                "database",
-                Status::Warn,
-                format!(
-                    "{} does not exist yet: it is created at the first start",
-                    file.display()
-                ),
-            )];
-        }
+    if let Some(file) = sqlite_file(&db.url)
+        && !file.exists()
+    {
+        return vec![check(
+            "database",
+            Status::Warn,
+            format!(
+                "{} does not exist yet: it is created at the first start",
+                file.display()
+            ),
+        )];
     }
     // Read-only: doctor never creates, migrates, re-journals or re-permissions anything.
     let store = match storage::connect_read_only(db).await {

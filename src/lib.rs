@@ -15,6 +15,7 @@ pub mod keys;
 pub mod metrics;
 pub mod oauth;
 pub mod password;
+pub mod shutdown;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -12,11 +12,12 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::cors::OriginCache;
 use crate::http::handlers::not_found;
-use crate::http::middleware::{RequestContext, security_headers};
+use crate::http::middleware::{RequestContext, close_while_draining, security_headers};
 use crate::http::{AppState, cookies::CookieNames, routes};
 use crate::keys::{KeyRing, MasterKey, spawn_listener, spawn_reloader, spawn_rotator};
 use crate::oauth::Provider;
 use crate::password::PasswordHasher;
+use crate::shutdown::{Draining, Shutdown, Signals};
 use crate::storage::{self, PurgeCutoffs, Store};
 
 pub struct Application {
@@ -26,6 +27,8 @@ pub struct Application {
     metrics: Option<(Server, u16)>,
     store: Arc<dyn Store>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    draining: Draining,
+    drain_delay: std::time::Duration,
 }
 
 impl Application {
@@ -82,6 +85,7 @@ impl Application {
             throttle_keys,
         );
         let provider = Provider::new(&settings, auth.clone(), keys.clone());
+        let draining = Draining::default();
         let state = AppState {
             cookies: CookieNames::new(settings.is_https()),
             issuer_origin: settings.issuer_origin(),
@@ -91,6 +95,7 @@ impl Application {
             origins: Arc::new(OriginCache::new(Arc::clone(&store))),
             admin_denials: Arc::default(),
             metrics: Arc::default(),
+            draining: draining.clone(),
         };
         let https = settings.is_https();
         let port = listener.local_addr()?.port();
@@ -124,15 +129,20 @@ impl Application {
                 .wrap(security_headers(https))
                 .wrap(RequestContext)
                 .wrap(actix_web::middleware::from_fn(crate::metrics::track))
+                .wrap(actix_web::middleware::from_fn(close_while_draining))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })
         .listen(listener)?
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs());
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+        // Signals are ours (`run_until_signalled`): readiness must fail before the
+        // listener closes.
+        .disable_signals();
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
+        let drain_delay = settings.server.drain_delay;
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&store), clock, settings, keys));
         Ok(Self {
             port,
@@ -140,6 +150,8 @@ impl Application {
             metrics,
             store,
             background: vec![housekeeping, reloader, key_listener, rotator],
+            draining,
+            drain_delay,
         })
     }
 
@@ -156,14 +168,42 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (signal or handle), then stops the metrics
-    /// listener and closes the pools.
+    /// Drains and stops this server gracefully (see `crate::shutdown`).
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            draining: self.draining.clone(),
+            server: self.server.handle(),
+            drain_delay: self.drain_delay,
+        }
+    }
+
+    /// Serves until a signal stops the server: the first SIGTERM or SIGINT drains it
+    /// (`Shutdown::drain`), SIGQUIT or a second signal stops it at once.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let signals = Signals::register().context("listening for stop signals")?;
+        let shutdown = self.shutdown();
+        self.run_until(shutdown.on_signals(signals)).await?;
+        Ok(())
+    }
+
+    /// Serves until the server is stopped through its handle.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until the server stops, or until `stop_now` completes (the server is then
+    /// dropped: its listener closes and its workers stop without waiting); then stops
+    /// the metrics listener and closes the pools in this runtime, once no request
+    /// holds a connection any more.
+    async fn run_until(self, stop_now: impl Future<Output = ()>) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(server, _)| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
-        let result = self.server.await;
+        let result = tokio::select! {
+            result = self.server => result,
+            () = stop_now => Ok(()),
+        };
         if let Some((handle, task)) = metrics {
             handle.stop(true).await;
             let _ = task.await;
@@ -172,6 +212,7 @@ impl Application {
             task.abort();
         }
         self.store.close().await;
+        tracing::info!("stopped");
         result
     }
 }

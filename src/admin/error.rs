@@ -171,10 +171,10 @@ impl ResponseError for ApiError {
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(body);
         let headers = res.headers_mut();
-        if let Some(challenge) = self.challenge() {
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
-            }
+        if let Some(challenge) = self.challenge()
+            && let Ok(v) = HeaderValue::from_str(&challenge)
+        {
+            headers.insert(header::WWW_AUTHENTICATE, v);
         }
         match self {
             Self::MethodNotAllowed { allow } => {

@@ -197,10 +197,11 @@ fn complete(doc: &mut Value) {
                 };
                 // Declared error statuses get the problem body.
                 for (status, response) in responses.iter_mut() {
-                    if status.as_str() >= "400" && response.get("content").is_none() {
-                        if let Some(r) = response.as_object_mut() {
-                            r.insert("content".into(), problem_response("")["content"].clone());
-                        }
+                    if status.as_str() >= "400"
+                        && response.get("content").is_none()
+                        && let Some(r) = response.as_object_mut()
+                    {
+                        r.insert("content".into(), problem_response("")["content"].clone());
                     }
                 }
                 let mut shared = vec![

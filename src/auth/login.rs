@@ -138,16 +138,15 @@ impl Authenticator {
         // SECURITY: attempts are counted (per address) or leased (per account) *before*
         // the password is checked, so a burst of concurrent guesses cannot outrun either
         // limit; only a verified failure stays counted.
-        if let Some(ip) = attempt.ip {
-            if let Err(until) = self.ip_limiter.reserve(ip, now) {
-                let audit =
-                    AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
-                        .detail("reason", "ip_limit");
-                self.store.record_audit(&[audit]).await?;
-                return Ok(LoginOutcome::Throttled {
-                    retry_after: retry_after_secs(now, until),
-                });
-            }
+        if let Some(ip) = attempt.ip
+            && let Err(until) = self.ip_limiter.reserve(ip, now)
+        {
+            let audit = AuditEvent::new(now, AuditKind::LoginThrottled, Outcome::Failure, actor)
+                .detail("reason", "ip_limit");
+            self.store.record_audit(&[audit]).await?;
+            return Ok(LoginOutcome::Throttled {
+                retry_after: retry_after_secs(now, until),
+            });
         }
 
         let username = Username::parse(attempt.username).ok();
@@ -403,10 +402,10 @@ impl Lease {
     }
 
     async fn release(&mut self) {
-        if std::mem::take(&mut self.open) {
-            if let Err(error) = self.store.release_login_attempt(&self.key).await {
-                tracing::warn!(%error, "could not give back a sign-in attempt's lease");
-            }
+        if std::mem::take(&mut self.open)
+            && let Err(error) = self.store.release_login_attempt(&self.key).await
+        {
+            tracing::warn!(%error, "could not give back a sign-in attempt's lease");
         }
     }
 }

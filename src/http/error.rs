@@ -131,10 +131,10 @@ impl ResponseError for PageError {
             request_id: &request_id,
         });
         let mut res = pages::html(status, html);
-        if let Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }
@@ -198,12 +198,11 @@ fn oauth_error_of(e: &EndpointError) -> OAuthError {
 
 /// `Retry-After` (RFC 9110 §10.2.3) for the errors a client should retry later.
 fn retry_after(e: &EndpointError, res: &mut HttpResponse) {
-    if let EndpointError::Throttled { retry_after }
-    | EndpointError::Unavailable { retry_after, .. } = e
+    if let EndpointError::Throttled { retry_after } | EndpointError::Unavailable { retry_after, .. } =
+        e
+        && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
     {
-        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        res.headers_mut().insert(header::RETRY_AFTER, v);
     }
 }
 

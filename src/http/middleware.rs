@@ -1,4 +1,5 @@
-//! Request ids, request logging and security headers.
+//! Request ids, request logging, security headers, and `Connection: close` while the
+//! server drains.
 //!
 //! SECURITY: the request log records method, path (never the query string), status,
 //! latency and client address; never headers, cookies or bodies, so credentials cannot
@@ -10,8 +11,10 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::ConnectionType;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::web;
 use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -55,6 +58,27 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
         ));
     }
     headers
+}
+
+/// While the server drains (see `crate::shutdown`), every response closes its connection
+/// (`Connection: close`, RFC 9112 §9.6): a keep-alive client finishes its current request
+/// here and opens its next connection elsewhere. Checked after the handler, so a request
+/// in flight when the drain starts gets it too. (Handlers turn their errors into
+/// responses, which pass here; only a failing middleware returns an error instead.)
+pub async fn close_while_draining(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let draining = req
+        .app_data::<web::Data<crate::http::AppState>>()
+        .map(|state| state.draining.clone());
+    let mut res = next.call(req).await?;
+    if draining.is_some_and(|d| d.is_draining()) {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 /// Gives each request an id (also in the `X-Request-Id` response header), runs it inside

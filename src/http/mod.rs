@@ -31,4 +31,6 @@ pub struct AppState {
     pub admin_denials: Arc<crate::admin::auth::DenialLog>,
     /// Request counters for `/metrics` on `server.metrics_bind`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set on the first stop signal: readiness fails, connections close.
+    pub draining: crate::shutdown::Draining,
 }

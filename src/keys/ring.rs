@@ -567,10 +567,10 @@ impl KeyRing {
         let snapshot = self.snapshot();
         let now = self.inner.clock.now();
         let alg = snapshot.published.get(kid).map(|p| p.key.alg);
-        if let (Successor::None, Some(alg)) = (successor, alg) {
-            if self.inner.algorithms.contains(&alg) {
-                return Err(KeyError::StillConfigured(alg));
-            }
+        if let (Successor::None, Some(alg)) = (successor, alg)
+            && self.inner.algorithms.contains(&alg)
+        {
+            return Err(KeyError::StillConfigured(alg));
         }
         // The retired key is replaced: a fresh next key, or a fresh current key when
         // there is no next key to promote. Keys this build cannot load (or already gone)

@@ -46,11 +46,12 @@ impl SqliteStore {
             // whose transactions are short, even on a loaded machine.
             .busy_timeout(Duration::from_secs(15));
         let file = options.get_filename().to_path_buf();
-        if let Some(parent) = file.parent() {
-            if !parent.as_os_str().is_empty() && !parent.exists() {
-                create_private_dir(parent)
-                    .map_err(|e| StoreError::Open(format!("creating {}: {e}", parent.display())))?;
-            }
+        if let Some(parent) = file.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            create_private_dir(parent)
+                .map_err(|e| StoreError::Open(format!("creating {}: {e}", parent.display())))?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

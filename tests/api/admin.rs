@@ -1234,10 +1234,10 @@ fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                if k == "$ref" {
-                    if let Some(r) = v.as_str() {
-                        out.push(r);
-                    }
+                if k == "$ref"
+                    && let Some(r) = v.as_str()
+                {
+                    out.push(r);
                 }
                 refs(v, out);
             }

@@ -22,7 +22,7 @@ fn on_postgres() -> bool {
     std::env::var("TEST_DB").as_deref() == Ok("postgres")
 }
 
-fn write_key(path: &Path) -> String {
+pub(crate) fn write_key(path: &Path) -> String {
     let key: [u8; 32] = rand::random();
     let encoded = STANDARD.encode(key);
     std::fs::write(path, &encoded).expect("write master key");
@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 
 /// The `portcullis` binary on `db_url` with the master key in `key_file`, run in `dir`
 /// (so nothing lands in the source tree), with the environment cleared of our variables.
-fn command(dir: &Path, db_url: &str, key_file: &Path, env: &[(&str, &str)]) -> Command {
+pub(crate) fn command(dir: &Path, db_url: &str, key_file: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.current_dir(dir)
         .env("PORTCULLIS__DATABASE__URL", db_url)
@@ -55,53 +55,70 @@ fn command(dir: &Path, db_url: &str, key_file: &Path, env: &[(&str, &str)]) -> C
     cmd
 }
 
-fn run(mut cmd: Command, args: &[&str], stdin: &str) -> Output {
+pub(crate) fn run(mut cmd: Command, args: &[&str], stdin: &str) -> Output {
     crate::helpers::run_bounded(cmd.args(args), stdin)
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A `portcullis serve` child process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(mut cmd: Command, log: PathBuf) -> Self {
+    /// Starts `cmd serve` on a free port, with one worker unless `cmd` names a number;
+    /// stdout and stderr go to `log`.
+    pub(crate) fn start(mut cmd: Command, log: PathBuf) -> Self {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
+        if !cmd
+            .get_envs()
+            .any(|(k, _)| k == "PORTCULLIS__SERVER__WORKERS")
+        {
+            cmd.env("PORTCULLIS__SERVER__WORKERS", "1");
+        }
+        let log_file = std::fs::File::create(&log).expect("log file");
         let child = cmd
             .arg("serve")
             .env("PORTCULLIS__SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("PORTCULLIS__ISSUER", &base)
-            .env("PORTCULLIS__SERVER__WORKERS", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
             .spawn()
             .expect("start portcullis serve");
         Self { child, base, log }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
+    /// Sends `signal` (`TERM`, `INT`, ...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    pub(crate) async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let http = rp_http();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the server exited with {status}:\n{}", self.logs());
             }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -109,7 +126,10 @@ impl Server {
     }
 
     /// Waits (up to `limit`) for the process to exit on its own.
-    async fn exit_within(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn exit_within(
+        mut self,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

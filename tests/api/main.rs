@@ -31,6 +31,7 @@ mod refresh;
 mod revocation;
 mod rp_logout;
 mod sessions;
+mod shutdown;
 mod storage;
 mod throttling;
 mod userinfo;

@@ -1,4 +1,5 @@
-//! `/healthz`: the process is up. `/readyz`: the database answers too.
+//! `/healthz`: the process is up. `/readyz`: the database answers too, and the server is
+//! not shutting down.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -16,6 +17,13 @@ pub async fn healthz() -> HttpResponse {
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Fails first thing in a shutdown, so load balancers stop sending before the listener
+    // closes (see `crate::shutdown`).
+    if state.draining.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "status": "draining" }));
+    }
     let unavailable = || {
         HttpResponse::ServiceUnavailable()
             .insert_header((header::CACHE_CONTROL, "no-store"))

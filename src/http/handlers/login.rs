@@ -323,10 +323,10 @@ fn render_form(
     if ctx.set_binding {
         builder.cookie(binding_cookie(&state.cookies, ctx.binding.expose()));
     }
-    if let Some(secs) = retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            builder.insert_header((header::RETRY_AFTER, v));
-        }
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        builder.insert_header((header::RETRY_AFTER, v));
     }
     builder.body(html)
 }

@@ -89,18 +89,18 @@ async fn handle(
         .map_err(|e| client_error(req, e))?;
     let mut response = issued.response;
     let mut builder = no_store(HttpResponse::Ok());
-    if issued.delivery == TokenDelivery::Cookie {
-        if let Some(refresh_token) = response.refresh_token.take() {
-            let now = state.provider.clock.now();
-            let max_age = issued
-                .refresh_expires_at
-                .map_or(0, |at| (at - now).whole_seconds());
-            builder.cookie(cookies::refresh_cookie(
-                &state.cookies.refresh(issued.client_id.as_str()),
-                &refresh_token,
-                max_age,
-            ));
-        }
+    if issued.delivery == TokenDelivery::Cookie
+        && let Some(refresh_token) = response.refresh_token.take()
+    {
+        let now = state.provider.clock.now();
+        let max_age = issued
+            .refresh_expires_at
+            .map_or(0, |at| (at - now).whole_seconds());
+        builder.cookie(cookies::refresh_cookie(
+            &state.cookies.refresh(issued.client_id.as_str()),
+            &refresh_token,
+            max_age,
+        ));
     }
     Ok(builder.json(response))
 }
