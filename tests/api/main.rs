@@ -11,6 +11,7 @@ mod algorithms;
 mod bad_input;
 mod cli;
 mod client_auth;
+mod client_controls;
 mod client_credentials;
 mod docs;
 mod doctor;
