@@ -276,3 +276,61 @@ async fn introspecting_another_clients_tokens_needs_the_permission() {
         json!({"active": false})
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_under_way_ends_when_its_client_is_disabled() {
+    let t = setup().await;
+    let app = &t.app;
+    let browser = app.new_browser();
+    let start = app.get(&browser, &authorize_path(&pkce(), &[])).await;
+    let login = start.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(login.starts_with("/login?tx="), "{login}");
+    let html = app.get(&browser, &login).await.text().await.expect("page");
+    let form = crate::helpers::LoginForm {
+        tx: crate::helpers::hidden_field(&html, "tx").expect("tx"),
+        csrf_token: crate::helpers::hidden_field(&html, "csrf_token").expect("csrf"),
+    };
+
+    set_disabled(app, "web-app", true).await;
+    let signed_in = app
+        .submit_login(&browser, &form, "alice", crate::helpers::PASSWORD)
+        .await;
+    // The sign-in itself succeeds; the authorization it was for does not resume, and
+    // nothing is sent to the client.
+    let mut response = signed_in;
+    for _ in 0..5 {
+        let Some(next) = response.headers().get("location") else {
+            break;
+        };
+        let next = next.to_str().expect("location").to_owned();
+        assert!(
+            !next.starts_with(WEB_REDIRECT),
+            "redirected to the client: {next}"
+        );
+        response = app.get(&browser, &next).await;
+    }
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(app.audit("code.issued").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_disabled_client_cannot_revoke() {
+    let t = setup().await;
+    let tokens = t.tokens("openid").await;
+    let at = s(&tokens, "access_token");
+    set_disabled(&t.app, "web-app", true).await;
+    let response = rp_http()
+        .post(t.app.url("/revoke"))
+        .basic_auth("web-app", Some(&t.secret))
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("POST /revoke");
+    assert_oauth_error(response, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    // Nothing was revoked: enabled again, the token works.
+    set_disabled(&t.app, "web-app", false).await;
+    assert_eq!(t.userinfo(&at).await, StatusCode::OK);
+}
