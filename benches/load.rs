@@ -1137,6 +1137,9 @@ async fn register_client(
             refresh_token_delivery: Default::default(),
             id_token_signed_response_alg: None,
             require_pkce: true,
+            // The service is the resource server that introspects users' tokens
+            // (RFC 7662 §4: it needs the permission).
+            introspection: !redirects,
         },
         OffsetDateTime::now_utc(),
         &Actor::cli(),

@@ -35,6 +35,10 @@ pub enum AuditKind {
     ClientDeleted,
     #[serde(rename = "client.secret_rotated")]
     ClientSecretRotated,
+    #[serde(rename = "client.disabled")]
+    ClientDisabled,
+    #[serde(rename = "client.enabled")]
+    ClientEnabled,
     #[serde(rename = "consent.granted")]
     ConsentGranted,
     #[serde(rename = "consent.denied")]
@@ -90,6 +94,8 @@ impl AuditKind {
             Self::ClientCreated => "client.created",
             Self::ClientDeleted => "client.deleted",
             Self::ClientSecretRotated => "client.secret_rotated",
+            Self::ClientDisabled => "client.disabled",
+            Self::ClientEnabled => "client.enabled",
             Self::ConsentGranted => "consent.granted",
             Self::ConsentDenied => "consent.denied",
             Self::AuthorizationDenied => "authorization.denied",

@@ -183,6 +183,7 @@ pub enum ClientsCommand {
         #[arg(long, conflicts_with_all = [
             "kind", "redirect_uris", "post_logout_redirect_uris", "allowed_origins",
             "auth_method", "scopes", "grant_types", "first_party", "pkce_optional",
+            "introspection",
         ])]
         admin: bool,
         /// confidential (server-side web app or service), spa (browser app) or native
@@ -228,6 +229,10 @@ pub enum ClientsCommand {
         /// OpenID Foundation's certification suite. A challenge it sends is still enforced.
         #[arg(long)]
         pkce_optional: bool,
+        /// Confidential clients only: may introspect access tokens issued to other
+        /// clients (a resource server, RFC 7662 §4). Every client may introspect its own.
+        #[arg(long)]
+        introspection: bool,
     },
     /// List clients.
     List {
@@ -266,6 +271,21 @@ pub enum ClientsCommand {
         /// true (the default for new clients) or false (confidential clients only).
         #[arg(long)]
         require_pkce: Option<bool>,
+        /// true: may introspect access tokens issued to other clients (confidential
+        /// clients only); false: only its own.
+        #[arg(long)]
+        introspection: Option<bool>,
+    },
+    /// Suspend a client: refused at /authorize and /token, and its access tokens are
+    /// refused, until it is enabled again.
+    Disable {
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Re-enable a disabled client (its unexpired tokens work again).
+    Enable {
+        #[arg(long)]
+        client_id: String,
     },
     /// Delete a client.
     Delete {
@@ -670,6 +690,7 @@ async fn clients(
             refresh_token_delivery,
             id_token_alg,
             pkce_optional,
+            introspection,
         } => {
             crate::clients::check_id_token_alg(id_token_alg, &settings.keys.algorithms)
                 .with_context(|| {
@@ -699,6 +720,7 @@ async fn clients(
                     refresh_token_delivery,
                     id_token_signed_response_alg: id_token_alg,
                     require_pkce: !pkce_optional,
+                    introspection,
                 },
                 (false, None) => bail!("--kind is required (or --admin)"),
             };
@@ -746,6 +768,7 @@ async fn clients(
             grant_types,
             first_party,
             require_pkce,
+            introspection,
         } => {
             let change = crate::clients::ClientUpdate {
                 name,
@@ -757,6 +780,8 @@ async fn clients(
                 scopes,
                 first_party,
                 require_pkce,
+                introspection,
+                disabled: None,
             };
             let client =
                 match crate::clients::update(store, &client_id(&raw)?, change, now, &actor).await {
@@ -768,6 +793,12 @@ async fn clients(
                 &serde_json::to_value(&client)?,
                 &format!("Updated client {} ({}).", client.id, client.name),
             );
+        }
+        ClientsCommand::Disable { client_id: raw } => {
+            set_client_disabled(store, &client_id(&raw)?, true, now, &actor, json).await?;
+        }
+        ClientsCommand::Enable { client_id: raw } => {
+            set_client_disabled(store, &client_id(&raw)?, false, now, &actor, json).await?;
         }
         ClientsCommand::Delete { client_id: raw } => {
             if !crate::clients::delete(store, &client_id(&raw)?, now, &actor).await? {
@@ -996,6 +1027,31 @@ async fn set_disabled(
             format!("User {} is now {state}.", user.username)
         } else {
             format!("User {} was already {state}.", user.username)
+        },
+    );
+    Ok(())
+}
+
+async fn set_client_disabled(
+    store: &dyn Store,
+    id: &ClientId,
+    disabled: bool,
+    now: time::OffsetDateTime,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<()> {
+    let changed = match crate::clients::set_disabled(store, id, disabled, now, actor).await {
+        Err(crate::clients::UpdateError::NotFound) => bail!("no client {id}"),
+        other => other?,
+    };
+    let state = if disabled { "disabled" } else { "enabled" };
+    emit(
+        json,
+        &json!({ "client_id": id.as_str(), "disabled": disabled, "changed": changed }),
+        &if changed {
+            format!("Client {id} is now {state}.")
+        } else {
+            format!("Client {id} was already {state}.")
         },
     );
     Ok(())

@@ -34,6 +34,9 @@ pub struct Registration {
     /// PKCE required of authorization requests (the default). Only a confidential client
     /// may be registered without it: see `Client::require_pkce`.
     pub require_pkce: bool,
+    /// May introspect other clients' access tokens (a resource server; RFC 7662 §4).
+    /// Confidential clients only: see `Client::introspection`.
+    pub introspection: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,7 @@ impl Registration {
             refresh_token_delivery: TokenDelivery::Body,
             id_token_signed_response_alg: None,
             require_pkce: true,
+            introspection: false,
         }
     }
 }
@@ -83,10 +87,16 @@ pub struct ClientUpdate {
     pub scopes: Option<Vec<String>>,
     pub first_party: Option<bool>,
     pub require_pkce: Option<bool>,
+    pub introspection: Option<bool>,
+    /// Suspend (true) or re-enable (false) the client: not a registration field, so it
+    /// is applied and audited on its own (`client.disabled` / `client.enabled`) by
+    /// `set_disabled`, without re-validating the registration.
+    pub disabled: Option<bool>,
 }
 
 impl ClientUpdate {
-    /// The names of the fields this update sets, for the audit trail.
+    /// The names of the registration fields this update sets, for the audit trail
+    /// (`disabled` has audit events of its own).
     pub fn fields(&self) -> Vec<&'static str> {
         [
             ("name", self.name.is_some()),
@@ -101,6 +111,7 @@ impl ClientUpdate {
             ("scopes", self.scopes.is_some()),
             ("first_party", self.first_party.is_some()),
             ("require_pkce", self.require_pkce.is_some()),
+            ("introspection", self.introspection.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -253,6 +264,13 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
             "public clients (spa, native) must use PKCE (RFC 9700 §2.1.1)",
         ));
     }
+    // RFC 7662 §2.1: the caller of the introspection endpoint authenticates; a public
+    // client cannot, so it can never be given the permission.
+    if reg.introspection && reg.kind != ClientKind::Confidential {
+        return Err(inconsistent(
+            "only confidential clients may introspect tokens (RFC 7662 §2.1)",
+        ));
+    }
     // SECURITY: the admin scope goes only to a confidential client that can do nothing
     // but obtain tokens for itself, so no user flow can ever carry it.
     if scopes.contains(ADMIN_SCOPE)
@@ -314,6 +332,8 @@ pub async fn register(
             .id_token_signed_response_alg
             .unwrap_or(SigningAlg::RS256),
         require_pkce: reg.require_pkce,
+        disabled: false,
+        introspection: reg.introspection,
     };
     let audit = AuditEvent::new(now, AuditKind::ClientCreated, Outcome::Success, actor)
         .client(client.id.as_str())
@@ -332,6 +352,17 @@ pub async fn update(
 ) -> Result<Client, UpdateError> {
     let current = store.find_client(id).await?.ok_or(UpdateError::NotFound)?;
     let fields = change.fields();
+    // Only `disabled`: no registration change, so no re-validation (an emergency
+    // suspension must not fail because an older registration breaks a newer rule).
+    if let (true, Some(disabled)) = (fields.is_empty(), change.disabled) {
+        let changed = set_disabled(store, id, disabled, now, actor).await?;
+        let updated_at = if changed { now } else { current.updated_at };
+        return Ok(Client {
+            disabled,
+            updated_at,
+            ..current
+        });
+    }
     let reg = Registration {
         client_id: Some(current.id.to_string()),
         name: change.name.unwrap_or(current.name),
@@ -362,6 +393,7 @@ pub async fn update(
         refresh_token_delivery: current.refresh_token_delivery,
         id_token_signed_response_alg: Some(current.id_token_signed_response_alg),
         require_pkce: change.require_pkce.unwrap_or(current.require_pkce),
+        introspection: change.introspection.unwrap_or(current.introspection),
     };
     let v = validate(&reg)?;
     let client = Client {
@@ -379,6 +411,8 @@ pub async fn update(
         refresh_token_delivery: reg.refresh_token_delivery,
         id_token_signed_response_alg: current.id_token_signed_response_alg,
         require_pkce: reg.require_pkce,
+        disabled: change.disabled.unwrap_or(current.disabled),
+        introspection: reg.introspection,
         created_at: current.created_at,
         updated_at: now,
     };
@@ -389,10 +423,40 @@ pub async fn update(
     if change.require_pkce.is_some() {
         audit = audit.detail("require_pkce", client.require_pkce);
     }
+    // So does who may now introspect other clients' tokens.
+    if change.introspection.is_some() {
+        audit = audit.detail("introspection", client.introspection);
+    }
     if !store.update_client(&client, &audit).await? {
         return Err(UpdateError::NotFound);
     }
+    if let Some(disabled) = change.disabled {
+        set_disabled(store, id, disabled, now, actor).await?;
+    }
     Ok(client)
+}
+
+/// Suspends (`disabled`) or re-enables a client; `Ok(false)` when it already was in that
+/// state (nothing is written or audited then). While disabled, the client is refused at
+/// `/authorize` and `/token` and its access tokens are refused wherever they are checked;
+/// enabling it again lets the unexpired ones work again (a suspension, not a revocation).
+pub async fn set_disabled(
+    store: &dyn Store,
+    id: &ClientId,
+    disabled: bool,
+    now: OffsetDateTime,
+    actor: &Actor,
+) -> Result<bool, UpdateError> {
+    if store.find_client(id).await?.is_none() {
+        return Err(UpdateError::NotFound);
+    }
+    let kind = if disabled {
+        AuditKind::ClientDisabled
+    } else {
+        AuditKind::ClientEnabled
+    };
+    let audit = AuditEvent::new(now, kind, Outcome::Success, actor).client(id.as_str());
+    Ok(store.set_client_disabled(id, disabled, now, &audit).await?)
 }
 
 /// Refuses an `id_token_signed_response_alg` this deployment has no keys for (not in

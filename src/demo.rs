@@ -106,6 +106,7 @@ pub async fn seed(
             refresh_token_delivery: TokenDelivery::Cookie,
             id_token_signed_response_alg: None,
             require_pkce: true,
+            introspection: false,
         },
         now,
         &actor,

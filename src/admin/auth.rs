@@ -81,14 +81,19 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
     let claims = state.provider.access_token_claims(token)?;
     let actor = actor(request_ip(req, state));
     if let Err(refused) = state.provider.ensure_access_token_live(&claims).await {
-        // A deleted client's token is refused like any revoked one, but it is still an
-        // attributable attempt (signed by us, naming the client): audited as such.
-        if let Ok(id) = ClientId::parse(&claims.client_id)
-            && matches!(state.provider.store.find_client(&id).await, Ok(None))
-        {
-            let error = ApiError::InvalidToken("the client of this token no longer exists".into());
-            record_denial(req, state, &claims, &actor, &error).await;
-            return Err(error);
+        // A deleted or disabled client's token is refused like any revoked one, but it is
+        // still an attributable attempt (signed by us, naming the client): audited as such.
+        if let Ok(id) = ClientId::parse(&claims.client_id) {
+            let why = match state.provider.store.find_client(&id).await {
+                Ok(None) => Some("the client of this token no longer exists"),
+                Ok(Some(c)) if c.disabled => Some("the client of this token is disabled"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                let error = ApiError::InvalidToken(why.into());
+                record_denial(req, state, &claims, &actor, &error).await;
+                return Err(error);
+            }
         }
         return Err(refused.into());
     }

@@ -42,6 +42,12 @@ pub struct ClientView {
     pub first_party: bool,
     /// Authorization requests must carry a PKCE S256 challenge (always for spa and native).
     pub require_pkce: bool,
+    /// Suspended: refused at /authorize and /token, and its access tokens are refused,
+    /// until it is enabled again (`PATCH` with `"disabled": false`).
+    pub disabled: bool,
+    /// May introspect access tokens issued to other clients (a resource server, RFC 7662
+    /// §4); every client may introspect its own.
+    pub introspection: bool,
     /// `body` or `cookie` (spa clients on the provider's site).
     #[schema(example = "body")]
     pub refresh_token_delivery: String,
@@ -68,6 +74,8 @@ impl From<Client> for ClientView {
             scopes: c.scopes.to_vec(),
             first_party: c.first_party,
             require_pkce: c.require_pkce,
+            disabled: c.disabled,
+            introspection: c.introspection,
             refresh_token_delivery: c.refresh_token_delivery.as_str().to_owned(),
             id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
             created_at: c.created_at,
@@ -146,6 +154,10 @@ pub struct NewClient {
     /// enforced.
     #[serde(default = "required")]
     pub require_pkce: bool,
+    /// Default false. May introspect access tokens issued to other clients (resource
+    /// servers; RFC 7662 §4). Confidential clients only.
+    #[serde(default)]
+    pub introspection: bool,
 }
 
 fn required() -> bool {
@@ -166,6 +178,11 @@ pub struct ClientPatch {
     pub scopes: Option<Vec<String>>,
     pub first_party: Option<bool>,
     pub require_pkce: Option<bool>,
+    /// Confidential clients only: may introspect other clients' access tokens.
+    pub introspection: Option<bool>,
+    /// true suspends the client (audited as `client.disabled`), false re-enables it
+    /// (`client.enabled`); setting the state it already has changes nothing.
+    pub disabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -282,6 +299,7 @@ pub async fn create_client(
         refresh_token_delivery: b.refresh_token_delivery,
         id_token_signed_response_alg: b.id_token_signed_response_alg,
         require_pkce: b.require_pkce,
+        introspection: b.introspection,
     };
     clients::check_id_token_alg(
         registration.id_token_signed_response_alg,
@@ -335,6 +353,8 @@ pub async fn update_client(
         scopes: b.scopes,
         first_party: b.first_party,
         require_pkce: b.require_pkce,
+        introspection: b.introspection,
+        disabled: b.disabled,
     };
     let client = clients::update(
         state.provider.store.as_ref(),

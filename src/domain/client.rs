@@ -299,6 +299,13 @@ pub struct Client {
     /// without it. A challenge it does send is enforced either way, and a code issued
     /// without one is never redeemed with a verifier (RFC 9700 §4.8.2).
     pub require_pkce: bool,
+    /// A suspended client: refused at the authorization and token endpoints, and its
+    /// access tokens are refused while it stays disabled (they work again, until they
+    /// expire, once it is enabled).
+    pub disabled: bool,
+    /// May introspect access tokens issued to other clients (RFC 7662 §4: the server
+    /// decides who may introspect what). A client may always introspect its own tokens.
+    pub introspection: bool,
 }
 
 impl Client {
@@ -370,6 +377,8 @@ mod tests {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             id_token_signed_response_alg: SigningAlg::RS256,
             require_pkce: true,
+            disabled: false,
+            introspection: false,
         }
     }
 

@@ -224,8 +224,10 @@ impl Provider {
         let Some(client) = self.find_client(&request.client_id).await? else {
             return Ok(None);
         };
-        // The registration may have changed while the request waited.
-        if !client.redirect_uri_matches(&request.redirect_uri)
+        // The registration may have changed while the request waited (or the client
+        // was disabled meanwhile).
+        if client.disabled
+            || !client.redirect_uri_matches(&request.redirect_uri)
             || !client.allows_grant("authorization_code")
             || !request.consent_scope().is_subset(&client.scopes)
             || (request.code_challenge.is_empty() && client.pkce_required())
@@ -359,6 +361,16 @@ impl Provider {
                 "The application that sent you here is not registered with this provider.",
             );
         };
+        // RFC 6749 §4.1.2.1: with an invalid client identifier the server informs the user
+        // and MUST NOT redirect. A suspended client's identifier is not valid for now, and
+        // its redirect URI is not one to send users to (it may be compromised), so it gets
+        // this page, like an unknown client, rather than an `unauthorized_client` redirect.
+        if client.disabled {
+            return refuse(
+                "The application that sent you here is disabled on this provider, so you \
+                 cannot sign in to it for now.",
+            );
+        }
         let Some(redirect_uri) = get("redirect_uri") else {
             return refuse("The request has no redirect_uri.");
         };

@@ -8,14 +8,16 @@ use super::Provider;
 use super::error::EndpointError;
 use super::token::Credentials;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::client::Client;
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::error::OAuthError;
 
 impl Provider {
     /// `POST /introspect`. Only authenticated confidential clients may ask (§2.1). Access
-    /// tokens are described to any of them (resource servers); refresh tokens only to the
-    /// client they were issued to, otherwise the answer is `active: false` (§2.2, to
-    /// prevent token scanning).
+    /// tokens are described to the client they were issued to, and to clients with the
+    /// `introspection` permission (resource servers; see `may_introspect`); refresh tokens
+    /// only to the client they were issued to. Otherwise the answer is `active: false`
+    /// (§2.2, to prevent token scanning).
     pub async fn introspect(
         &self,
         params: &HashMap<String, String>,
@@ -75,10 +77,24 @@ impl Provider {
                 None => (None, inactive("unknown token")),
             }
         } else {
-            match self.verify_access_token(token).await {
+            // The permission is checked before the token's liveness: a caller that may not
+            // ask learns nothing, and costs no database lookup.
+            let checked = match self.access_token_claims(token) {
+                Ok(claims) if !may_introspect(&client, &claims.client_id) => Ok(None),
+                Ok(claims) => self
+                    .ensure_access_token_live(&claims)
+                    .await
+                    .map(|()| Some(claims)),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(None) => (
+                    None,
+                    inactive("another client's access token, without the introspection permission"),
+                ),
                 // A user's token is active only while the user is (deleted or disabled
                 // users' tokens are not); a client's own token has sub = client_id.
-                Ok(claims)
+                Ok(Some(claims))
                     if claims.sub != claims.client_id
                         && !self.user_is_active(&claims.sub).await? =>
                 {
@@ -86,13 +102,13 @@ impl Provider {
                 }
                 // A client's own token (client_credentials) lives only while the client
                 // exists, may still use the grant, and its secret has not been rotated.
-                Ok(claims)
+                Ok(Some(claims))
                     if claims.sub == claims.client_id
                         && !self.client_token_is_current(&claims).await? =>
                 {
                     (None, inactive("the client changed or is gone"))
                 }
-                Ok(claims) => {
+                Ok(Some(claims)) => {
                     let mut answer = json!({
                         "active": true,
                         "token_type": "Bearer",
@@ -151,5 +167,56 @@ impl Provider {
         Ok(self.store.find_client(&id).await?.is_some_and(|c| {
             c.allows_grant("client_credentials") && super::claims::token_matches_secret(claims, &c)
         }))
+    }
+}
+
+/// Whether `caller` may learn about an access token issued to `token_client_id`: its own
+/// tokens always; other clients' tokens only with the `introspection` permission (RFC 7662
+/// §4: "the authorization server MUST determine whether or not the protected resource is
+/// allowed to introspect" a token). Without it the answer is `active: false` (§2.2),
+/// which reveals nothing about the token.
+pub fn may_introspect(caller: &Client, token_client_id: &str) -> bool {
+    caller.id.as_str() == token_client_id || caller.introspection
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::may_introspect;
+    use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
+    use crate::domain::jws::SigningAlg;
+    use crate::domain::refresh::TokenDelivery;
+    use crate::domain::scope::ScopeSet;
+
+    fn client(id: &str, introspection: bool) -> Client {
+        Client {
+            id: ClientId::parse(id).unwrap_or_else(|e| panic!("{e}")),
+            name: "Resource server".into(),
+            kind: ClientKind::Confidential,
+            auth_method: AuthMethod::ClientSecretBasic,
+            secret_hash: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            allowed_origins: vec![],
+            grant_types: vec!["client_credentials".into()],
+            scopes: ScopeSet::default(),
+            first_party: false,
+            refresh_token_delivery: TokenDelivery::Body,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            id_token_signed_response_alg: SigningAlg::RS256,
+            require_pkce: true,
+            disabled: false,
+            introspection,
+        }
+    }
+
+    #[test]
+    fn own_tokens_always_others_only_with_the_permission() {
+        assert!(may_introspect(&client("rs", false), "rs"));
+        assert!(!may_introspect(&client("rs", false), "web-app"));
+        assert!(may_introspect(&client("rs", true), "web-app"));
+        assert!(may_introspect(&client("rs", true), "rs"));
     }
 }

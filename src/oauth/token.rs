@@ -205,6 +205,13 @@ impl Provider {
                 return Err(unknown().into());
             }
         }
+        // A suspended client is refused at every endpoint that authenticates clients
+        // (token: every grant, refresh included; revocation; introspection): RFC 6749
+        // §5.2 "invalid_client: Client authentication failed (e.g., unknown client ...)".
+        // Said only after its credentials checked out, so it reveals nothing to others.
+        if client.disabled {
+            return Err(OAuthError::invalid_client("this client is disabled").into());
+        }
         Ok(client)
     }
 }

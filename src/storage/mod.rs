@@ -628,6 +628,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Client>, StoreError>;
     /// Replaces the mutable fields of a client (not its kind, secret or creation time).
     async fn update_client(&self, client: &Client, audit: &AuditEvent) -> Result<bool, StoreError>;
+    /// Suspends (`disabled`) or re-enables a client; true when its state changed (the
+    /// audit row is written only then).
+    async fn set_client_disabled(
+        &self,
+        id: &ClientId,
+        disabled: bool,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// Users ordered by username, after `after` (a cursor), at most `limit`.
     async fn list_users_after(
         &self,

@@ -126,7 +126,7 @@ macro_rules! sql_store {
         const CLIENT_COLUMNS: &str = "client_id, name, kind, secret_hash, auth_method, \
              redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, \
              first_party, refresh_token_delivery, created_at, updated_at, \
-             id_token_signed_response_alg, require_pkce";
+             id_token_signed_response_alg, require_pkce, disabled, introspection";
 
         #[derive(sqlx::FromRow)]
         struct ClientRow {
@@ -146,6 +146,8 @@ macro_rules! sql_store {
             updated_at: Ts,
             id_token_signed_response_alg: String,
             require_pkce: bool,
+            disabled: bool,
+            introspection: bool,
         }
 
         fn corrupt(what: &str) -> StoreError {
@@ -176,6 +178,8 @@ macro_rules! sql_store {
                     )
                     .ok_or_else(|| corrupt("id_token_signed_response_alg"))?,
                     require_pkce: self.require_pkce,
+                    disabled: self.disabled,
+                    introspection: self.introspection,
                 })
             }
         }
@@ -966,7 +970,7 @@ macro_rules! sql_store {
                 sqlx::query(&format!(
                     "insert into clients ({CLIENT_COLUMNS}) \
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16)"
+                     $16, $17, $18)"
                 ))
                 .bind(c.id.as_str())
                 .bind(&c.name)
@@ -984,6 +988,8 @@ macro_rules! sql_store {
                 .bind(ts(c.updated_at))
                 .bind(c.id_token_signed_response_alg.as_str())
                 .bind(c.require_pkce)
+                .bind(c.disabled)
+                .bind(c.introspection)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_or(e, "a client with this client_id"))?;
@@ -1310,7 +1316,8 @@ macro_rules! sql_store {
             ) -> Result<bool, StoreError> {
                 // One round trip, three indexed lookups: the jti denylist (revocation, code
                 // replay, family revocation), the session the token was issued in (logout,
-                // admin), and the client it was issued to (deleted: its tokens end too).
+                // admin), and the client it was issued to (deleted: its tokens end too;
+                // disabled: they are refused while it stays so).
                 let found = sqlx::query(
                     "select 1 from revoked_access_tokens where jti = $1 \
                      union all \
@@ -1318,7 +1325,7 @@ macro_rules! sql_store {
                      where session_id = $2 and revoked_at is not null \
                      union all \
                      select 1 where not exists \
-                     (select 1 from clients where client_id = $3)",
+                     (select 1 from clients where client_id = $3 and not disabled)",
                 )
                 .bind(jti)
                 .bind(session.map(|s| s.0))
@@ -1939,7 +1946,7 @@ macro_rules! sql_store {
                         "update clients set name = $2, auth_method = $3, redirect_uris = $4, \
                          post_logout_redirect_uris = $5, allowed_origins = $6, \
                          grant_types = $7, scopes = $8, first_party = $9, updated_at = $10, \
-                         require_pkce = $11 \
+                         require_pkce = $11, introspection = $12 \
                          where client_id = $1",
                     )
                     .bind(c.id.as_str())
@@ -1952,7 +1959,29 @@ macro_rules! sql_store {
                     .bind(Json(c.scopes.to_vec()))
                     .bind(c.first_party)
                     .bind(ts(c.updated_at))
-                    .bind(c.require_pkce),
+                    .bind(c.require_pkce)
+                    .bind(c.introspection),
+                    audit,
+                )
+                .await
+            }
+
+            async fn set_client_disabled(
+                &self,
+                id: &ClientId,
+                disabled: bool,
+                now: OffsetDateTime,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                audited_change(
+                    self.writer(),
+                    sqlx::query(
+                        "update clients set disabled = $2, updated_at = $3 \
+                         where client_id = $1 and disabled <> $2",
+                    )
+                    .bind(id.as_str())
+                    .bind(disabled)
+                    .bind(ts(now)),
                     audit,
                 )
                 .await

@@ -1936,3 +1936,123 @@ async fn the_command_line_updates_clients_under_the_registration_rules() {
     assert_eq!(stored.redirect_uris, vec![WEB_REDIRECT.to_owned()]);
     assert_eq!(app.audit("client.updated").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_disabled_state_and_introspection_permission_round_trip() {
+    let admin = Admin::new().await;
+    let app = &admin.app;
+    // The admin API: create, read and change both.
+    let created = admin
+        .ok(
+            Method::POST,
+            "/admin/v1/clients",
+            Some(json!({
+                "client_id": "rs", "name": "Resource server", "kind": "confidential",
+                "grant_types": ["client_credentials"], "scopes": ["invoices:read"],
+                "introspection": true,
+            })),
+        )
+        .await;
+    assert_eq!(created["introspection"], true);
+    assert_eq!(created["disabled"], false);
+    let patched = admin
+        .ok(
+            Method::PATCH,
+            "/admin/v1/clients/rs",
+            Some(json!({"disabled": true, "introspection": false})),
+        )
+        .await;
+    assert_eq!(patched["disabled"], true);
+    assert_eq!(patched["introspection"], false);
+    let fetched = admin.ok(Method::GET, "/admin/v1/clients/rs", None).await;
+    assert_eq!(fetched["disabled"], true);
+    assert_eq!(fetched["introspection"], false);
+    // Disabling again changes nothing and is not audited again.
+    admin
+        .ok(
+            Method::PATCH,
+            "/admin/v1/clients/rs",
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    let enabled = admin
+        .ok(
+            Method::PATCH,
+            "/admin/v1/clients/rs",
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(enabled["disabled"], false);
+    assert_eq!(audit_by(app, "client.disabled").await.len(), 1);
+    assert_eq!(audit_by(app, "client.enabled").await.len(), 1);
+    let updated = audit_by(app, "client.updated").await;
+    assert_eq!(
+        updated.len(),
+        1,
+        "only the PATCH that changed registration fields"
+    );
+    assert_eq!(updated[0].details["fields"], json!(["introspection"]));
+    assert_eq!(updated[0].details["introspection"], false);
+    // Only a confidential client may introspect (RFC 7662 §2.1).
+    problem(
+        admin
+            .send(
+                Method::POST,
+                "/admin/v1/clients",
+                Some(json!({
+                    "name": "Bad", "kind": "spa", "introspection": true,
+                    "redirect_uris": ["https://a.example.com/cb"],
+                })),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
+
+    // The command line: the same fields.
+    let created = cli(
+        app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "RS 2",
+            "--kind",
+            "confidential",
+            "--client-id",
+            "rs2",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "invoices:read",
+            "--introspection",
+        ],
+    );
+    assert_eq!(created["introspection"], true);
+    assert_eq!(created["disabled"], false);
+    let updated = cli(
+        app,
+        &[
+            "clients",
+            "update",
+            "--client-id",
+            "rs2",
+            "--introspection",
+            "false",
+        ],
+    );
+    assert_eq!(updated["introspection"], false);
+    let disabled = cli(app, &["clients", "disable", "--client-id", "rs2"]);
+    assert_eq!(
+        disabled,
+        json!({"client_id": "rs2", "disabled": true, "changed": true})
+    );
+    let shown = cli(app, &["clients", "show", "--client-id", "rs2"]);
+    assert_eq!(shown["disabled"], true);
+    let enabled = cli(app, &["clients", "enable", "--client-id", "rs2"]);
+    assert_eq!(enabled["changed"], true);
+    let again = cli(app, &["clients", "enable", "--client-id", "rs2"]);
+    assert_eq!(again["changed"], false);
+    assert_eq!(app.audit("client.disabled").await.len(), 2);
+}

@@ -32,6 +32,7 @@ pub fn service(client_id: &str, scopes: &[&str]) -> Registration {
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
         require_pkce: true,
+        introspection: false,
     }
 }
 
@@ -381,6 +382,8 @@ async fn the_authorization_endpoint_never_grants_the_admin_scope() {
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: portcullis::domain::jws::SigningAlg::RS256,
         require_pkce: true,
+        disabled: false,
+        introspection: false,
         created_at: now,
         updated_at: now,
     };

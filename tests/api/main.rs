@@ -12,6 +12,7 @@ mod bad_input;
 mod claims_parameter;
 mod cli;
 mod client_auth;
+mod client_controls;
 mod client_credentials;
 mod cors;
 mod docs;

@@ -33,6 +33,7 @@ pub fn web_app(first_party: bool) -> Registration {
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
         require_pkce: true,
+        introspection: false,
     }
 }
 

@@ -356,6 +356,7 @@ async fn cors_answers_only_registered_origins() {
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
         require_pkce: true,
+        introspection: false,
     })
     .await;
     for path in [
@@ -429,6 +430,7 @@ async fn a_native_app_signs_in_through_a_loopback_redirect_on_any_port() {
         refresh_token_delivery: Default::default(),
         id_token_signed_response_alg: None,
         require_pkce: true,
+        introspection: false,
     })
     .await;
     // The app listens on an ephemeral port (RFC 8252 §7.3).

@@ -668,13 +668,15 @@ async fn deleting_a_client_ends_its_access_tokens() {
     let (app, secret) = session_only_app(|_| {}).await;
     let at = session_access_token(&app, &secret).await;
     assert_eq!(userinfo_status(&app, &at).await, StatusCode::OK);
-    // A resource server (another confidential client) asks about the token.
+    // A resource server (another confidential client, with the permission to introspect
+    // other clients' tokens) asks about the token.
     let (_, rs_secret) = app
         .register_client(portcullis::clients::Registration {
             client_id: Some("resource-server".into()),
             name: "Resource server".into(),
             grant_types: vec!["client_credentials".into()],
             redirect_uris: vec![],
+            introspection: true,
             ..web_app(false)
         })
         .await;
