@@ -184,9 +184,9 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::may_introspect;
+    use crate::domain::client::TokenDelivery;
     use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
     use crate::domain::jws::SigningAlg;
-    use crate::domain::refresh::TokenDelivery;
     use crate::domain::scope::ScopeSet;
 
     fn client(id: &str, introspection: bool) -> Client {
