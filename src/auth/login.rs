@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::secret::{OpaqueToken, TokenHash, constant_time_eq};
 use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
-use crate::domain::throttle::retry_after_secs;
+use crate::domain::throttle::{LeaseId, retry_after_secs};
 use crate::domain::user::{Password, PasswordHash, User, UserId, Username};
 use crate::password::HashError;
 use crate::storage::{
@@ -152,22 +152,20 @@ impl Authenticator {
         let username = Username::parse(attempt.username).ok();
         // SECURITY: keyed, never a bare hash of what was typed (people type passwords here).
         let key = self.throttle_keys.key(username.as_ref(), attempt.username);
-        let mut lease = match self.lease_attempt(&key, username.as_ref(), actor).await {
-            Ok(Ok(lease)) => lease,
-            Ok(Err(refused)) => return Ok(refused),
-            Err(error) => {
-                self.refund_ip(attempt.ip);
-                return Err(error);
-            }
+        // An attempt that found the account's budget held by checks in flight for the
+        // whole wait keeps its per-address count: it may be part of a flood.
+        let mut lease = match self.lease_attempt(&key, username.as_ref(), actor).await? {
+            Ok(lease) => lease,
+            Err(refused) => return Ok(refused),
         };
         let ip = attempt.ip;
         let result = self
-            .check_password(attempt, username.as_ref(), &key, now, &mut lease)
+            .check_password(attempt, username.as_ref(), &key, &mut lease)
             .await;
-        if result.is_err() {
-            // Nothing was decided about the password (the pool was saturated, the form
-            // expired meanwhile, or an error): neither limit counts the attempt.
-            lease.release().await;
+        // Nothing was decided about the password (the pool was saturated, the form
+        // expired meanwhile, or an error): neither limit counts the attempt. A verdict
+        // that was recorded before an error stays counted.
+        if result.is_err() && lease.release().await {
             self.refund_ip(ip);
         }
         result
@@ -188,7 +186,7 @@ impl Authenticator {
         actor: &Actor,
     ) -> Result<Result<Lease, LoginOutcome>, LoginError> {
         let give_up = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-        let mut pause = std::time::Duration::from_millis(10);
+        let mut pause = std::time::Duration::from_millis(20);
         loop {
             let now = self.clock.now();
             let reservation = self
@@ -196,10 +194,10 @@ impl Authenticator {
                 .reserve_login_attempt(key, now, self.throttle.attempt_lease, &self.throttle)
                 .await?;
             match reservation {
-                Reservation::Granted => {
+                Reservation::Granted(id) => {
                     return Ok(Ok(Lease {
                         store: Arc::clone(&self.store),
-                        key: key.to_owned(),
+                        id,
                         open: true,
                     }));
                 }
@@ -228,7 +226,7 @@ impl Authenticator {
                 }
                 Reservation::Busy => {
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(250));
                 }
             }
         }
@@ -241,7 +239,6 @@ impl Authenticator {
         attempt: LoginAttempt<'_>,
         username: Option<&Username>,
         key: &str,
-        now: time::OffsetDateTime,
         lease: &mut Lease,
     ) -> Result<LoginOutcome, LoginError> {
         let actor = attempt.actor;
@@ -266,6 +263,8 @@ impl Authenticator {
                 HashError::Failed(m) => LoginError::Hash(m),
             })?;
 
+        // The lease may have waited and the check queued: decide at the time of the verdict.
+        let now = self.clock.now();
         let failure = match (username, &user) {
             (None, _) => Some(LoginFailure::InvalidInput),
             (Some(_), None) => Some(LoginFailure::UnknownUser),
@@ -278,7 +277,7 @@ impl Authenticator {
             // SECURITY: only a verified failure counts towards the lockout (issue 10 #6).
             let state = self
                 .store
-                .record_login_failure(key, now, &self.throttle)
+                .record_login_failure(key, lease.id, now, &self.throttle)
                 .await?;
             lease.settled();
             let audit = AuditEvent::new(now, AuditKind::LoginFailure, Outcome::Failure, actor)
@@ -333,6 +332,7 @@ impl Authenticator {
                     transaction: attempt.transaction.id_hash,
                     session: &new_session,
                     throttle_key: key,
+                    lease: lease.id,
                     replaces: attempt.replaces,
                     verified_hash: &verified_hash,
                     audit: &audit,
@@ -392,7 +392,7 @@ const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// away) gives it back in the background, and a lost one lapses with its lease.
 struct Lease {
     store: Arc<dyn Store>,
-    key: String,
+    id: LeaseId,
     open: bool,
 }
 
@@ -401,12 +401,16 @@ impl Lease {
         self.open = false;
     }
 
-    async fn release(&mut self) {
-        if std::mem::take(&mut self.open)
-            && let Err(error) = self.store.release_login_attempt(&self.key).await
-        {
+    /// Gives the lease back; false if it had already ended (with a verdict).
+    async fn release(&mut self) -> bool {
+        if !std::mem::take(&mut self.open) {
+            return false;
+        }
+        if let Err(error) = self.store.release_login_attempt(self.id).await {
+            // It lapses on its own (`ThrottlePolicy::attempt_lease`).
             tracing::warn!(%error, "could not give back a sign-in attempt's lease");
         }
+        true
     }
 }
 
@@ -416,10 +420,9 @@ impl Drop for Lease {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = Arc::clone(&self.store);
-            let key = std::mem::take(&mut self.key);
+            let (store, id) = (Arc::clone(&self.store), self.id);
             runtime.spawn(async move {
-                if let Err(error) = store.release_login_attempt(&key).await {
+                if let Err(error) = store.release_login_attempt(id).await {
                     tracing::warn!(%error, "could not give back a sign-in attempt's lease");
                 }
             });

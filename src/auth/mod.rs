@@ -57,9 +57,10 @@ impl Authenticator {
                 failure_window: d(settings.login.failure_window),
                 lockout_base: d(settings.login.lockout_base),
                 lockout_max: d(settings.login.lockout_max),
-                // A check waits at most `queue_timeout` for the pool, then takes well
-                // under a second; the margin covers a slow database.
-                attempt_lease: d(settings.password.queue_timeout) + time::Duration::seconds(30),
+                // A check waits at most `queue_timeout` for the hashing pool and takes well
+                // under a second; the margin covers a slow or saturated database (a
+                // lapsed lease only lets one more check run at once; its verdict counts).
+                attempt_lease: d(settings.password.queue_timeout) + time::Duration::minutes(2),
             },
             throttle_keys,
             ip_limiter: Arc::new(IpLimiter::new(

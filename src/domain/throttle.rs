@@ -40,6 +40,23 @@ impl ThrottlePolicy {
     }
 }
 
+/// One sign-in attempt's share of an account's failure budget, while its password is
+/// checked. Ended exactly once, by this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseId(pub uuid::Uuid);
+
+impl LeaseId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for LeaseId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The state of one throttle key after a failure was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleState {

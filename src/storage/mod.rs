@@ -18,7 +18,7 @@ use crate::domain::refresh::FamilyId;
 use crate::domain::scope::ScopeSet;
 use crate::domain::secret::TokenHash;
 use crate::domain::session::{BrowserSession, SessionId};
-use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
+use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
 use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
 
 pub use postgres::{KeyChangeListener, PgStore};
@@ -47,33 +47,37 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(e) => sqlx_unavailable(e),
-            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
-            Self::Open(_) => true,
-            Self::Conflict(_) | Self::Migrate(_) => false,
+            // Opening the database is start-up: a wrong path or permission is a bug of the
+            // deployment, not an outage; so is a failed migration.
+            Self::Conflict(_) | Self::Migrate(_) | Self::Open(_) => false,
         }
     }
 }
 
+/// Only failures a retry can cure. A crashed SQLite worker, a protocol violation or a
+/// lock conflict on one connection are bugs and stay 500s.
 fn sqlx_unavailable(e: &sqlx::Error) -> bool {
     match e {
+        // No connection within `database.connect_timeout`, the pool closing at shutdown,
+        // or the connection broke.
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                // PostgreSQL Appendix A: class 08 (connection exception), 53300
-                // too_many_connections, 57P01 admin_shutdown, 57P02 crash_shutdown,
-                // 57P03 cannot_connect_now (starting up or shutting down).
+                // PostgreSQL Appendix A: class 08 (connection exception) but 08P01
+                // (protocol_violation), 53300 too_many_connections, 57P01 admin_shutdown,
+                // 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up).
                 let code = pg.code();
-                code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+                (code.starts_with("08") && code != "08P01")
+                    || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
             } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes:
-                // another writer held the lock for the whole busy timeout.
+                // SQLITE_BUSY (5) and its extended codes: another process held the write
+                // lock for the whole busy timeout.
                 db.code()
                     .and_then(|c| c.parse::<i32>().ok())
-                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+                    .is_some_and(|c| c & 0xff == 5)
             } else {
                 false
             }
@@ -252,8 +256,8 @@ pub enum PasswordChange<'a> {
 /// The outcome of `reserve_login_attempt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
-    /// Go ahead: the attempt holds a lease on the budget.
-    Granted,
+    /// Go ahead: the attempt holds this lease on the budget.
+    Granted(LeaseId),
     /// Too many verified failures: refused until `until`.
     Locked { until: OffsetDateTime },
     /// Not locked, but attempts in flight hold the whole remaining budget; ask again
@@ -268,6 +272,8 @@ pub struct CompletedLogin<'a> {
     pub transaction: TokenHash,
     pub session: &'a NewSession,
     pub throttle_key: &'a str,
+    /// The attempt's lease, ended with the counter.
+    pub lease: LeaseId,
     /// The hash of a session cookie the browser already held: that session is replaced.
     pub replaces: Option<TokenHash>,
     /// The password hash that was verified: if it changed meanwhile (a reset) or the user
@@ -356,6 +362,7 @@ pub const TABLES: &[(&str, Option<&str>)] = &[
     ("browser_sessions", Some("created_at")),
     ("login_transactions", Some("created_at")),
     ("login_throttles", None),
+    ("login_attempt_leases", None),
     ("authorization_codes", Some("created_at")),
     ("consents", None),
     ("refresh_families", Some("created_at")),
@@ -430,13 +437,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<LoginTransaction>, StoreError>;
 
     /// Leases one attempt on `key`'s failure budget *before* the password is checked, in
-    /// one atomic statement, so concurrent attempts cannot slip past the limit: granted
-    /// while the verified failures plus the attempts in flight stay under
+    /// one transaction that holds the key's row, so concurrent attempts cannot all see
+    /// room: granted while the verified failures plus the live leases stay under
     /// `policy.max_failures` (once the limit was reached and its lock has run out, one
     /// attempt at a time). Refused while the key is locked; `Busy` while attempts in
-    /// flight hold the whole budget. Leases lapse after `lease` (a crashed attempt).
-    /// Every granted lease ends with exactly one of `record_login_failure`,
-    /// `release_login_attempt` or `complete_login`.
+    /// flight hold the whole budget. A lease lapses after `lease` (a lost attempt).
+    /// Every granted lease ends with `record_login_failure`, `release_login_attempt` or
+    /// `complete_login`, each of which deletes it by id (so it ends once).
     async fn reserve_login_attempt(
         &self,
         key: &str,
@@ -445,16 +452,18 @@ pub trait Store: Send + Sync + 'static {
         policy: &ThrottlePolicy,
     ) -> Result<Reservation, StoreError>;
     /// Ends a lease with a verified failure (a wrong password, an unknown or disabled
-    /// account): counts it and sets the lock when it reaches the limit.
+    /// account): counts it, and sets the lock when it reaches the limit. A failure is
+    /// counted even if its lease had lapsed meanwhile.
     async fn record_login_failure(
         &self,
         key: &str,
+        lease: LeaseId,
         now: OffsetDateTime,
         policy: &ThrottlePolicy,
     ) -> Result<ThrottleState, StoreError>;
     /// Ends a lease without a verdict (the password was never checked: the hashing pool
-    /// was saturated, or an error occurred): nothing is counted.
-    async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
+    /// was saturated, or an error occurred): nothing is counted. Idempotent.
+    async fn release_login_attempt(&self, lease: LeaseId) -> Result<(), StoreError>;
     /// Consumes the transaction, creates the session, clears the throttle and writes the
     /// audit row atomically. False when the transaction was already used or has expired,
     /// or the verified password hash is no longer the user's.
@@ -694,5 +703,23 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, Stor
         Ok(Arc::new(SqliteStore::connect(settings).await?))
     } else {
         Ok(Arc::new(PgStore::connect(settings).await?))
+    }
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::StoreError;
+
+    #[test]
+    fn only_failures_a_retry_can_cure_are_outages() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::Database(sqlx::Error::PoolClosed).is_unavailable());
+        assert!(StoreError::Database(sqlx::Error::Io(io)).is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::WorkerCrashed).is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::Protocol("x".into())).is_unavailable());
+        assert!(!StoreError::Conflict("user").is_unavailable());
+        assert!(!StoreError::Open("permission denied".into()).is_unavailable());
     }
 }

@@ -15,7 +15,7 @@ macro_rules! sql_store {
         use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditSearch};
         use crate::domain::secret::TokenHash;
         use crate::domain::session::{BrowserSession, SessionId};
-        use crate::domain::throttle::{ThrottlePolicy, ThrottleState};
+        use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
         use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
         use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
         use crate::domain::client::TokenDelivery;
@@ -666,84 +666,85 @@ macro_rules! sql_store {
                 lease: time::Duration,
                 policy: &ThrottlePolicy,
             ) -> Result<Reservation, StoreError> {
-                let max = i32::try_from(policy.max_failures).unwrap_or(i32::MAX);
                 let mut tx = self.writer().begin().await?;
-                // SECURITY: one statement decides, so concurrent attempts cannot all see
-                // room in the budget. Failures count only while the last failure or the
-                // end of its lock lies inside the window ($3); leases only until
-                // `pending_until`. Room: failures + leases < max, or no lease at all once
-                // the lock has run out (one attempt per lock period, so it keeps doubling).
-                let granted: Option<i32> = sqlx::query_scalar(
-                    "insert into login_throttles (throttle_key, failures, last_failure_at, \
-                     locked_until, pending, pending_until) \
-                     values ($1, 0, $2, null, 1, $4) \
+                // SECURITY: the upsert holds the key's row until commit (Postgres row lock;
+                // SQLite has one writer), so concurrent reservations of one key are decided
+                // one after another and never all see room. Failures count only while the
+                // last failure or the end of its lock lies inside the window ($3).
+                let (failures, locked_until): (i32, Option<Ts>) = sqlx::query_as(
+                    "insert into login_throttles \
+                     (throttle_key, failures, last_failure_at, locked_until) \
+                     values ($1, 0, $2, null) \
                      on conflict (throttle_key) do update set \
                      failures = case when login_throttles.last_failure_at < $3 \
                                       and (login_throttles.locked_until is null \
                                            or login_throttles.locked_until < $3) \
-                                     then 0 else login_throttles.failures end, \
-                     pending = case when login_throttles.pending_until is null \
-                                         or login_throttles.pending_until <= $2 \
-                                    then 1 else login_throttles.pending + 1 end, \
-                     pending_until = $4 \
-                     where (login_throttles.locked_until is null \
-                            or login_throttles.locked_until <= $2) \
-                       and ((case when login_throttles.pending_until is null \
-                                       or login_throttles.pending_until <= $2 \
-                                  then 0 else login_throttles.pending end) = 0 \
-                            or (case when login_throttles.last_failure_at < $3 \
-                                          and (login_throttles.locked_until is null \
-                                               or login_throttles.locked_until < $3) \
-                                     then 0 else login_throttles.failures end) \
-                               + login_throttles.pending < $5) \
-                     returning pending",
+                                     then 0 else login_throttles.failures end \
+                     returning failures, locked_until",
                 )
                 .bind(key)
                 .bind(ts(now))
                 .bind(ts(policy.window_start(now)))
-                .bind(ts(now + lease))
-                .bind(max)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                if granted.is_some() {
+                if let Some(until) = locked_until.map(from_ts).filter(|u| *u > now) {
                     tx.commit().await?;
-                    return Ok(Reservation::Granted);
+                    return Ok(Reservation::Locked { until });
                 }
-                let until: Option<Ts> = sqlx::query_scalar(
-                    "select locked_until from login_throttles where throttle_key = $1",
+                let leases: i64 = sqlx::query_scalar(
+                    "select count(*) from login_attempt_leases \
+                     where throttle_key = $1 and expires_at > $2",
                 )
                 .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
+                .bind(ts(now))
+                .fetch_one(&mut *tx)
+                .await?;
+                // Room: failures + leases < max, or no lease at all once the lock has run
+                // out (one attempt per lock period, so the lock keeps doubling).
+                let failures = i64::from(failures);
+                let room = leases == 0 || failures + leases < i64::from(policy.max_failures);
+                if !room {
+                    tx.commit().await?;
+                    return Ok(Reservation::Busy);
+                }
+                let id = LeaseId::new();
+                sqlx::query(
+                    "insert into login_attempt_leases (lease_id, throttle_key, expires_at) \
+                     values ($1, $2, $3)",
+                )
+                .bind(id.0)
+                .bind(key)
+                .bind(ts(now + lease))
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                Ok(match until.map(from_ts) {
-                    Some(until) if until > now => Reservation::Locked { until },
-                    _ => Reservation::Busy,
-                })
+                Ok(Reservation::Granted(id))
             }
 
             async fn record_login_failure(
                 &self,
                 key: &str,
+                lease: LeaseId,
                 now: OffsetDateTime,
                 policy: &ThrottlePolicy,
             ) -> Result<ThrottleState, StoreError> {
                 let mut tx = self.writer().begin().await?;
+                sqlx::query("delete from login_attempt_leases where lease_id = $1")
+                    .bind(lease.0)
+                    .execute(&mut *tx)
+                    .await?;
                 // The count restarts only when both the last failure and the end of any
                 // lock lie before the window, so lockouts keep doubling up to the cap.
                 let failures: i32 = sqlx::query_scalar(
-                    "insert into login_throttles (throttle_key, failures, last_failure_at, \
-                     locked_until, pending, pending_until) \
-                     values ($1, 1, $2, null, 0, null) \
+                    "insert into login_throttles \
+                     (throttle_key, failures, last_failure_at, locked_until) \
+                     values ($1, 1, $2, null) \
                      on conflict (throttle_key) do update set \
                      failures = case when login_throttles.last_failure_at < $3 \
                                       and (login_throttles.locked_until is null \
                                            or login_throttles.locked_until < $3) \
                                      then 1 else login_throttles.failures + 1 end, \
-                     last_failure_at = $2, \
-                     pending = case when login_throttles.pending > 0 \
-                                    then login_throttles.pending - 1 else 0 end \
+                     last_failure_at = $2 \
                      returning failures",
                 )
                 .bind(key)
@@ -771,14 +772,11 @@ macro_rules! sql_store {
                 })
             }
 
-            async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
-                sqlx::query(
-                    "update login_throttles set pending = case when pending > 0 \
-                     then pending - 1 else 0 end where throttle_key = $1",
-                )
-                .bind(key)
-                .execute(self.writer())
-                .await?;
+            async fn release_login_attempt(&self, lease: LeaseId) -> Result<(), StoreError> {
+                sqlx::query("delete from login_attempt_leases where lease_id = $1")
+                    .bind(lease.0)
+                    .execute(self.writer())
+                    .await?;
                 Ok(())
             }
 
@@ -851,8 +849,13 @@ macro_rules! sql_store {
                 .bind(s.user_agent.as_deref())
                 .execute(&mut *tx)
                 .await?;
+                // The counter restarts; other attempts in flight keep their leases.
                 sqlx::query("delete from login_throttles where throttle_key = $1")
                     .bind(login.throttle_key)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("delete from login_attempt_leases where lease_id = $1")
+                    .bind(login.lease.0)
                     .execute(&mut *tx)
                     .await?;
                 insert_audit(&mut *tx, login.audit).await?;
@@ -1868,12 +1871,20 @@ macro_rules! sql_store {
                     "delete from login_throttles where throttle_key in \
                      (select throttle_key from login_throttles \
                       where last_failure_at < $1 \
-                      and (locked_until is null or locked_until < $1) \
-                      and (pending_until is null or pending_until < $3) limit $2)",
+                      and (locked_until is null or locked_until < $1) limit $2)",
                 )
                 .bind(ts(c.throttle_before))
                 .bind(batch)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                // Leases lost with a crashed or cancelled sign-in.
+                purged += sqlx::query(
+                    "delete from login_attempt_leases where lease_id in \
+                     (select lease_id from login_attempt_leases where expires_at < $1 limit $2)",
+                )
                 .bind(ts(c.now))
+                .bind(batch)
                 .execute(self.writer())
                 .await?
                 .rows_affected();

@@ -616,7 +616,8 @@ async fn sign_ins_refused_by_a_busy_password_pool_do_not_count_as_failures() {
 }
 
 // The lease rules of the store itself (issue 10 item 6): attempts in flight hold the
-// budget but are not failures; a lapsed lease frees it; after a lock, one at a time.
+// budget but are not failures; each lease ends once, by its id, and lapses on its own;
+// after a lock, one attempt at a time.
 #[tokio::test]
 async fn the_failure_budget_is_leased_to_attempts_in_flight_and_leases_lapse() {
     use portcullis::domain::throttle::ThrottlePolicy;
@@ -636,39 +637,56 @@ async fn the_failure_budget_is_leased_to_attempts_in_flight_and_leases_lapse() {
         .replace_nanosecond(0)
         .expect("ns");
     let reserve = |at| store.reserve_login_attempt("k", at, lease, &policy);
+    let granted = |r: Reservation| match r {
+        Reservation::Granted(id) => id,
+        other => panic!("expected a lease, got {other:?}"),
+    };
 
-    assert_eq!(reserve(t0).await.expect("1"), Reservation::Granted);
-    assert_eq!(reserve(t0).await.expect("2"), Reservation::Granted);
+    let a = granted(reserve(t0).await.expect("1"));
+    let b = granted(reserve(t0).await.expect("2"));
+    assert_ne!(a, b);
     // Two checks in flight hold the whole budget: the third waits, nobody is locked.
     assert_eq!(reserve(t0).await.expect("3"), Reservation::Busy);
-    // One is given back (its check never ran): room again.
-    store.release_login_attempt("k").await.expect("release");
-    assert_eq!(reserve(t0).await.expect("4"), Reservation::Granted);
+    // One is given back (its check never ran): room again. Giving it back twice frees
+    // nothing more.
+    store.release_login_attempt(a).await.expect("release");
+    store.release_login_attempt(a).await.expect("release again");
+    let c = granted(reserve(t0).await.expect("4"));
     assert_eq!(reserve(t0).await.expect("5"), Reservation::Busy);
-    // Leases lost with a crashed process lapse.
-    let t1 = t0 + Duration::seconds(31);
-    assert_eq!(reserve(t1).await.expect("6"), Reservation::Granted);
-    // Verified failures count; the second reaches the limit and locks.
+    // Each lease lapses on its own, whatever was granted after it.
+    let t1 = t0 + Duration::seconds(20);
+    store.release_login_attempt(c).await.expect("release c");
+    let d = granted(reserve(t1).await.expect("6"));
+    let t2 = t0 + Duration::seconds(31);
+    // b lapsed at t0 + 30 s; d lives until t1 + 30 s.
+    let e = granted(reserve(t2).await.expect("7"));
+    assert_eq!(reserve(t2).await.expect("8"), Reservation::Busy);
+    // A verified failure counts even if its lease had lapsed (b), and ends only its own
+    // lease: d and e still hold the budget, so with one failure there is no room.
     let first = store
-        .record_login_failure("k", t1, &policy)
+        .record_login_failure("k", b, t2, &policy)
         .await
         .expect("f1");
     assert_eq!((first.failures, first.locked_until), (1, None));
-    assert_eq!(reserve(t1).await.expect("7"), Reservation::Granted);
+    assert_eq!(reserve(t2).await.expect("9"), Reservation::Busy);
+    store.release_login_attempt(d).await.expect("release d");
     let second = store
-        .record_login_failure("k", t1, &policy)
+        .record_login_failure("k", e, t2, &policy)
         .await
         .expect("f2");
-    let until = t1 + Duration::minutes(1);
+    let until = t2 + Duration::minutes(1);
     assert_eq!((second.failures, second.locked_until), (2, Some(until)));
-    assert_eq!(reserve(t1).await.expect("8"), Reservation::Locked { until });
+    assert_eq!(
+        reserve(t2).await.expect("10"),
+        Reservation::Locked { until }
+    );
     // After the lock: one attempt at a time, and its failure doubles the lock.
-    let t2 = until + Duration::seconds(1);
-    assert_eq!(reserve(t2).await.expect("9"), Reservation::Granted);
-    assert_eq!(reserve(t2).await.expect("10"), Reservation::Busy);
+    let t3 = until + Duration::seconds(1);
+    let f = granted(reserve(t3).await.expect("11"));
+    assert_eq!(reserve(t3).await.expect("12"), Reservation::Busy);
     let third = store
-        .record_login_failure("k", t2, &policy)
+        .record_login_failure("k", f, t3, &policy)
         .await
         .expect("f3");
-    assert_eq!(third.locked_until, Some(t2 + Duration::minutes(2)));
+    assert_eq!(third.locked_until, Some(t3 + Duration::minutes(2)));
 }
