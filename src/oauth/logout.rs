@@ -270,7 +270,9 @@ impl Provider {
             (None, None) => None,
         };
         let client = match client_id.map(ClientId::parse) {
-            Some(Ok(id)) => self.store.find_client(&id).await?,
+            // SECURITY: a disabled client is suspended (perhaps compromised): it is no
+            // longer a place to send users, so it is treated as unregistered.
+            Some(Ok(id)) => self.store.find_client(&id).await?.filter(|c| !c.disabled),
             Some(Err(_)) | None => None,
         };
         if params.client_id.is_some() && client.is_none() {

@@ -947,3 +947,45 @@ async fn the_account_page_signs_out_through_the_confirmation_endpoint() {
     let as_get = app.get(&app.client, "/logout/confirm").await;
     assert_eq!(as_get.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+// A disabled (suspended, perhaps compromised) client is no longer a place to send users:
+// its sign-out requests are refused like an unregistered client's, never redirected.
+#[tokio::test]
+async fn a_disabled_clients_logout_request_is_never_redirected() {
+    use portcullis::clock::Clock as _;
+    let rp = setup().await;
+    let app = &rp.app;
+    let hint = sign_in(app, &rp.secret, &app.client).await.hint();
+    let id = portcullis::domain::client::ClientId::parse("web-app").expect("id");
+    let now = app.clock.now();
+    portcullis::clients::set_disabled(
+        app.store.as_ref(),
+        &id,
+        true,
+        now,
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("disable");
+
+    let cases = [
+        (
+            "client_id",
+            vec![
+                ("client_id", "web-app"),
+                ("post_logout_redirect_uri", LOGOUT_REDIRECT),
+            ],
+        ),
+        (
+            "id_token_hint",
+            vec![
+                ("id_token_hint", hint.as_str()),
+                ("post_logout_redirect_uri", LOGOUT_REDIRECT),
+            ],
+        ),
+    ];
+    for (case, params) in cases {
+        let response = get(app, &app.client, &logout_path(&params)).await;
+        assert_refused(response, case).await;
+    }
+}
