@@ -1,12 +1,15 @@
 //! Audit events: one row per authentication decision, written by the store in the same
 //! transaction as the decision it records.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::domain::session::SessionId;
 use crate::domain::user::UserId;
+use crate::telemetry::current_request_id;
 
 /// What was decided. The string forms are stable: operators filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,6 +155,15 @@ impl Actor {
             request_id: Some("cli".into()),
             client_id: None,
         }
+    }
+}
+
+/// The actor of the request being served: the client's address and the request id.
+pub fn actor(ip: Option<IpAddr>) -> Actor {
+    Actor {
+        ip: ip.map(|ip| ip.to_string()),
+        request_id: Some(current_request_id()),
+        client_id: None,
     }
 }
 

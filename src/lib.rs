@@ -1,9 +1,11 @@
 //! Portcullis: a standalone OAuth 2.0 / OpenID Connect provider.
 
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -19,4 +21,5 @@ pub mod shutdown;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod urlencoded;
 pub mod users;

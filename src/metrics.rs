@@ -10,12 +10,11 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use time::OffsetDateTime;
 
-use crate::http::AppState;
+use crate::keys::AlgStatus;
+use crate::password::PasswordHasher;
+use crate::storage::PoolStats;
 
 /// Upper bounds (seconds) of the request duration histogram.
 const BUCKETS: [f64; 12] = [
@@ -48,20 +47,6 @@ impl Default for Metrics {
     }
 }
 
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    use actix_web::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
 impl Metrics {
     pub fn observe(&self, route: String, method: &'static str, status: u16, seconds: f64) {
         {
@@ -79,8 +64,15 @@ impl Metrics {
         }
     }
 
-    /// The exposition text: these counters plus gauges read from the application.
-    pub fn render(&self, state: &AppState) -> String {
+    /// The exposition text: these counters plus the gauges the caller read from the
+    /// application at `now` (hashing slots, signing keys, database connections).
+    pub fn render(
+        &self,
+        hasher: &PasswordHasher,
+        status: &[AlgStatus],
+        pool: PoolStats,
+        now: OffsetDateTime,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,
@@ -135,7 +127,6 @@ impl Metrics {
             }
         }
 
-        let hasher = &state.auth.hasher;
         let _ = writeln!(
             out,
             "# HELP portcullis_password_hashing_slots Password hashes that may run at once.\n\
@@ -152,13 +143,11 @@ impl Metrics {
             hasher.rejected()
         );
 
-        let now = state.provider.clock.now();
         out.push_str(
             "# HELP portcullis_signing_key_current Whether the algorithm has a current signing key (alert on 0).\n\
              # TYPE portcullis_signing_key_current gauge\n",
         );
-        let status = state.provider.keys.alg_status();
-        for s in &status {
+        for s in status {
             let _ = writeln!(
                 out,
                 "portcullis_signing_key_current{{alg=\"{}\"}} {}",
@@ -170,7 +159,7 @@ impl Metrics {
             "# HELP portcullis_signing_key_current_age_seconds How long the current key has signed (alert past the rotation interval).\n\
              # TYPE portcullis_signing_key_current_age_seconds gauge\n",
         );
-        for s in &status {
+        for s in status {
             if let Some(since) = s.current_since {
                 let _ = writeln!(
                     out,
@@ -184,7 +173,7 @@ impl Metrics {
             "# HELP portcullis_signing_keys_published Keys in the JWKS (next, current and retired).\n\
              # TYPE portcullis_signing_keys_published gauge\n",
         );
-        for s in &status {
+        for s in status {
             let _ = writeln!(
                 out,
                 "portcullis_signing_keys_published{{alg=\"{}\"}} {}",
@@ -192,7 +181,6 @@ impl Metrics {
             );
         }
 
-        let pool = state.provider.store.pool_stats();
         let _ = writeln!(
             out,
             "# HELP portcullis_db_connections Open database connections, by state.\n\
@@ -212,45 +200,6 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Middleware on the public server: counts every answer by route pattern.
-pub async fn track(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| std::sync::Arc::clone(&s.metrics));
-    let method = method_label(req.method());
-    let result = next.call(req).await;
-    if let Some(metrics) = metrics {
-        // The route is known once the router has run: read it from the answered request.
-        let (route, status) = match &result {
-            Ok(response) => (
-                response
-                    .request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "(unmatched)".to_owned()),
-                response.status().as_u16(),
-            ),
-            Err(e) => (
-                "(error)".to_owned(),
-                e.as_response_error().status_code().as_u16(),
-            ),
-        };
-        metrics.observe(route, method, status, started.elapsed().as_secs_f64());
-    }
-    result
-}
-
-/// `GET /metrics` on the metrics listener.
-pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(state.metrics.render(&state))
 }
 
 #[cfg(test)]

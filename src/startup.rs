@@ -7,13 +7,14 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::admin::AdminState;
+use crate::app::{AppState, CookieNames, OriginCache};
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::http::cors::OriginCache;
 use crate::http::handlers::not_found;
-use crate::http::middleware::{RequestContext, close_while_draining, security_headers};
-use crate::http::{AppState, cookies::CookieNames, routes};
+use crate::http::middleware::{RequestContext, close_while_draining, security_headers, track};
+use crate::http::routes;
 use crate::keys::{KeyRing, MasterKey, spawn_listener, spawn_reloader, spawn_rotator};
 use crate::oauth::Provider;
 use crate::password::PasswordHasher;
@@ -93,13 +94,13 @@ impl Application {
             auth,
             provider,
             origins: Arc::new(OriginCache::new(Arc::clone(&store))),
-            admin_denials: Arc::default(),
             metrics: Arc::default(),
             draining: draining.clone(),
         };
         let https = settings.is_https();
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state);
+        let admin = web::Data::new(AdminState::default());
         let metrics = if settings.server.metrics_bind.is_empty() {
             None
         } else {
@@ -113,7 +114,10 @@ impl Application {
                 App::new()
                     .app_data(data.clone())
                     .wrap(security_headers(https))
-                    .route("/metrics", web::get().to(crate::metrics::scrape))
+                    .route(
+                        "/metrics",
+                        web::get().to(crate::http::handlers::metrics::scrape),
+                    )
                     .default_service(web::to(not_found))
             })
             .listen(listener)?
@@ -126,9 +130,10 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(admin.clone())
                 .wrap(security_headers(https))
                 .wrap(RequestContext)
-                .wrap(actix_web::middleware::from_fn(crate::metrics::track))
+                .wrap(actix_web::middleware::from_fn(track))
                 .wrap(actix_web::middleware::from_fn(close_while_draining))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))

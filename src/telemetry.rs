@@ -1,5 +1,6 @@
 //! Structured logs with tracing. Credentials never reach a log line: secrets are wrapped
 //! types with redacted `Debug`, and the request log records no headers, bodies or queries.
+//! Each request runs with its id in `REQUEST_ID` (set by the request middleware).
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -7,6 +8,18 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::config::{LogFormat, LogSettings};
+
+tokio::task_local! {
+    /// The id of the request being served (scoped by the request middleware).
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the request being served, for error pages and audit rows.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".to_owned())
+}
 
 /// Builds the subscriber; `RUST_LOG` overrides the configured level.
 pub fn subscriber<W>(settings: &LogSettings, writer: W) -> Box<dyn Subscriber + Send + Sync>

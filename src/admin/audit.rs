@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::{PageParams, query};
+use crate::app::AppState;
 use crate::audit::{AuditRecord, AuditSearch};
 use crate::domain::user::UserId;
-use crate::http::AppState;
 
 /// One audit row.
 #[derive(Debug, Serialize, ToSchema)]

@@ -13,13 +13,14 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use time::OffsetDateTime;
 
+use super::AdminState;
 use super::error::ApiError;
-use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::app::AppState;
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome, actor};
+use crate::client_ip::client_ip;
 use crate::domain::client::ClientId;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::user::UserId;
-use crate::http::AppState;
-use crate::http::handlers::{actor, request_ip};
 use crate::oauth::claims::AccessTokenClaims;
 
 /// The authenticated admin client of a request.
@@ -75,11 +76,14 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+    let admin = req
+        .app_data::<web::Data<AdminState>>()
+        .ok_or_else(|| ApiError::Internal("no admin API state".into()))?;
     let token = bearer(req)?;
     // A request without a valid token is not attributable to anyone: it is refused and
     // logged, not audited (an unauthenticated flood must not fill the audit table).
     let claims = state.provider.access_token_claims(token)?;
-    let actor = actor(request_ip(req, state));
+    let actor = actor(client_ip(req, &state.settings.server.trusted_proxies));
     if let Err(refused) = state.provider.ensure_access_token_live(&claims).await {
         // A deleted or disabled client's token is refused like any revoked one, but it is
         // still an attributable attempt (signed by us, naming the client): audited as such.
@@ -91,7 +95,7 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
             };
             if let Some(why) = why {
                 let error = ApiError::InvalidToken(why.into());
-                record_denial(req, state, &claims, &actor, &error).await;
+                record_denial(req, state, &admin.denials, &claims, &actor, &error).await;
                 return Err(error);
             }
         }
@@ -110,7 +114,7 @@ async fn authenticate(req: &HttpRequest) -> Result<AdminCaller, ApiError> {
                 error,
                 ApiError::Internal(_) | ApiError::Busy { .. } | ApiError::Unavailable { .. }
             ) {
-                record_denial(req, state, &claims, &actor, &error).await;
+                record_denial(req, state, &admin.denials, &claims, &actor, &error).await;
             }
             Err(error)
         }
@@ -164,6 +168,7 @@ impl DenialLog {
 async fn record_denial(
     req: &HttpRequest,
     state: &AppState,
+    denials: &DenialLog,
     claims: &AccessTokenClaims,
     actor: &Actor,
     error: &ApiError,
@@ -191,7 +196,7 @@ async fn record_denial(
     );
     let now = state.provider.clock.now();
     let key = (claims.client_id.clone(), user.map(|u| u.to_string()));
-    if !state.admin_denials.admit(key.clone(), now) {
+    if !denials.admit(key.clone(), now) {
         return;
     }
     let mut event = AuditEvent::new(now, AuditKind::AdminDenied, Outcome::Failure, actor)
@@ -204,7 +209,7 @@ async fn record_denial(
         event = event.user(user);
     }
     if let Err(e) = state.provider.store.record_audit(&[event]).await {
-        state.admin_denials.forget(&key);
+        denials.forget(&key);
         tracing::warn!(error = %e, "could not audit a refused admin request");
     }
 }

@@ -10,11 +10,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::AdminCaller;
 use super::error::ApiError;
 use super::{PageParams, now, query};
+use crate::app::AppState;
 use crate::clients::{self, ClientUpdate, Registration};
 use crate::domain::client::TokenDelivery;
 use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
 use crate::domain::jws::SigningAlg;
-use crate::http::AppState;
 
 /// A registered client. Its secret is never shown (only its SHA-256 is stored).
 #[derive(Debug, Serialize, ToSchema)]

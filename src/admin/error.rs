@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 
 use crate::clients::{RegistrationError, UpdateError};
 use crate::domain::scope::ADMIN_SCOPE;
-use crate::http::middleware::current_request_id;
 use crate::keys::KeyError;
 use crate::oauth::error::EndpointError;
 use crate::password::HashError;
 use crate::storage::StoreError;
+use crate::telemetry::current_request_id;
 use crate::users::UserError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::auth::AdminCaller;
 use super::error::ApiError;
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::keys::{KeyInfo, RetireOutcome, RotationOutcome};
 
 /// A signing key's public facts.

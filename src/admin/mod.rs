@@ -8,7 +8,7 @@
 //! OpenAPI document (utoipa reads the same attribute), so the two cannot drift.
 
 mod audit;
-pub(crate) mod auth;
+mod auth;
 mod clients;
 mod error;
 mod keys;
@@ -25,9 +25,9 @@ use time::OffsetDateTime;
 pub use auth::AdminCaller;
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 
+use crate::app::AppState;
 use crate::domain::scope::ADMIN_SCOPE;
-use crate::http::AppState;
-use crate::http::form::parse_strict;
+use crate::urlencoded::parse_strict;
 
 /// Where the admin API is mounted.
 pub const PREFIX: &str = "/admin/v1";
@@ -283,6 +283,14 @@ mod meta {
     pub async fn openapi_document(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(document(&state.settings.issuer))
     }
+}
+
+/// What the admin API keeps between requests: built once by `startup` and registered
+/// beside the `AppState`, so every worker shares it.
+#[derive(Default)]
+pub struct AdminState {
+    /// Rate of `admin.denied` audit rows per caller.
+    denials: auth::DenialLog,
 }
 
 /// The time of the provider's clock.

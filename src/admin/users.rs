@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::auth::AdminCaller;
 use super::error::ApiError;
 use super::{PageParams, now, query};
+use crate::app::AppState;
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::user::{Password, User, UserId, Username};
-use crate::http::AppState;
 use crate::users::{self, NewAccount, ProfileChange};
 
 /// A user account. The password hash is never shown.

@@ -8,29 +8,7 @@
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
-#[derive(Debug, Clone)]
-pub struct CookieNames {
-    pub session: String,
-    pub binding: String,
-    /// `__Secure-` on https: the refresh cookie has a Path, so `__Host-` cannot apply.
-    refresh_prefix: &'static str,
-}
-
-impl CookieNames {
-    pub fn new(https: bool) -> Self {
-        let prefix = if https { "__Host-" } else { "" };
-        Self {
-            session: format!("{prefix}portcullis_session"),
-            binding: format!("{prefix}portcullis_login"),
-            refresh_prefix: if https { "__Secure-" } else { "" },
-        }
-    }
-
-    /// The refresh cookie of one client (client ids are URL-safe, so cookie-safe).
-    pub fn refresh(&self, client_id: &str) -> String {
-        format!("{}portcullis_rt_{client_id}", self.refresh_prefix)
-    }
-}
+use crate::app::CookieNames;
 
 /// Where the refresh cookie is sent: the token endpoint only.
 const REFRESH_PATH: &str = "/token";

@@ -7,62 +7,10 @@
 //! `/revoke` authenticate by bearer token or `client_id`), so allowing credentials grants
 //! nothing besides reading the answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::storage::Store;
-
-/// How long the registered origins are cached per instance.
-const REFRESH: Duration = Duration::from_secs(5);
-
-/// Origin → whether a cookie-delivery client registered it.
-type Origins = HashMap<String, bool>;
-
-pub struct OriginCache {
-    store: Arc<dyn Store>,
-    cached: RwLock<Option<(Instant, Arc<Origins>)>>,
-}
-
-impl OriginCache {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            cached: RwLock::new(None),
-        }
-    }
-
-    /// `None` for an origin no client registered, else whether it may send credentials
-    /// (a cookie-delivery client registered it). Reloaded at most every 5 s.
-    async fn lookup(&self, origin: &str) -> Option<bool> {
-        let fresh = self
-            .cached
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < REFRESH)
-            .map(|(_, set)| Arc::clone(set));
-        let set = match fresh {
-            Some(set) => set,
-            None => match self.store.allowed_origins().await {
-                Ok(list) => {
-                    let set: Arc<Origins> = Arc::new(list.into_iter().collect());
-                    *self.cached.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some((Instant::now(), Arc::clone(&set)));
-                    set
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "could not load CORS origins");
-                    return None;
-                }
-            },
-        };
-        set.get(origin).copied()
-    }
-}
+use crate::app::OriginCache;
 
 /// An origin allowed to read the response, and whether it may send credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]

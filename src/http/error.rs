@@ -5,11 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use super::middleware::current_request_id;
 use super::pages::{self, ErrorPage};
 use crate::auth::LoginError;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::storage::StoreError;
+use crate::telemetry::current_request_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {

@@ -1,5 +1,5 @@
-//! Request ids, request logging, security headers, and `Connection: close` while the
-//! server drains.
+//! Request ids, request logging, security headers, request metrics, and `Connection:
+//! close` while the server drains.
 //!
 //! SECURITY: the request log records method, path (never the query string), status,
 //! latency and client address; never headers, cookies or bodies, so credentials cannot
@@ -19,16 +19,8 @@ use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use uuid::Uuid;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served, for error pages and audit rows.
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "-".to_owned())
-}
+use crate::app::AppState;
+use crate::telemetry::REQUEST_ID;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -70,7 +62,7 @@ pub async fn close_while_draining(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let draining = req
-        .app_data::<web::Data<crate::http::AppState>>()
+        .app_data::<web::Data<AppState>>()
         .map(|state| state.draining.clone());
     let mut res = next.call(req).await?;
     if draining.is_some_and(|d| d.is_draining()) {
@@ -79,6 +71,52 @@ pub async fn close_while_draining(
             .set_connection_type(ConnectionType::Close);
     }
     Ok(res)
+}
+
+/// Middleware on the public server: counts every answer by route pattern in
+/// `crate::metrics::Metrics`.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| std::sync::Arc::clone(&s.metrics));
+    let method = method_label(req.method());
+    let result = next.call(req).await;
+    if let Some(metrics) = metrics {
+        // The route is known once the router has run: read it from the answered request.
+        let (route, status) = match &result {
+            Ok(response) => (
+                response
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "(unmatched)".to_owned()),
+                response.status().as_u16(),
+            ),
+            Err(e) => (
+                "(error)".to_owned(),
+                e.as_response_error().status_code().as_u16(),
+            ),
+        };
+        metrics.observe(route, method, status, started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Gives each request an id (also in the `X-Request-Id` response header), runs it inside

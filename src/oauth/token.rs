@@ -227,7 +227,7 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     let decode = |s: &str| {
-        crate::http::form::parse_pairs(format!("x={s}").as_bytes())
+        crate::urlencoded::parse_pairs(format!("x={s}").as_bytes())
             .ok()
             .and_then(|mut m| m.remove("x"))
     };

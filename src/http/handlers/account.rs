@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::logout::signed_out;
 use super::{actor, check_same_origin, request_ip, see_other};
+use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::secret::constant_time_eq;
 use crate::domain::session::{SessionId, describe_device};
-use crate::http::AppState;
 use crate::http::cookies;
 use crate::http::error::PageError;
 use crate::http::form::StrictForm;

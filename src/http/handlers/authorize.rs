@@ -8,8 +8,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{actor, check_same_origin, request_ip};
+use crate::app::AppState;
 use crate::domain::secret::OpaqueToken;
-use crate::http::AppState;
 use crate::http::cookies::{self, binding_cookie};
 use crate::http::error::PageError;
 use crate::http::form::{StrictForm, StrictQuery};

@@ -6,10 +6,10 @@ use serde::Deserialize;
 
 use super::authorize::{binding, internal, respond, same_origin};
 use super::{actor, request_ip, see_other};
+use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::scope;
 use crate::domain::secret::{OpaqueToken, constant_time_eq};
-use crate::http::AppState;
 use crate::http::cookies;
 use crate::http::error::PageError;
 use crate::http::form::{StrictForm, StrictQuery};

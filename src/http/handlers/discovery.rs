@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::cors;
 
 /// Shorter than the key pre-publication window (DESIGN.md), so clients see a new key

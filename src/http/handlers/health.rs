@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::storage::OUTAGE_RETRY_AFTER_SECS;
 
 pub async fn healthz() -> HttpResponse {

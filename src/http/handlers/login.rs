@@ -6,11 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{actor, check_same_origin, request_ip, see_other};
+use crate::app::AppState;
 use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
 use crate::domain::client::ClientId;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::user::Password;
-use crate::http::AppState;
 use crate::http::cookies::{self, binding_cookie, session_cookie};
 use crate::http::error::PageError;
 use crate::http::form::{StrictForm, StrictQuery};

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::authorize::internal;
 use super::{actor, check_same_origin, request_ip};
+use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::client::TokenDelivery;
 use crate::domain::secret::constant_time_eq;
-use crate::http::AppState;
 use crate::http::cookies::{self, removal};
 use crate::http::error::PageError;
 use crate::http::form::{StrictForm, StrictQuery};

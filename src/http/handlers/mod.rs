@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod health;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod token;
 pub mod userinfo;
 
@@ -16,11 +17,11 @@ use std::net::IpAddr;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::AppState;
-use super::client_ip::client_ip;
 use super::error::PageError;
-use super::middleware::current_request_id;
-use crate::audit::Actor;
+use crate::app::AppState;
+use crate::client_ip::client_ip;
+
+pub use crate::audit::actor;
 
 /// SECURITY: a state-changing form post must come from our own pages.
 /// - `Sec-Fetch-Site`, when sent, must be `same-origin`.
@@ -56,14 +57,6 @@ pub fn check_same_origin(req: &HttpRequest, issuer_origin: &str) -> Result<(), P
 
 pub fn request_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
     client_ip(req, &state.settings.server.trusted_proxies)
-}
-
-pub fn actor(ip: Option<IpAddr>) -> Actor {
-    Actor {
-        ip: ip.map(|ip| ip.to_string()),
-        request_id: Some(current_request_id()),
-        client_id: None,
-    }
 }
 
 /// 303 See Other: after a form post the browser follows with a GET.

@@ -7,14 +7,14 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{actor, request_ip};
+use crate::app::AppState;
 use crate::domain::client::TokenDelivery;
-use crate::http::AppState;
 use crate::http::cookies;
 use crate::http::cors;
 use crate::http::error::TokenError;
-use crate::http::form::{FormError, parse_strict};
 use crate::oauth::error::{EndpointError, OAuthError};
 use crate::oauth::token::TokenRequest;
+use crate::urlencoded::{FormError, parse_strict};
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     cors::with_cors(&req, &state.origins, handle(&req, &state, &body)).await

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::cors;
 use crate::http::error::BearerError;
-use crate::http::form::parse_strict;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
+use crate::urlencoded::parse_strict;
 
 pub async fn userinfo(
     req: HttpRequest,
