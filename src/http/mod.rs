@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod cors;
 pub mod error;
+pub mod extract;
 pub mod form;
 pub mod handlers;
 pub mod middleware;
