@@ -21,6 +21,7 @@ use crate::client_ip::client_ip;
 use crate::domain::client::ClientId;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::user::UserId;
+use crate::oauth::bearer::{AuthorizationHeader, authorization_header};
 use crate::oauth::claims::AccessTokenClaims;
 
 /// The authenticated admin client of a request.
@@ -250,19 +251,13 @@ async fn authorize(state: &AppState, claims: &AccessTokenClaims) -> Result<Clien
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`. Anything else is no token at all.
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::MissingToken);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("the Authorization header is malformed".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(ApiError::MissingToken),
+    let value = req.headers().get(header::AUTHORIZATION);
+    match authorization_header(value.map(|v| v.as_bytes())) {
+        AuthorizationHeader::Bearer(token) => Ok(token),
+        AuthorizationHeader::Malformed => Err(ApiError::BadRequest(
+            "the Authorization header is malformed".into(),
+        )),
+        AuthorizationHeader::Absent | AuthorizationHeader::NotBearer => Err(ApiError::MissingToken),
     }
 }
 

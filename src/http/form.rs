@@ -94,3 +94,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictQuery<T> {
         std::future::ready(result)
     }
 }
+
+/// Whether the request declares a form body (`application/x-www-form-urlencoded`, any
+/// parameters): the loose test of `/token` and `/userinfo`, not `StrictForm`'s.
+pub fn is_form_urlencoded(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}

@@ -4,6 +4,7 @@
 pub mod cookies;
 pub mod cors;
 pub mod error;
+pub mod extract;
 pub mod form;
 pub mod handlers;
 pub mod middleware;

@@ -2,6 +2,7 @@
 //! types. HTTP lives in `http/`, SQL in `storage/`.
 
 pub mod authorize;
+pub mod bearer;
 pub mod claims;
 pub mod discovery;
 pub mod error;

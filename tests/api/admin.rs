@@ -1638,6 +1638,25 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
         .await
         .expect("GET");
     problem(basic, StatusCode::UNAUTHORIZED, "missing_token").await;
+    // The scheme is case-insensitive (RFC 9110 §11.1); a header that is not text is a bad
+    // request, not a missing token.
+    let lower = rp_http()
+        .get(app.url("/admin/v1/keys"))
+        .header("authorization", format!("bearer {}", admin.token))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(lower.status(), StatusCode::OK);
+    let garbled = rp_http()
+        .get(app.url("/admin/v1/keys"))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xc3\xa9").expect("value"),
+        )
+        .send()
+        .await
+        .expect("GET");
+    problem(garbled, StatusCode::BAD_REQUEST, "bad_request").await;
     // Past the access token lifetime (10 minutes) and the clock skew allowance.
     app.clock.advance(time::Duration::minutes(12));
     check(

@@ -226,3 +226,33 @@ async fn an_unauthenticated_visitor_is_sent_to_the_login_page() {
     let response = app.get(&app.client, "/account").await;
     assert_eq!(response.headers()["location"], "/login");
 }
+
+#[tokio::test]
+async fn an_account_form_from_another_site_is_refused_before_anything_else() {
+    let app = spawn_app().await;
+    // Without a session, a same-site post is sent to sign in; one from another site is
+    // refused outright, session or not.
+    let anonymous = app
+        .post_form(
+            &app.client,
+            "/account/sessions/revoke-all",
+            &[("csrf_token", "x")],
+        )
+        .await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()["location"], "/login");
+    for path in [
+        "/account/sessions/revoke-all",
+        "/account/sessions/00000000-0000-0000-0000-000000000000/revoke",
+    ] {
+        let foreign = app
+            .client
+            .post(app.url(path))
+            .header("origin", "https://evil.example")
+            .form(&[("csrf_token", "x")])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(foreign.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}

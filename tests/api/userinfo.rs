@@ -203,3 +203,41 @@ async fn forged_altered_expired_and_foreign_tokens_are_refused() {
     app.clock.advance(time::Duration::minutes(11));
     assert_invalid_token(&app, &access, "expired").await;
 }
+
+#[tokio::test]
+async fn the_authorization_header_is_read_strictly() {
+    let app = spawn_app().await;
+    let t = tokens(&app).await;
+    let access = t["access_token"].as_str().expect("token");
+    let send = |value: reqwest::header::HeaderValue| {
+        rp_http()
+            .get(app.url("/userinfo"))
+            .header("authorization", value)
+            .send()
+    };
+    // RFC 9110 §11.1: the scheme is case-insensitive.
+    let lower = send(format!("bearer {access}").parse().expect("value"))
+        .await
+        .expect("GET");
+    assert_eq!(lower.status(), StatusCode::OK);
+    let cases: [(&[u8], &str); 4] = [
+        (b"Basic YWxpY2U6c2VjcmV0", "use the Bearer scheme"),
+        (b"Bearer", "use the Bearer scheme"),
+        (b"Bearer    ", "use the Bearer scheme"),
+        (b"Bearer \xc3\xa9", "malformed Authorization header"),
+    ];
+    for (value, description) in cases {
+        let value = reqwest::header::HeaderValue::from_bytes(value).expect("value");
+        let response = send(value.clone()).await.expect("GET");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{value:?}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            format!(
+                "Bearer realm=\"portcullis\", error=\"invalid_request\", \
+                 error_description=\"{description}\""
+            )
+            .as_str(),
+            "{value:?}"
+        );
+    }
+}

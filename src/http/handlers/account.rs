@@ -6,13 +6,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::logout::signed_out;
-use super::{actor, check_same_origin, request_ip, see_other};
+use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::secret::constant_time_eq;
 use crate::domain::session::{SessionId, describe_device};
-use crate::http::cookies;
 use crate::http::error::PageError;
+use crate::http::extract::{RequiredSession, SameOrigin};
 use crate::http::form::StrictForm;
 use crate::http::pages::{self, AccountPage, SessionView};
 
@@ -25,10 +25,10 @@ pub async fn home() -> HttpResponse {
     see_other("/account")
 }
 
-pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
-    let Some(current) = current(&req, &state).await? else {
-        return Ok(see_other("/login"));
-    };
+pub async fn show(
+    state: web::Data<AppState>,
+    RequiredSession(current): RequiredSession,
+) -> Result<HttpResponse, PageError> {
     let sessions: Vec<SessionView> = state
         .auth
         .sessions_of(&current)
@@ -62,10 +62,10 @@ pub async fn revoke_one(
     state: web::Data<AppState>,
     path: web::Path<String>,
     StrictForm(form): StrictForm<CsrfForm>,
+    _: SameOrigin,
+    RequiredSession(current): RequiredSession,
 ) -> Result<HttpResponse, PageError> {
-    let Some(current) = verified(&req, &state, &form).await? else {
-        return Ok(see_other("/login"));
-    };
+    check_csrf(&current, &form)?;
     let target = Uuid::parse_str(&path.into_inner())
         .map(SessionId)
         .map_err(|_| PageError::NotFound)?;
@@ -84,30 +84,17 @@ pub async fn revoke_all(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictForm(form): StrictForm<CsrfForm>,
+    _: SameOrigin,
+    RequiredSession(current): RequiredSession,
 ) -> Result<HttpResponse, PageError> {
-    let Some(current) = verified(&req, &state, &form).await? else {
-        return Ok(see_other("/login"));
-    };
+    check_csrf(&current, &form)?;
     let actor = actor(request_ip(&req, &state));
     state.auth.revoke_all_sessions(&current, &actor).await?;
     Ok(signed_out(&state))
 }
 
-async fn current(req: &HttpRequest, state: &AppState) -> Result<Option<CurrentSession>, PageError> {
-    let cookie = cookies::read(req, &state.cookies.session);
-    Ok(state.auth.current_session(cookie.as_deref()).await?)
-}
-
-/// The current session, after the Origin and CSRF checks every account form needs.
-async fn verified(
-    req: &HttpRequest,
-    state: &AppState,
-    form: &CsrfForm,
-) -> Result<Option<CurrentSession>, PageError> {
-    check_same_origin(req, &state.issuer_origin)?;
-    let Some(current) = current(req, state).await? else {
-        return Ok(None);
-    };
+/// Every account form carries the session's synchronizer token.
+fn check_csrf(current: &CurrentSession, form: &CsrfForm) -> Result<(), PageError> {
     // SECURITY: synchronizer token bound to this session, compared in constant time.
     if !constant_time_eq(&current.csrf_token(), &form.csrf_token) {
         return Err(PageError::Forbidden(
@@ -115,5 +102,5 @@ async fn verified(
                 .into(),
         ));
     }
-    Ok(Some(current))
+    Ok(())
 }

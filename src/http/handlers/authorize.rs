@@ -7,11 +7,12 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{actor, check_same_origin, request_ip};
+use super::{actor, request_ip};
 use crate::app::AppState;
 use crate::domain::secret::OpaqueToken;
-use crate::http::cookies::{self, binding_cookie};
+use crate::http::cookies::binding_cookie;
 use crate::http::error::PageError;
+use crate::http::extract::{Binding, OptionalSession};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, FormPostPage};
 use crate::oauth::authorize::{AuthorizeOutcome, ClientReply, ResponseMode};
@@ -21,8 +22,17 @@ pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictQuery(params): StrictQuery<HashMap<String, String>>,
+    binding: Binding,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    authorize(&req, &state, params, StatusCode::FOUND).await
+    let actor = actor(request_ip(&req, &state));
+    let outcome = state
+        .provider
+        .authorize(&params, session.as_ref(), &binding.token, &actor)
+        .await
+        .map_err(internal)?;
+    let set_binding = binding.is_new.then_some(&binding.token);
+    respond(outcome, StatusCode::FOUND, set_binding, &state)
 }
 
 /// OpenID Connect Core §3.1.2.1: the request may also be sent as a form post. It comes
@@ -41,23 +51,6 @@ pub async fn post(
     ))
 }
 
-async fn authorize(
-    req: &HttpRequest,
-    state: &AppState,
-    params: HashMap<String, String>,
-    redirect: StatusCode,
-) -> Result<HttpResponse, PageError> {
-    let (binding, new_binding) = binding(req, state);
-    let session = current(req, state).await?;
-    let actor = actor(request_ip(req, state));
-    let outcome = state
-        .provider
-        .authorize(&params, session.as_ref(), &binding, &actor)
-        .await
-        .map_err(internal)?;
-    respond(outcome, redirect, new_binding.then_some(&binding), state)
-}
-
 #[derive(Deserialize)]
 pub struct ResumeQuery {
     tx: String,
@@ -67,18 +60,18 @@ pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictQuery(query): StrictQuery<ResumeQuery>,
+    binding: Binding,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    let (binding, _) = binding(&req, &state);
     let Some(tx) = OpaqueToken::parse(&query.tx) else {
         return Err(PageError::BadRequest(
             "This sign-in request is not valid.".into(),
         ));
     };
-    let session = current(&req, &state).await?;
     let actor = actor(request_ip(&req, &state));
     let outcome = state
         .provider
-        .resume(&tx, session.as_ref(), &binding, &actor)
+        .resume(&tx, session.as_ref(), &binding.token, &actor)
         .await
         .map_err(internal)?;
     respond(outcome, StatusCode::SEE_OTHER, None, &state)
@@ -132,25 +125,6 @@ pub fn reply_to_client(reply: &ClientReply, redirect: StatusCode) -> HttpRespons
     }
 }
 
-async fn current(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<crate::auth::CurrentSession>, PageError> {
-    let cookie = cookies::read(req, &state.cookies.session);
-    Ok(state.auth.current_session(cookie.as_deref()).await?)
-}
-
-/// The browser's binding cookie, or a new one (and whether it must be set).
-pub fn binding(req: &HttpRequest, state: &AppState) -> (OpaqueToken, bool) {
-    match cookies::read(req, &state.cookies.binding)
-        .as_deref()
-        .and_then(OpaqueToken::parse)
-    {
-        Some(existing) => (existing, false),
-        None => (OpaqueToken::generate(), true),
-    }
-}
-
 pub fn internal(e: EndpointError) -> PageError {
     match e {
         EndpointError::OAuth(e) => PageError::BadRequest(e.description),
@@ -161,9 +135,4 @@ pub fn internal(e: EndpointError) -> PageError {
         }
         EndpointError::Internal(cause) => PageError::Internal(cause),
     }
-}
-
-/// The consent form post needs the same origin checks as every form.
-pub fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), PageError> {
-    check_same_origin(req, &state.issuer_origin)
 }

@@ -4,14 +4,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::authorize::{binding, internal, respond, same_origin};
+use super::authorize::{internal, respond};
 use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::scope;
 use crate::domain::secret::{OpaqueToken, constant_time_eq};
-use crate::http::cookies;
 use crate::http::error::PageError;
+use crate::http::extract::{Binding, OptionalSession, SameOrigin};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, ConsentPage};
 use crate::oauth::authorize::{Pending, form_action_source};
@@ -32,22 +32,22 @@ fn csrf_token(session: &CurrentSession, tx: &OpaqueToken) -> String {
     session.token.derive("consent-csrf", tx.expose())
 }
 
+/// The signed-in user and the request awaiting their answer, if both are still there.
 async fn load(
-    req: &HttpRequest,
     state: &AppState,
     tx: &str,
+    session: Option<CurrentSession>,
+    binding: &Binding,
 ) -> Result<Option<(CurrentSession, Pending)>, PageError> {
     let Some(tx) = OpaqueToken::parse(tx) else {
         return Ok(None);
     };
-    let cookie = cookies::read(req, &state.cookies.session);
-    let Some(session) = state.auth.current_session(cookie.as_deref()).await? else {
+    let Some(session) = session else {
         return Ok(None);
     };
-    let (binding, _) = binding(req, state);
     let pending = state
         .provider
-        .pending(&tx, &binding)
+        .pending(&tx, &binding.token)
         .await
         .map_err(internal)?;
     Ok(pending.map(|p| (session, p)))
@@ -62,11 +62,12 @@ fn expired() -> PageError {
 }
 
 pub async fn show(
-    req: HttpRequest,
     state: web::Data<AppState>,
     StrictQuery(query): StrictQuery<ConsentQuery>,
+    binding: Binding,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    let Some((session, pending)) = load(&req, &state, &query.tx).await? else {
+    let Some((session, pending)) = load(&state, &query.tx, session, &binding).await? else {
         return Err(expired());
     };
     if let Some(path) = state.provider.consent_detour(&pending, &session) {
@@ -107,9 +108,11 @@ pub async fn submit(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictForm(form): StrictForm<ConsentForm>,
+    _: SameOrigin,
+    binding: Binding,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    same_origin(&req, &state)?;
-    let Some((session, pending)) = load(&req, &state, &form.tx).await? else {
+    let Some((session, pending)) = load(&state, &form.tx, session, &binding).await? else {
         return Ok(see_other("/login"));
     };
     // SECURITY: bound to this session and this request, compared in constant time.

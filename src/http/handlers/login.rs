@@ -5,14 +5,15 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::{actor, check_same_origin, request_ip, see_other};
+use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
 use crate::domain::client::ClientId;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::user::Password;
-use crate::http::cookies::{self, binding_cookie, session_cookie};
+use crate::http::cookies::{binding_cookie, session_cookie};
 use crate::http::error::PageError;
+use crate::http::extract::{Binding, SameOrigin, SessionCookie};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
 use crate::oauth::authorize::{AuthorizationRequest, RESUME_PATH, form_action_source};
@@ -83,18 +84,20 @@ pub async fn show(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictQuery(query): StrictQuery<LoginQuery>,
+    Binding {
+        token: binding,
+        is_new: set_binding,
+    }: Binding,
+    login_cookie: SessionCookie,
 ) -> Result<HttpResponse, PageError> {
     let auth = &state.auth;
-    let (binding, set_binding) = browser_binding(&req, &state);
     let pending = match query.tx.as_deref().and_then(OpaqueToken::parse) {
         Some(tx) => auth.load_login(&tx, &binding).await?.map(|t| (tx, t)),
         None => None,
     };
-    if pending.is_none() {
-        let cookie = cookies::read(&req, &state.cookies.session);
-        if auth.current_session(cookie.as_deref()).await?.is_some() {
-            return Ok(see_other(DEFAULT_RETURN_TO));
-        }
+    // Only a plain visit looks the session up (and so counts as activity).
+    if pending.is_none() && login_cookie.session(auth).await?.is_some() {
+        return Ok(see_other(DEFAULT_RETURN_TO));
     }
     let request = pending.as_ref().and_then(|(_, t)| pending_request(t));
     let client = client_context(&state, request.as_ref()).await?;
@@ -136,28 +139,29 @@ pub async fn submit(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictForm(form): StrictForm<LoginForm>,
+    _: SameOrigin,
+    binding: Binding,
+    login_cookie: SessionCookie,
 ) -> Result<HttpResponse, PageError> {
-    check_same_origin(&req, &state.issuer_origin)?;
     let auth = &state.auth;
-    let binding = cookies::read(&req, &state.cookies.binding)
-        .as_deref()
-        .and_then(OpaqueToken::parse);
     let tx_id = OpaqueToken::parse(&form.tx);
-    let transaction = match (&tx_id, &binding) {
-        (Some(tx), Some(binding))
-            if Authenticator::check_login_csrf(tx, binding, &form.csrf_token) =>
+    // A new binding means the browser sent none: no form of ours can be bound to it.
+    let transaction = match &tx_id {
+        Some(tx)
+            if !binding.is_new
+                && Authenticator::check_login_csrf(tx, &binding.token, &form.csrf_token) =>
         {
-            auth.load_login(tx, binding).await?
+            auth.load_login(tx, &binding.token).await?
         }
         _ => None,
     };
-    let (Some(tx_id), Some(binding), Some(transaction)) = (tx_id, binding, transaction) else {
-        return expired_form(&req, &state).await;
+    let (Some(tx_id), Some(transaction)) = (tx_id, transaction) else {
+        return expired_form(&req, &state, binding).await;
     };
     let request = pending_request(&transaction);
     let ctx = FormContext {
         tx: tx_id,
-        binding,
+        binding: binding.token,
         set_binding: false,
         client: client_context(&state, request.as_ref()).await?,
     };
@@ -180,10 +184,7 @@ pub async fn submit(
 
     let ip = request_ip(&req, &state);
     let actor = actor(ip);
-    let old_session = cookies::read(&req, &state.cookies.session)
-        .as_deref()
-        .and_then(OpaqueToken::parse)
-        .map(|t| t.hash());
+    let old_session = login_cookie.token().map(|t| t.hash());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -254,8 +255,14 @@ pub async fn submit(
 
 /// A post whose form is unknown, expired, used, served to another browser or missing its
 /// CSRF token: nothing happens except that a fresh form is shown.
-async fn expired_form(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, PageError> {
-    let (binding, set_binding) = browser_binding(req, state);
+async fn expired_form(
+    req: &HttpRequest,
+    state: &AppState,
+    Binding {
+        token: binding,
+        is_new: set_binding,
+    }: Binding,
+) -> Result<HttpResponse, PageError> {
     state
         .auth
         .may_open_form(request_ip(req, state))
@@ -281,17 +288,6 @@ async fn expired_form(req: &HttpRequest, state: &AppState) -> Result<HttpRespons
         },
         None,
     ))
-}
-
-/// The browser's binding cookie, or a new one to set.
-fn browser_binding(req: &HttpRequest, state: &AppState) -> (OpaqueToken, bool) {
-    match cookies::read(req, &state.cookies.binding)
-        .as_deref()
-        .and_then(OpaqueToken::parse)
-    {
-        Some(existing) => (existing, false),
-        None => (OpaqueToken::generate(), true),
-    }
 }
 
 fn render_form(

@@ -8,13 +8,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::authorize::internal;
-use super::{actor, check_same_origin, request_ip};
+use super::{actor, request_ip};
 use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::client::TokenDelivery;
 use crate::domain::secret::constant_time_eq;
 use crate::http::cookies::{self, removal};
 use crate::http::error::PageError;
+use crate::http::extract::{OptionalSession, SameOrigin};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LogoutPage, SignedOutPage};
 use crate::oauth::logout::{LogoutOutcome, LogoutParams, LogoutRequest};
@@ -23,8 +24,8 @@ pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictQuery(params): StrictQuery<LogoutParams>,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    let session = current(&req, &state).await?;
     let actor = actor(request_ip(&req, &state));
     let outcome = state
         .provider
@@ -65,9 +66,9 @@ pub async fn confirm(
     req: HttpRequest,
     state: web::Data<AppState>,
     StrictForm(form): StrictForm<ConfirmForm>,
+    _: SameOrigin,
+    OptionalSession(session): OptionalSession,
 ) -> Result<HttpResponse, PageError> {
-    check_same_origin(&req, &state.issuer_origin)?;
-    let session = current(&req, &state).await?;
     if let Some(session) = &session {
         // SECURITY: synchronizer token bound to this session, compared in constant time.
         if !constant_time_eq(&session.csrf_token(), &form.csrf_token) {
@@ -169,11 +170,6 @@ fn confirmation_page(request: &LogoutRequest, session: &CurrentSession) -> HttpR
     pages::html_builder(StatusCode::OK)
         .insert_header(("Content-Security-Policy", csp))
         .body(html)
-}
-
-async fn current(req: &HttpRequest, state: &AppState) -> Result<Option<CurrentSession>, PageError> {
-    let cookie = cookies::read(req, &state.cookies.session);
-    Ok(state.auth.current_session(cookie.as_deref()).await?)
 }
 
 /// Back to the sign-in page, telling the browser to forget the session cookie.

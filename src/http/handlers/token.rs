@@ -12,6 +12,7 @@ use crate::domain::client::TokenDelivery;
 use crate::http::cookies;
 use crate::http::cors;
 use crate::http::error::TokenError;
+use crate::http::form::is_form_urlencoded;
 use crate::oauth::error::{EndpointError, OAuthError};
 use crate::oauth::token::TokenRequest;
 use crate::urlencoded::{FormError, parse_strict};
@@ -120,15 +121,7 @@ fn authorization(req: &HttpRequest) -> Option<&str> {
 /// RFC 6749 §3.2: form-encoded, parameters must not repeat; the message never echoes
 /// input.
 fn form_params(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
-    let form_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if !form_type {
+    if !is_form_urlencoded(req) {
         return Err(bad(
             "the request body must be application/x-www-form-urlencoded",
         ));
