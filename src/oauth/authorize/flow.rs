@@ -1,0 +1,247 @@
+//! After validation: sign-in, consent, or a code for the client (OpenID Connect Core
+//! §3.1.2.3 to §3.1.2.5), and the error replies of `prompt=none` (Core §3.1.2.6).
+
+use super::RESUME_PATH;
+use super::reply::{AuthorizeOutcome, already_answered};
+use super::request::AuthorizationRequest;
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::auth::CurrentSession;
+use crate::domain::client::Client;
+use crate::domain::secret::{OpaqueToken, TokenHash};
+use crate::oauth::Provider;
+use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
+use crate::storage::{AuthorizationCodeRecord, IssueCode, LoginTransaction};
+use time::OffsetDateTime;
+
+/// Where a request needs the user before a code can be issued.
+#[derive(Debug, Clone, Copy)]
+enum Interaction {
+    Login,
+    Consent,
+}
+
+impl Provider {
+    /// Decides between sign-in, consent and issuing a code (OpenID Connect Core §3.1.2.3,
+    /// §3.1.2.4).
+    pub(super) async fn proceed(
+        &self,
+        client: &Client,
+        request: AuthorizationRequest,
+        session: Option<&CurrentSession>,
+        pending: Option<(OpaqueToken, LoginTransaction)>,
+        binding: &OpaqueToken,
+        actor: &Actor,
+    ) -> Result<AuthorizeOutcome, EndpointError> {
+        let signed_in_here = pending.as_ref().and_then(|(_, t)| t.session_id);
+        if self.needs_login(&request, session, signed_in_here) {
+            return self
+                .interact(&request, pending, binding, actor, Interaction::Login)
+                .await;
+        }
+        let Some(session) = session else {
+            return Ok(AuthorizeOutcome::Refused("Please sign in again.".into()));
+        };
+        // OpenID Connect Core §5.5.1: a `sub` asked for with a value allows a positive
+        // response only when that End-User is authenticated; someone else signed in here.
+        if !request.allows_subject(&session.user.id.to_string()) {
+            return self
+                .answer_error(
+                    &request,
+                    pending.as_ref(),
+                    ErrorCode::AccessDenied,
+                    "the user who signed in is not the one the claims parameter's sub names",
+                    actor,
+                )
+                .await;
+        }
+        if self.needs_consent(client, &request, session).await? {
+            return self
+                .interact(&request, pending, binding, actor, Interaction::Consent)
+                .await;
+        }
+        let tx_hash = pending.as_ref().map(|(tx, _)| tx.hash());
+        self.issue_code(client, &request, session, tx_hash.as_ref(), false, actor)
+            .await
+    }
+
+    /// OpenID Connect Core §3.1.2.1 and §3.1.2.4: prompt=consent asks even a first-party
+    /// client's user; otherwise a first-party client is granted what it asks for,
+    /// including offline_access (Core §11 allows other conditions permitting offline
+    /// access), and a third-party client needs consent to all it asks for.
+    async fn needs_consent(
+        &self,
+        client: &Client,
+        request: &AuthorizationRequest,
+        session: &CurrentSession,
+    ) -> Result<bool, EndpointError> {
+        let consented = self
+            .store
+            .find_consent(session.user.id, &client.id)
+            .await?
+            .unwrap_or_default();
+        Ok(request.prompt_consent
+            || (!client.first_party && !request.consent_scope().is_subset(&consented)))
+    }
+
+    /// Parks the request and sends the user to sign in or consent. With `prompt=none` the
+    /// client gets `login_required` or `consent_required` instead (OpenID Connect Core
+    /// §3.1.2.6).
+    async fn interact(
+        &self,
+        request: &AuthorizationRequest,
+        pending: Option<(OpaqueToken, LoginTransaction)>,
+        binding: &OpaqueToken,
+        actor: &Actor,
+        interaction: Interaction,
+    ) -> Result<AuthorizeOutcome, EndpointError> {
+        if request.prompt_none {
+            let (code, description) = match interaction {
+                Interaction::Login => (ErrorCode::LoginRequired, "the user must sign in"),
+                Interaction::Consent => (ErrorCode::ConsentRequired, "the user must consent"),
+            };
+            return self
+                .answer_error(request, pending.as_ref(), code, description, actor)
+                .await;
+        }
+        let tx = self.pending_tx(request, pending, binding, actor).await?;
+        Ok(match interaction {
+            Interaction::Login => AuthorizeOutcome::Login { tx },
+            Interaction::Consent => AuthorizeOutcome::Consent { tx },
+        })
+    }
+
+    /// The transaction to park the request in: the current one, or a new one.
+    async fn pending_tx(
+        &self,
+        request: &AuthorizationRequest,
+        pending: Option<(OpaqueToken, LoginTransaction)>,
+        binding: &OpaqueToken,
+        actor: &Actor,
+    ) -> Result<OpaqueToken, EndpointError> {
+        if let Some((tx, _)) = pending {
+            return Ok(tx);
+        }
+        // Each parked request is a row: the same per-address cap as sign-in forms.
+        let ip = actor.ip.as_deref().and_then(|ip| ip.parse().ok());
+        if let Err(retry_after) = self.auth.may_open_form(ip) {
+            return Err(EndpointError::Throttled { retry_after });
+        }
+        let value =
+            serde_json::to_value(request).map_err(|e| EndpointError::Internal(e.to_string()))?;
+        Ok(self
+            .auth
+            .start_login(binding, RESUME_PATH, Some(value))
+            .await?)
+    }
+
+    /// An error for the client (RFC 6749 §4.1.2.1); a parked transaction is finished, so
+    /// it cannot be answered twice.
+    async fn answer_error(
+        &self,
+        request: &AuthorizationRequest,
+        pending: Option<&(OpaqueToken, LoginTransaction)>,
+        code: ErrorCode,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<AuthorizeOutcome, EndpointError> {
+        if let Some((tx, _)) = pending {
+            let audit = AuditEvent::new(
+                self.clock.now(),
+                AuditKind::AuthorizationDenied,
+                Outcome::Failure,
+                actor,
+            )
+            .client(&request.client_id)
+            .detail("error", code.as_str());
+            self.store
+                .finish_authorization(&tx.hash(), self.clock.now(), &audit)
+                .await?;
+        }
+        Ok(AuthorizeOutcome::Reply(
+            self.error_reply(request, OAuthError::new(code, description)),
+        ))
+    }
+
+    /// RFC 6749 §4.1.2: issues a code for `session` and answers the client with it. With
+    /// `tx`, the parked transaction is finished in the same statement, so a request is
+    /// answered once; `consent_given` records the consent too.
+    pub(super) async fn issue_code(
+        &self,
+        client: &Client,
+        request: &AuthorizationRequest,
+        session: &CurrentSession,
+        tx: Option<&TokenHash>,
+        consent_given: bool,
+        actor: &Actor,
+    ) -> Result<AuthorizeOutcome, EndpointError> {
+        let now = self.clock.now();
+        let code = OpaqueToken::generate();
+        let record = AuthorizationCodeRecord {
+            code_hash: code.hash(),
+            client_id: client.id.clone(),
+            user_id: session.user.id,
+            session_id: session.session.id,
+            redirect_uri: request.redirect_uri.clone(),
+            scope: request.scope.clone(),
+            nonce: request.nonce.clone(),
+            code_challenge: request.code_challenge.clone(),
+            auth_time: session.session.auth_time,
+            amr: session.session.amr.clone(),
+            claims: request.claims.clone(),
+            created_at: now,
+            expires_at: now + self.code_lifetime,
+        };
+        let consent_scope = request.consent_scope();
+        let audit = code_audit(client, request, session, consent_given, actor, now);
+        let issued = self
+            .store
+            .issue_code(
+                &IssueCode {
+                    transaction: tx.copied(),
+                    consent: consent_given.then_some(&consent_scope),
+                    code: &record,
+                    audit: &audit,
+                },
+                now,
+            )
+            .await?;
+        if !issued {
+            return Ok(already_answered());
+        }
+        Ok(AuthorizeOutcome::Reply(
+            self.code_reply(request, code.expose()),
+        ))
+    }
+}
+
+/// The audit trail of an issued code, and of the consent given with it.
+fn code_audit(
+    client: &Client,
+    request: &AuthorizationRequest,
+    session: &CurrentSession,
+    consent_given: bool,
+    actor: &Actor,
+    now: OffsetDateTime,
+) -> Vec<AuditEvent> {
+    let mut issued = AuditEvent::new(now, AuditKind::CodeIssued, Outcome::Success, actor)
+        .user(session.user.id)
+        .session(session.session.id)
+        .client(client.id.as_str())
+        .detail("scope", request.scope.to_string());
+    if !request.claims.is_empty() {
+        issued = issued.detail(
+            "claims",
+            serde_json::to_value(&request.claims).unwrap_or_default(),
+        );
+    }
+    let mut audit = vec![issued];
+    if consent_given {
+        audit.push(
+            AuditEvent::new(now, AuditKind::ConsentGranted, Outcome::Success, actor)
+                .user(session.user.id)
+                .client(client.id.as_str())
+                .detail("scope", request.consent_scope().to_string()),
+        );
+    }
+    audit
+}
