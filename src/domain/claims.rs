@@ -98,9 +98,11 @@ pub enum ClaimsError {
     NotObject,
     #[error("the claims parameter's {0} member must be a JSON object of claim names")]
     MemberNotObject(&'static str),
-    #[error("claims.{member}.{claim} must be null or a JSON object")]
+    // The claim's name is not echoed: it is the client's text, and error descriptions
+    // are limited to NQSCHAR (RFC 6749 §4.1.2.1).
+    #[error("every claim in claims.{member} must be null or a JSON object")]
     ClaimNotObject { member: &'static str, claim: String },
-    #[error("claims.{member}.{claim}.{field} must be {expected}")]
+    #[error("the {field} member of a claim in claims.{member} must be {expected}")]
     BadField {
         member: &'static str,
         claim: String,

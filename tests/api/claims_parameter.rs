@@ -423,3 +423,63 @@ async fn claims_of_a_scope_the_client_may_not_have_are_not_released() {
     let info = userinfo(&app, t["access_token"].as_str().expect("access token")).await;
     absent(&info, &["email", "email_verified"]);
 }
+
+// From a security review: claims obtained through `claims` must not outlive the client's
+// registration for their scope. The scope itself would be refused at the next refresh;
+// its claims are withheld the same way.
+#[tokio::test]
+async fn claims_stop_when_the_client_loses_their_scope() {
+    use portcullis::clock::Clock as _;
+    let app = spawn_app().await;
+    app.create_user_named("alice", Some("Alice Example"), PASSWORD)
+        .await;
+    let secret = app
+        .register_client(refreshing_app())
+        .await
+        .1
+        .expect("secret");
+    let claims = json!({
+        "id_token": {"email": null},
+        "userinfo": {"email": null},
+    })
+    .to_string();
+    let t = tokens(
+        &app,
+        &secret,
+        &[("scope", "openid offline_access"), ("claims", &claims)],
+    )
+    .await;
+    assert_eq!(id_token(&t)["email"], "alice@example.com");
+    let refresh_token = t["refresh_token"].as_str().expect("refresh token");
+
+    // The administrator takes `email` away from the client.
+    let id = portcullis::domain::client::ClientId::parse("web-app").expect("id");
+    let now = app.clock.now();
+    portcullis::clients::update(
+        app.store.as_ref(),
+        &id,
+        portcullis::clients::ClientUpdate {
+            scopes: Some(vec![
+                "openid".into(),
+                "profile".into(),
+                "offline_access".into(),
+            ]),
+            ..Default::default()
+        },
+        now,
+        &portcullis::audit::Actor::cli(),
+    )
+    .await
+    .expect("update");
+
+    let response = refresh_as(&app, "web-app", Some(&secret), refresh_token, &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let refreshed: Value = response.json().await.expect("token JSON");
+    absent(&id_token(&refreshed), &["email", "email_verified"]);
+    let access_token = refreshed["access_token"].as_str().expect("access token");
+    absent(&payload(access_token), &["uic"]);
+    absent(
+        &userinfo(&app, access_token).await,
+        &["email", "email_verified"],
+    );
+}

@@ -293,7 +293,7 @@ async fn a_signal_drains_keep_alive_load_and_exits_as_soon_as_requests_in_flight
         let slow = slow.await.expect("trickled request task");
         assert!(
             slow.starts_with("HTTP/1.1 200"),
-            "run {run_no}: the request in flight got\n{slow}"
+            "run {run_no}: the request in flight got\n{slow}\nserver log:\n{logs}"
         );
         assert!(
             slow.to_ascii_lowercase()

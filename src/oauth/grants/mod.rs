@@ -39,6 +39,10 @@ impl Provider {
     /// (OpenID Connect Core §2, §3.1.3.6 at_hash).
     pub(crate) fn mint(&self, m: &Mint<'_>) -> Result<(String, Option<String>), KeyError> {
         let sid = m.session.map(|s| s.to_string());
+        // Claims requested with `claims` (OpenID Connect Core §5.5) are released only while
+        // the client is still registered for their scope: a scope taken away would be
+        // refused at the next refresh, and so are its claims.
+        let claims = m.claims.within(&m.client.scopes);
         let access_token = self.keys.sign(
             "at+jwt",
             &AccessTokenClaims {
@@ -53,7 +57,7 @@ impl Provider {
                 sid: sid.clone(),
                 auth_time: Some(m.auth_time.unix_timestamp()),
                 sgen: None,
-                uic: m.claims.userinfo.iter().cloned().collect(),
+                uic: claims.userinfo.iter().cloned().collect(),
             },
         )?;
         // OpenID Connect Registration §2: the client's id_token_signed_response_alg.
@@ -77,7 +81,7 @@ impl Provider {
                     user: UserClaims::release(
                         m.user,
                         m.scope,
-                        m.claims.id_token.iter().map(String::as_str),
+                        claims.id_token.iter().map(String::as_str),
                     ),
                 },
             )?)
