@@ -13,7 +13,9 @@ use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::handlers::not_found;
-use crate::http::middleware::{RequestContext, close_while_draining, security_headers, track};
+use crate::http::middleware::{
+    OnRuntime, RequestContext, close_while_draining, security_headers, track,
+};
 use crate::http::routes;
 use crate::keys::{KeyRing, MasterKey, spawn_listener, spawn_reloader, spawn_rotator};
 use crate::oauth::Provider;
@@ -127,6 +129,8 @@ impl Application {
             .run();
             Some((server, port))
         };
+        // Requests run with this (the main) runtime as the current one: see `OnRuntime`.
+        let runtime = tokio::runtime::Handle::current();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -135,6 +139,12 @@ impl Application {
                 .wrap(RequestContext)
                 .wrap(actix_web::middleware::from_fn(track))
                 .wrap(actix_web::middleware::from_fn(close_while_draining))
+                .wrap_fn({
+                    let runtime = runtime.clone();
+                    move |req, srv| {
+                        OnRuntime::new(runtime.clone(), actix_web::dev::Service::call(srv, req))
+                    }
+                })
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
         })

@@ -194,3 +194,37 @@ where
         Box::pin(REQUEST_ID.scope(request_id, fut.instrument(span)))
     }
 }
+
+/// Runs every request with the process's main runtime as the current Tokio runtime, so
+/// what a request opens — database connections above all, and timers — is registered
+/// with a runtime that outlives the workers. Each actix worker has a runtime of its own
+/// and a graceful stop ends the idle workers first: a pooled connection opened on one of
+/// them broke ("a Tokio 1.x context was found, but it is being shutdown") under the
+/// requests still in flight on the others.
+pub struct OnRuntime<F> {
+    runtime: tokio::runtime::Handle,
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> OnRuntime<F> {
+    pub fn new(runtime: tokio::runtime::Handle, inner: F) -> Self {
+        Self {
+            runtime,
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for OnRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        // Entered for this poll only, so guards never outlive it or cross each other.
+        let _entered = this.runtime.enter();
+        this.inner.as_mut().poll(cx)
+    }
+}
