@@ -6,10 +6,10 @@ use time::OffsetDateTime;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::TokenDelivery;
 use crate::domain::client::{
-    AuthMethod, Client, ClientError, ClientId, ClientKind, GRANT_TYPES, validate_origin,
-    validate_redirect_uri,
+    AuthMethod, Client, ClientError, ClientId, ClientKind, GrantType, GrantTypes, validate_origin,
 };
 use crate::domain::jws::SigningAlg;
+use crate::domain::redirect_uri::RedirectUri;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::secret::OpaqueToken;
 use crate::storage::{Store, StoreError};
@@ -133,10 +133,10 @@ pub enum UpdateError {
 struct Validated {
     name: String,
     auth_method: AuthMethod,
-    redirect_uris: Vec<String>,
-    post_logout_redirect_uris: Vec<String>,
+    redirect_uris: Vec<RedirectUri>,
+    post_logout_redirect_uris: Vec<RedirectUri>,
     allowed_origins: Vec<String>,
-    grant_types: Vec<String>,
+    grant_types: GrantTypes,
     scopes: ScopeSet,
 }
 
@@ -174,39 +174,35 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
             ));
         }
     };
-    let mut grant_types: Vec<String> = Vec::new();
+    let mut grant_types = GrantTypes::new();
     for grant in &reg.grant_types {
-        if !GRANT_TYPES.contains(&grant.as_str()) {
-            return Err(inconsistent(
-                "unknown grant type (authorization_code, refresh_token, client_credentials)",
-            ));
-        }
+        let grant = GrantType::parse(grant).ok_or(inconsistent(
+            "unknown grant type (authorization_code, refresh_token, client_credentials)",
+        ))?;
         // RFC 6749 §4.4: the client credentials grant is for confidential clients only.
-        if grant == "client_credentials" && reg.kind != ClientKind::Confidential {
+        if grant == GrantType::ClientCredentials && reg.kind != ClientKind::Confidential {
             return Err(inconsistent(
                 "only confidential clients may use client_credentials",
             ));
         }
-        if !grant_types.contains(grant) {
-            grant_types.push(grant.clone());
-        }
+        grant_types.insert(grant);
     }
     if grant_types.is_empty() {
-        grant_types.push("authorization_code".to_owned());
+        grant_types.insert(GrantType::AuthorizationCode);
     }
-    let redirects = grant_types.iter().any(|g| g == "authorization_code");
+    let redirects = grant_types.contains(&GrantType::AuthorizationCode);
     if redirects && reg.redirect_uris.is_empty() {
         return Err(inconsistent(
             "at least one redirect URI is required for the authorization_code grant",
         ));
     }
-    for uri in reg
-        .redirect_uris
-        .iter()
-        .chain(&reg.post_logout_redirect_uris)
-    {
-        validate_redirect_uri(uri, reg.kind)?;
-    }
+    let register = |uris: &[String]| {
+        uris.iter()
+            .map(|uri| RedirectUri::register(uri, reg.kind))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let redirect_uris = register(&reg.redirect_uris)?;
+    let post_logout_redirect_uris = register(&reg.post_logout_redirect_uris)?;
     let mut origins = Vec::new();
     for origin in &reg.allowed_origins {
         let origin = validate_origin(origin)?;
@@ -216,12 +212,10 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
     }
     if reg.kind == ClientKind::Spa && origins.is_empty() {
         // A browser app calls the token endpoint from the origin of its redirect URIs.
-        for uri in &reg.redirect_uris {
-            if let Ok(url) = url::Url::parse(uri) {
-                let origin = url.origin().ascii_serialization();
-                if !origins.contains(&origin) {
-                    origins.push(origin);
-                }
+        for uri in &redirect_uris {
+            let origin = uri.url().origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
             }
         }
     }
@@ -239,7 +233,7 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
                 "refresh tokens are delivered in a cookie only to spa clients",
             ));
         }
-        if !grant_types.iter().any(|g| g == "refresh_token") {
+        if !grant_types.contains(&GrantType::RefreshToken) {
             return Err(inconsistent(
                 "cookie delivery needs the refresh_token grant",
             ));
@@ -274,7 +268,8 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
     // SECURITY: the admin scope goes only to a confidential client that can do nothing
     // but obtain tokens for itself, so no user flow can ever carry it.
     if scopes.contains(ADMIN_SCOPE)
-        && (reg.kind != ClientKind::Confidential || grant_types != ["client_credentials"])
+        && (reg.kind != ClientKind::Confidential
+            || grant_types != GrantTypes::from([GrantType::ClientCredentials]))
     {
         return Err(inconsistent(
             "the portcullis:admin scope is only for confidential clients whose only grant type is client_credentials",
@@ -283,8 +278,8 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
     Ok(Validated {
         name,
         auth_method,
-        redirect_uris: reg.redirect_uris.clone(),
-        post_logout_redirect_uris: reg.post_logout_redirect_uris.clone(),
+        redirect_uris,
+        post_logout_redirect_uris,
         allowed_origins: origins,
         grant_types,
         scopes,
@@ -342,6 +337,11 @@ pub async fn register(
     Ok((client, secret))
 }
 
+/// A registered value as the text a registration gives it.
+pub fn texts<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> Vec<String> {
+    values.into_iter().map(|v| v.to_string()).collect()
+}
+
 /// Changes the mutable fields of a client under the same rules as registration.
 pub async fn update(
     store: &dyn Store,
@@ -368,10 +368,12 @@ pub async fn update(
         name: change.name.unwrap_or(current.name),
         kind: current.kind,
         auth_method: Some(change.auth_method.unwrap_or(current.auth_method)),
-        redirect_uris: change.redirect_uris.unwrap_or(current.redirect_uris),
+        redirect_uris: change
+            .redirect_uris
+            .unwrap_or_else(|| texts(&current.redirect_uris)),
         post_logout_redirect_uris: change
             .post_logout_redirect_uris
-            .unwrap_or(current.post_logout_redirect_uris),
+            .unwrap_or_else(|| texts(&current.post_logout_redirect_uris)),
         allowed_origins: change.allowed_origins.unwrap_or(current.allowed_origins),
         grant_types: match change.grant_types {
             Some(g) if g.is_empty() => {
@@ -380,7 +382,7 @@ pub async fn update(
                 );
             }
             Some(g) => g,
-            None => current.grant_types,
+            None => texts(&current.grant_types),
         },
         scopes: match change.scopes {
             Some(s) if s.is_empty() => {

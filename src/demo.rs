@@ -85,7 +85,7 @@ pub async fn seed(
     }
     let id = ClientId::parse(DEMO_CLIENT_ID).context("demo client id")?;
     if let Some(existing) = store.find_client(&id).await? {
-        if existing.redirect_uris == [app.redirect_uri()] {
+        if existing.redirect_uris.len() == 1 && existing.redirect_uris[0] == app.redirect_uri() {
             return Ok(());
         }
         crate::clients::delete(store, &id, now, &actor).await?;

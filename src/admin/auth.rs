@@ -18,7 +18,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome, actor};
 use crate::client_ip::client_ip;
-use crate::domain::client::ClientId;
+use crate::domain::client::{ClientId, GrantType};
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
 use crate::domain::user::UserId;
 use crate::oauth::bearer::{AuthorizationHeader, authorization_header};
@@ -238,7 +238,7 @@ async fn authorize(state: &AppState, claims: &AccessTokenClaims) -> Result<Clien
         .find_client(&client_id)
         .await?
         .ok_or_else(revoked)?;
-    if !client.scopes.contains(ADMIN_SCOPE) || !client.allows_grant("client_credentials") {
+    if !client.scopes.contains(ADMIN_SCOPE) || !client.allows_grant(GrantType::ClientCredentials) {
         return Err(revoked());
     }
     // A token obtained with a secret that has since been rotated (after a leak) is cut

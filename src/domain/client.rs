@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use url::{Host, Url};
+use url::Url;
 
 use super::jws::SigningAlg;
+use super::redirect_uri::{RedirectUri, is_loopback};
 use super::scope::ScopeSet;
 use super::secret::TokenHash;
 
@@ -126,8 +127,45 @@ impl AuthMethod {
     }
 }
 
-/// Grant types a client may use.
-pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+/// A grant type a client may be registered for (RFC 6749 §4.1, §4.4, §6; RFC 7591 §2).
+/// The derived order is the order they are listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::ClientCredentials,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// The `grant_type` value of a token request or a registration.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for GrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The grant types a client holds: a set, listed in `GrantType` order.
+pub type GrantTypes = std::collections::BTreeSet<GrantType>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -139,114 +177,6 @@ pub enum ClientError {
     BadOrigin(String),
     #[error("{0}")]
     Inconsistent(&'static str),
-}
-
-/// Validates a redirect (or post-logout redirect) URI at registration.
-/// - no fragment (RFC 6749 §3.1.2), no wildcard, no credentials;
-/// - `https`, or `http` only on a loopback host (RFC 8252 §7.3, §8.3);
-/// - native apps may also use a private-use scheme in reverse-domain form
-///   (RFC 8252 §7.1), e.g. `com.example.app:/callback`.
-pub fn validate_redirect_uri(raw: &str, kind: ClientKind) -> Result<(), ClientError> {
-    let bad = |why| ClientError::BadRedirectUri(raw.to_owned(), why);
-    if raw.len() > 2000 {
-        return Err(bad("is longer than 2000 characters"));
-    }
-    // Stored as given: no control characters or spaces (a NUL would also break Postgres
-    // text, and it would behave differently on SQLite).
-    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(bad("must not contain spaces or control characters"));
-    }
-    if raw.contains('*') {
-        return Err(bad("wildcards are not allowed; register every URI exactly"));
-    }
-    if raw.contains('#') {
-        return Err(bad("must not contain a fragment"));
-    }
-    let url = Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not contain credentials"));
-    }
-    match url.scheme() {
-        "https" => {
-            if url.host().is_none() {
-                return Err(bad("must have a host"));
-            }
-            Ok(())
-        }
-        "http" if is_loopback(&url) => Ok(()),
-        "http" => Err(bad(
-            "plain http is allowed only for loopback hosts (127.0.0.1, [::1], localhost)",
-        )),
-        scheme if kind == ClientKind::Native => {
-            const FORBIDDEN: [&str; 8] = [
-                "javascript",
-                "data",
-                "file",
-                "vbscript",
-                "about",
-                "blob",
-                "ftp",
-                "ws",
-            ];
-            if FORBIDDEN.contains(&scheme) || scheme == "wss" {
-                return Err(bad("this scheme cannot be a redirect target"));
-            }
-            if !scheme.contains('.') {
-                return Err(bad(
-                    "a private-use scheme must be in reverse-domain form, e.g. com.example.app (RFC 8252 §7.1)",
-                ));
-            }
-            Ok(())
-        }
-        _ => Err(bad("must be https (or http on loopback)")),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Splits `http://HOST[:PORT]REST` as written, with no normalisation: HOST is everything
-/// up to the port, path or query (brackets included for IPv6), PORT the digits after a
-/// `:`. `None` for anything not starting with `http://`.
-fn split_loopback(raw: &str) -> Option<(&str, Option<&str>, &str)> {
-    let rest = raw.strip_prefix("http://")?;
-    let host_len = if rest.starts_with('[') {
-        rest.find(']')? + 1
-    } else {
-        rest.find([':', '/', '?']).unwrap_or(rest.len())
-    };
-    let (host, after) = rest.split_at(host_len);
-    Some(match after.strip_prefix(':') {
-        Some(p) => {
-            let end = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
-            (host, Some(&p[..end]), &p[end..])
-        }
-        None => (host, None, after),
-    })
-}
-
-/// An IPv4 loopback address in dotted-decimal form or `[::1]`-style bracketed IPv6, as
-/// RFC 8252 §7.3 writes them (not `localhost`, §8.3).
-fn is_loopback_ip_literal(host: &str) -> bool {
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    }
-    // std accepts only four decimal octets: `127.1` or `0x7f.0.0.1` do not parse.
-    host.parse::<std::net::Ipv4Addr>()
-        .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A port as a browser would write it: 1–65535, no leading zero.
-fn is_plain_port(port: &str) -> bool {
-    !port.starts_with('0') && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// Validates a CORS origin at registration.
@@ -278,10 +208,10 @@ pub struct Client {
     pub auth_method: AuthMethod,
     #[serde(skip)]
     pub secret_hash: Option<TokenHash>,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub allowed_origins: Vec<String>,
-    pub grant_types: Vec<String>,
+    pub grant_types: GrantTypes,
     pub scopes: ScopeSet,
     pub first_party: bool,
     /// How refresh tokens reach this client (cookie: SPA clients only).
@@ -309,39 +239,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// The registered redirect URI `requested` matches: simple string comparison
-    /// (RFC 6749 §3.1.2.3, RFC 9700 §2.1 and §4.1.3), except that for a native client a
-    /// loopback IP literal matches on any port (RFC 8252 §7.3) — and only the port: the
-    /// rest must be the registered text byte for byte, so no other spelling of the host
-    /// (`127.1`, `2130706433`), path (`/x/../cb`), separator (`http:\\`) or port
-    /// (`:080`) gets a code.
+    /// The registered redirect URI `requested` matches (see `RedirectUri::matches`:
+    /// exact, with any loopback port for a native client only).
     pub fn redirect_uri_matches(&self, requested: &str) -> bool {
-        if self.redirect_uris.iter().any(|r| r == requested) {
-            return true;
-        }
-        // SECURITY: the port freedom is for native apps, which cannot know their port in
-        // advance; a web client's loopback URI is a fixed development address.
-        if self.kind != ClientKind::Native {
-            return false;
-        }
-        let Some((host, port, rest)) = split_loopback(requested) else {
-            return false;
-        };
-        if !port.is_none_or(is_plain_port) {
-            return false;
-        }
-        self.redirect_uris.iter().any(|registered| {
-            split_loopback(registered).is_some_and(|(reg_host, _, reg_rest)| {
-                reg_host == host && reg_rest == rest && is_loopback_ip_literal(reg_host)
-            })
-        })
+        self.redirect_uris
+            .iter()
+            .any(|registered| registered.matches(requested, self.kind))
     }
 
     /// The same rule for post-logout redirect URIs, without the loopback port freedom.
     pub fn post_logout_redirect_uri_matches(&self, requested: &str) -> bool {
         self.post_logout_redirect_uris
             .iter()
-            .any(|r| r == requested)
+            .any(|r| r.as_str() == requested)
     }
 
     /// Whether authorization requests must carry a PKCE challenge: always for public
@@ -350,8 +260,8 @@ impl Client {
         self.require_pkce || self.kind != ClientKind::Confidential
     }
 
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 }
 
@@ -366,10 +276,13 @@ mod tests {
             kind: ClientKind::Native,
             auth_method: AuthMethod::None,
             secret_hash: None,
-            redirect_uris: uris.iter().map(|s| (*s).to_owned()).collect(),
+            redirect_uris: uris
+                .iter()
+                .map(|s| RedirectUri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+                .collect(),
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
-            grant_types: vec!["authorization_code".into()],
+            grant_types: GrantTypes::from([GrantType::AuthorizationCode]),
             scopes: ScopeSet::parse("openid").unwrap_or_default(),
             first_party: false,
             refresh_token_delivery: TokenDelivery::Body,
@@ -379,42 +292,6 @@ mod tests {
             require_pkce: true,
             disabled: false,
             introspection: false,
-        }
-    }
-
-    #[test]
-    fn registration_rules() {
-        use ClientKind::*;
-        let ok = [
-            ("https://app.example.com/cb", Confidential),
-            ("http://127.0.0.1/cb", Native),
-            ("http://[::1]:8080/cb", Spa),
-            ("http://localhost:3000/cb", Spa),
-            ("com.example.app:/oauth2redirect", Native),
-            ("https://app.example.com/cb?tenant=1", Confidential),
-        ];
-        for (uri, kind) in ok {
-            assert_eq!(validate_redirect_uri(uri, kind), Ok(()), "{uri}");
-        }
-        let bad = [
-            ("http://app.example.com/cb", Confidential),
-            ("https://app.example.com/cb#frag", Confidential),
-            ("https://*.example.com/cb", Confidential),
-            ("https://app.example.com/*", Confidential),
-            ("com.example.app:/cb", Spa),
-            ("myapp:/cb", Native),
-            ("javascript:alert(1)", Native),
-            ("data:text/html,x", Native),
-            ("https://user:pw@app.example.com/cb", Confidential),
-            ("/relative", Confidential),
-            ("https://app.example.com/c\u{0}b", Confidential),
-            ("https://app.example.com/c b", Confidential),
-        ];
-        for (uri, kind) in bad {
-            assert!(
-                validate_redirect_uri(uri, kind).is_err(),
-                "{uri} should be refused"
-            );
         }
     }
 
@@ -508,6 +385,20 @@ mod tests {
         assert!(validate_origin("https://app.example.com/path").is_err());
         assert!(validate_origin("http://app.example.com").is_err());
         assert!(validate_origin("null").is_err());
+    }
+
+    #[test]
+    fn grant_types_parse_and_list_in_order() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
+        }
+        assert_eq!(GrantType::parse("password"), None);
+        assert_eq!(GrantType::parse("implicit"), None);
+        let set = GrantTypes::from([GrantType::ClientCredentials, GrantType::AuthorizationCode]);
+        assert_eq!(
+            serde_json::to_value(&set).unwrap_or_default(),
+            serde_json::json!(["authorization_code", "client_credentials"])
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod claims;
 pub mod client;
 pub mod jws;
 pub mod pkce;
+pub mod redirect_uri;
 pub mod refresh;
 pub mod scope;
 pub mod secret;

@@ -8,7 +8,7 @@ use super::Provider;
 use super::error::EndpointError;
 use super::token::Credentials;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
-use crate::domain::client::Client;
+use crate::domain::client::{Client, GrantType};
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::error::OAuthError;
 
@@ -165,7 +165,8 @@ impl Provider {
             return Ok(false);
         };
         Ok(self.store.find_client(&id).await?.is_some_and(|c| {
-            c.allows_grant("client_credentials") && super::claims::token_matches_secret(claims, &c)
+            c.allows_grant(GrantType::ClientCredentials)
+                && super::claims::token_matches_secret(claims, &c)
         }))
     }
 }
@@ -185,7 +186,7 @@ mod tests {
 
     use super::may_introspect;
     use crate::domain::client::TokenDelivery;
-    use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
+    use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind, GrantType, GrantTypes};
     use crate::domain::jws::SigningAlg;
     use crate::domain::scope::ScopeSet;
 
@@ -199,7 +200,7 @@ mod tests {
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
-            grant_types: vec!["client_credentials".into()],
+            grant_types: GrantTypes::from([GrantType::ClientCredentials]),
             scopes: ScopeSet::default(),
             first_party: false,
             refresh_token_delivery: TokenDelivery::Body,

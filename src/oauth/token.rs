@@ -13,7 +13,7 @@ use super::Provider;
 use super::error::{EndpointError, ErrorCode, OAuthError};
 use crate::audit::Actor;
 use crate::domain::client::TokenDelivery;
-use crate::domain::client::{AuthMethod, Client, ClientId};
+use crate::domain::client::{AuthMethod, Client, ClientId, GrantType};
 use crate::domain::secret::OpaqueToken;
 
 /// A successful token response (RFC 6749 §5.1). `Debug` shows no token.
@@ -118,18 +118,26 @@ impl Provider {
                 format!("this client may not use the {grant} grant"),
             )
         };
-        match grant {
-            "authorization_code" | "refresh_token" if !client.allows_grant(grant) => {
-                Err(unauthorized().into())
-            }
-            "authorization_code" => self.authorization_code_grant(&client, params, actor).await,
-            "refresh_token" => self.refresh_token_grant(&client, request, actor).await,
-            "client_credentials" => self.client_credentials_grant(&client, params, actor).await,
-            _ => Err(OAuthError::new(
+        let Some(grant_type) = GrantType::parse(grant) else {
+            return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "supported grant types: authorization_code, refresh_token, client_credentials",
             )
-            .into()),
+            .into());
+        };
+        match grant_type {
+            GrantType::AuthorizationCode | GrantType::RefreshToken
+                if !client.allows_grant(grant_type) =>
+            {
+                Err(unauthorized().into())
+            }
+            GrantType::AuthorizationCode => {
+                self.authorization_code_grant(&client, params, actor).await
+            }
+            GrantType::RefreshToken => self.refresh_token_grant(&client, request, actor).await,
+            GrantType::ClientCredentials => {
+                self.client_credentials_grant(&client, params, actor).await
+            }
         }
     }
 

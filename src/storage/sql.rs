@@ -18,7 +18,8 @@ macro_rules! sql_store {
         use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
         use crate::domain::user::{NewUser, PasswordHash, User, UserId, UserProfile, Username};
         use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind};
-        use crate::domain::client::TokenDelivery;
+        use crate::domain::client::{GrantTypes, TokenDelivery};
+        use crate::domain::redirect_uri::RedirectUri;
         use crate::domain::jws::SigningAlg;
         use crate::domain::scope::ScopeSet;
         use crate::domain::refresh::FamilyId;
@@ -135,10 +136,10 @@ macro_rules! sql_store {
             kind: String,
             secret_hash: Option<Vec<u8>>,
             auth_method: String,
-            redirect_uris: Json<Vec<String>>,
-            post_logout_redirect_uris: Json<Vec<String>>,
+            redirect_uris: Json<Vec<RedirectUri>>,
+            post_logout_redirect_uris: Json<Vec<RedirectUri>>,
             allowed_origins: Json<Vec<String>>,
-            grant_types: Json<Vec<String>>,
+            grant_types: Json<GrantTypes>,
             scopes: Json<Vec<String>>,
             first_party: bool,
             refresh_token_delivery: String,

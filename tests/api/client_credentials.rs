@@ -7,7 +7,8 @@ use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use portcullis::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use portcullis::clients::{Registration, RegistrationError};
-use portcullis::domain::client::{AuthMethod, Client, ClientKind};
+use portcullis::domain::client::{AuthMethod, Client, ClientKind, GrantType, GrantTypes};
+use portcullis::domain::redirect_uri::RedirectUri;
 use portcullis::domain::scope::ScopeSet;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -356,7 +357,14 @@ async fn registration_keeps_the_grant_and_the_admin_scope_to_confidential_client
     let (admin, _) = app
         .register_client(Registration::admin("Ops".into(), Some("ops".into())))
         .await;
-    assert_eq!(admin.grant_types, vec!["client_credentials".to_owned()]);
+    assert_eq!(
+        admin
+            .grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>(),
+        vec!["client_credentials"]
+    );
     assert_eq!(admin.scopes.to_string(), "portcullis:admin");
 }
 
@@ -373,10 +381,10 @@ async fn the_authorization_endpoint_never_grants_the_admin_scope() {
         kind: ClientKind::Confidential,
         auth_method: AuthMethod::ClientSecretBasic,
         secret_hash: Some(portcullis::domain::secret::OpaqueToken::generate().hash()),
-        redirect_uris: vec![WEB_REDIRECT.into()],
+        redirect_uris: vec![RedirectUri::parse(WEB_REDIRECT).expect("uri")],
         post_logout_redirect_uris: vec![],
         allowed_origins: vec![],
-        grant_types: vec!["authorization_code".into()],
+        grant_types: GrantTypes::from([GrantType::AuthorizationCode]),
         scopes: ScopeSet::from_tokens(["openid", "portcullis:admin"]),
         first_party: true,
         refresh_token_delivery: Default::default(),

@@ -114,7 +114,7 @@ pub fn reply_to_client(reply: &ClientReply, redirect: StatusCode) -> HttpRespons
         ResponseMode::FormPost => {
             let html = pages::render(&FormPostPage {
                 css_href: pages::css_href(),
-                action: &reply.redirect_uri,
+                action: reply.redirect_uri.as_str(),
                 params: &reply.params,
             });
             let csp = pages::csp_with_form_target(reply.form_action_source().as_deref());

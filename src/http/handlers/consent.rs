@@ -14,7 +14,7 @@ use crate::http::error::PageError;
 use crate::http::extract::{Binding, OptionalSession, SameOrigin};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, ConsentPage};
-use crate::oauth::authorize::{Pending, form_action_source};
+use crate::oauth::authorize::Pending;
 
 #[derive(Deserialize)]
 pub struct ConsentQuery {
@@ -79,14 +79,11 @@ pub async fn show(
         .iter()
         .map(scope::describe)
         .collect();
-    let redirect_host = url::Url::parse(&pending.request.redirect_uri)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(str::to_owned)
-                .or_else(|| Some(u.scheme().to_owned()))
-        })
-        .unwrap_or_default();
+    let redirect_url = pending.request.redirect_uri.url();
+    let redirect_host = redirect_url
+        .host_str()
+        .unwrap_or(redirect_url.scheme())
+        .to_owned();
     let csrf = csrf_token(&session, &pending.tx);
     let html = pages::render(&ConsentPage {
         css_href: pages::css_href(),
@@ -97,8 +94,7 @@ pub async fn show(
         scopes: &scopes,
         redirect_host: &redirect_host,
     });
-    let csp =
-        pages::csp_with_form_target(form_action_source(&pending.request.redirect_uri).as_deref());
+    let csp = pages::csp_with_form_target(Some(&pending.request.redirect_uri.form_action_source()));
     Ok(pages::html_builder(StatusCode::OK)
         .insert_header(("Content-Security-Policy", csp))
         .body(html))

@@ -16,7 +16,7 @@ use crate::http::error::PageError;
 use crate::http::extract::{Binding, SameOrigin, SessionCookie};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
-use crate::oauth::authorize::{AuthorizationRequest, RESUME_PATH, form_action_source};
+use crate::oauth::authorize::{AuthorizationRequest, RESUME_PATH};
 
 /// Where a plain sign-in (not part of an authorization request) lands.
 const DEFAULT_RETURN_TO: &str = "/account";
@@ -68,7 +68,10 @@ async fn client_context(
         .find_client(&id)
         .await?
         .map_or_else(|| request.client_id.clone(), |c| c.name);
-    Ok(Some((name, form_action_source(&request.redirect_uri))))
+    Ok(Some((
+        name,
+        Some(request.redirect_uri.form_action_source()),
+    )))
 }
 
 #[derive(Default)]

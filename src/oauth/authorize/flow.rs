@@ -181,7 +181,7 @@ impl Provider {
             client_id: client.id.clone(),
             user_id: session.user.id,
             session_id: session.session.id,
-            redirect_uri: request.redirect_uri.clone(),
+            redirect_uri: request.redirect_uri.to_string(),
             scope: request.scope.clone(),
             nonce: request.nonce.clone(),
             code_challenge: request.code_challenge.clone(),

@@ -7,7 +7,7 @@ use super::reply::{AuthorizeOutcome, already_answered};
 use super::request::AuthorizationRequest;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
-use crate::domain::client::Client;
+use crate::domain::client::{Client, GrantType};
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
@@ -55,8 +55,8 @@ impl Provider {
         // The registration may have changed while the request waited (or the client
         // was disabled meanwhile).
         if client.disabled
-            || !client.redirect_uri_matches(&request.redirect_uri)
-            || !client.allows_grant("authorization_code")
+            || !client.redirect_uri_matches(request.redirect_uri.as_str())
+            || !client.allows_grant(GrantType::AuthorizationCode)
             || !request.consent_scope().is_subset(&client.scopes)
             || (request.code_challenge.is_empty() && client.pkce_required())
         {

@@ -2,9 +2,8 @@
 //! URI is not trusted), a reply delivered to the client's redirect URI, or a detour through
 //! sign-in or consent.
 
-use url::Url;
-
 use super::request::{AuthorizationRequest, ResponseMode};
+use crate::domain::redirect_uri::RedirectUri;
 use crate::domain::secret::OpaqueToken;
 use crate::oauth::Provider;
 use crate::oauth::error::OAuthError;
@@ -25,7 +24,7 @@ pub enum AuthorizeOutcome {
 /// An answer for the client: its redirect URI and the parameters to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientReply {
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     pub mode: ResponseMode,
     pub params: Vec<(String, String)>,
 }
@@ -33,32 +32,23 @@ pub struct ClientReply {
 impl ClientReply {
     /// The redirect URI with the parameters added to its query (query response mode).
     pub fn location(&self) -> String {
-        match Url::parse(&self.redirect_uri) {
-            Ok(mut url) => {
-                url.query_pairs_mut().extend_pairs(&self.params);
-                url.to_string()
-            }
-            Err(_) => self.redirect_uri.clone(),
-        }
+        let mut url = self.redirect_uri.url().clone();
+        url.query_pairs_mut().extend_pairs(&self.params);
+        url.to_string()
     }
 
     /// The CSP `form-action` source that lets a form on our pages end at this client.
     pub fn form_action_source(&self) -> Option<String> {
-        form_action_source(&self.redirect_uri)
+        Some(self.redirect_uri.form_action_source())
     }
 }
 
-/// `https://app.example.com` for web redirect URIs, `com.example.app:` for private-use
-/// schemes: what a page's CSP must allow for a form post to end at `redirect_uri`.
+/// The CSP `form-action` source for a redirect URI given as text (see
+/// `RedirectUri::form_action_source`); `None` if it does not parse.
 pub fn form_action_source(redirect_uri: &str) -> Option<String> {
-    let url = Url::parse(redirect_uri).ok()?;
-    match (url.scheme(), url.host()) {
-        // CSP host-sources cannot name IPv6 literals; `http:` is the narrowest source that
-        // lets the redirect to a native app's `http://[::1]:port` loopback listener through.
-        ("http", Some(url::Host::Ipv6(_))) => Some("http:".to_owned()),
-        ("https" | "http", _) => Some(url.origin().ascii_serialization()),
-        (scheme, _) => Some(format!("{scheme}:")),
-    }
+    RedirectUri::parse(redirect_uri)
+        .ok()
+        .map(|uri| uri.form_action_source())
 }
 
 impl Provider {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::claims::RequestedClaims;
 use crate::domain::client::Client;
+use crate::domain::redirect_uri::RedirectUri;
 use crate::domain::scope::ScopeSet;
 
 /// Longest `state` accepted.
@@ -61,7 +62,7 @@ impl ResponseMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     pub scope: ScopeSet,
     pub state: Option<String>,
     pub nonce: Option<String>,
@@ -87,14 +88,14 @@ impl AuthorizationRequest {
     /// A request for `client` at its verified `redirect_uri`, with what an error reply
     /// needs (RFC 6749 §4.1.2.1): `state` when it is one we may echo, and the response
     /// mode, or `query` when the one asked for is not offered. The rules fill in the rest.
-    pub(super) fn new(client: &Client, redirect_uri: &str, params: Params<'_>) -> Self {
+    pub(super) fn new(client: &Client, redirect_uri: RedirectUri, params: Params<'_>) -> Self {
         let state = params
             .get("state")
             .filter(|s| s.len() <= MAX_STATE_LEN && is_vschar(s))
             .map(str::to_owned);
         Self {
             client_id: client.id.to_string(),
-            redirect_uri: redirect_uri.to_owned(),
+            redirect_uri,
             scope: ScopeSet::default(),
             state,
             nonce: None,

@@ -3,7 +3,7 @@
 
 use super::request::{AuthorizationRequest, MAX_STATE_LEN, Params, ResponseMode, is_vschar};
 use crate::domain::claims::ClaimsRequest;
-use crate::domain::client::{Client, TokenDelivery};
+use crate::domain::client::{Client, GrantType, TokenDelivery};
 use crate::domain::pkce::{CodeChallenge, PkceError};
 use crate::domain::refresh::OFFLINE_ACCESS;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
@@ -77,7 +77,7 @@ pub(super) fn response_type(params: Params<'_>) -> Result<(), OAuthError> {
 /// RFC 6749 §4.1.2.1 `unauthorized_client`: the client must be registered for the
 /// authorization code grant.
 pub(super) fn code_flow_allowed(client: &Client) -> Result<(), OAuthError> {
-    if client.allows_grant("authorization_code") {
+    if client.allows_grant(GrantType::AuthorizationCode) {
         return Ok(());
     }
     Err(OAuthError::new(
@@ -118,7 +118,7 @@ pub(super) fn granted_scope(client: &Client, requested: ScopeSet) -> Result<Scop
     // tokens always end with the browser session.
     if scope.contains(OFFLINE_ACCESS)
         && !(client.scopes.contains(OFFLINE_ACCESS)
-            && client.allows_grant("refresh_token")
+            && client.allows_grant(GrantType::RefreshToken)
             && client.refresh_token_delivery != TokenDelivery::Cookie)
     {
         scope = scope.without(OFFLINE_ACCESS);
@@ -302,8 +302,9 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::domain::client::{AuthMethod, ClientId, ClientKind};
+    use crate::domain::client::{AuthMethod, ClientId, ClientKind, GrantTypes};
     use crate::domain::jws::SigningAlg;
+    use crate::domain::redirect_uri::RedirectUri;
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
@@ -314,10 +315,12 @@ mod tests {
             kind: ClientKind::Confidential,
             auth_method: AuthMethod::ClientSecretBasic,
             secret_hash: None,
-            redirect_uris: vec!["https://app.example/cb".into()],
+            redirect_uris: vec![
+                RedirectUri::parse("https://app.example/cb").unwrap_or_else(|e| panic!("{e}")),
+            ],
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
-            grant_types: vec!["authorization_code".into()],
+            grant_types: GrantTypes::from([GrantType::AuthorizationCode]),
             scopes: ScopeSet::parse(scopes).unwrap_or_else(|e| panic!("{e}")),
             first_party: false,
             refresh_token_delivery: TokenDelivery::Body,
@@ -340,7 +343,7 @@ mod tests {
     fn request(raw: &HashMap<String, String>) -> AuthorizationRequest {
         AuthorizationRequest::new(
             &client("openid", true),
-            "https://app.example/cb",
+            RedirectUri::parse("https://app.example/cb").unwrap_or_else(|e| panic!("{e}")),
             Params::new(raw),
         )
     }

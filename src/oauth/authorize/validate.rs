@@ -9,6 +9,7 @@ use super::reply::AuthorizeOutcome;
 use super::request::{AuthorizationRequest, Params};
 use super::rules;
 use crate::domain::client::{Client, ClientId};
+use crate::domain::redirect_uri::RedirectUri;
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, OAuthError};
 
@@ -107,15 +108,15 @@ impl Provider {
 /// RFC 6749 §3.1.2.3 and §4.1.2.1, OpenID Connect Core §3.1.2.1: `redirect_uri` is required
 /// and must match one registered for the client exactly (RFC 8252 §7.3: a native app's
 /// loopback URI on any port); otherwise the user is told and is not redirected.
-fn registered_redirect_uri<'a>(client: &Client, params: Params<'a>) -> Result<&'a str, Refusal> {
+fn registered_redirect_uri(client: &Client, params: Params<'_>) -> Result<RedirectUri, Refusal> {
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return Err("The request has no redirect_uri.");
     };
+    let unregistered = "The redirect_uri of this request is not registered for the \
+                        application, so you are not sent back to it.";
     if !client.redirect_uri_matches(redirect_uri) {
-        return Err(
-            "The redirect_uri of this request is not registered for the application, so you \
-             are not sent back to it.",
-        );
+        return Err(unregistered);
     }
-    Ok(redirect_uri)
+    // A registered URI (or its loopback port variant) always parses.
+    RedirectUri::parse(redirect_uri).map_err(|_| unregistered)
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Mint;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
-use crate::domain::client::Client;
+use crate::domain::client::{Client, GrantType};
 use crate::domain::pkce::{CodeChallenge, challenge_for_verifier};
 use crate::domain::refresh::FamilyId;
 use crate::domain::secret::OpaqueToken;
@@ -56,7 +56,7 @@ impl Provider {
         let expires_at = now + self.access_token_lifetime;
         // A refresh token for clients allowed the grant (RFC 6749 §1.5), first of a new
         // family.
-        let refresh = client.allows_grant("refresh_token").then(|| {
+        let refresh = client.allows_grant(GrantType::RefreshToken).then(|| {
             let token = OpaqueToken::generate();
             let (idle_expires_at, absolute_expires_at) = self.refresh.new_family(client.kind, now);
             let family = NewRefreshFamily {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
-use crate::domain::client::Client;
+use crate::domain::client::{Client, GrantType};
 use crate::domain::scope::{ScopeSet, is_user_scope};
 use crate::oauth::Provider;
 use crate::oauth::claims::AccessTokenClaims;
@@ -30,7 +30,7 @@ impl Provider {
             )
             .into());
         }
-        if !client.allows_grant("client_credentials") {
+        if !client.allows_grant(GrantType::ClientCredentials) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "this client may not use the client_credentials grant",
