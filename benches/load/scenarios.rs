@@ -3,6 +3,7 @@
 //! the flows the API tests use (`tests/api/helpers/flow.rs`).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +19,8 @@ use reqwest::StatusCode;
 use time::OffsetDateTime;
 
 use crate::driver::{
-    OpFuture, Runner, backend_cpu_between, crypto_costs, exchange, exchange_json, http_client,
-    load, proc_cpu, proc_status,
+    OpFuture, Outcome1, Runner, backend_cpu_between, crypto_costs, exchange, exchange_json,
+    http_client, load, proc_cpu, proc_status,
 };
 use crate::flow::{self, Pkce};
 use crate::options::Options;
@@ -229,14 +230,9 @@ impl<'a> Bench<'a> {
         let c = self.opts.concurrency;
         let client = http_client(c)?;
         let url = format!("{}{path}", self.base);
-        let warm = {
-            let (client, url) = (client.clone(), url.clone());
-            move |_| exchange(client.get(&url))
-        };
-        load(GET_WARMUP, c, 200, None, warm).await?;
         let op = move |_| exchange(client.get(&url));
-        self.runner
-            .measure(&format!("`GET {path}`"), self.opts.requests, c, 200, op)
+        let name = format!("`GET {path}`");
+        self.warm_then_measure(&name, GET_WARMUP, self.opts.requests, c, op)
             .await
     }
 
@@ -246,14 +242,8 @@ impl<'a> Bench<'a> {
         let client = http_client(c)?;
         let token = self.access_token(&client, 0).await?;
         let url = format!("{}/userinfo", self.base);
-        let warm = {
-            let (client, url, token) = (client.clone(), url.clone(), token.clone());
-            move |_| exchange(client.get(&url).bearer_auth(&token))
-        };
-        load(GET_WARMUP, c, 200, None, warm).await?;
         let op = move |_| exchange(client.get(&url).bearer_auth(&token));
-        self.runner
-            .measure("`GET /userinfo`", self.opts.requests, c, 200, op)
+        self.warm_then_measure("`GET /userinfo`", GET_WARMUP, self.opts.requests, c, op)
             .await
     }
 
@@ -327,16 +317,14 @@ impl<'a> Bench<'a> {
         }
         eprintln!("{:.1} s", t.elapsed().as_secs_f64());
         let chains = Arc::new(Chains(std::sync::Mutex::new(tokens)));
-        let op = |client| refresh_op(client, self.base, &self.refresh_secret, &chains);
-        load(TOKEN_WARMUP, c, 200, None, op(client.clone())).await?;
+        let op = refresh_op(client, self.base, &self.refresh_secret, &chains);
         let mut row = self
-            .runner
-            .measure(
+            .warm_then_measure(
                 "`POST /token` (refresh_token)",
+                TOKEN_WARMUP,
                 self.opts.token_requests,
                 c,
-                200,
-                op(client),
+                op,
             )
             .await?;
         row.note = format!("{c} rotation chains, every token presented once");
@@ -359,21 +347,14 @@ impl<'a> Bench<'a> {
                 )
             }
         };
-        let op = Arc::new(op);
-        let warm = {
-            let op = Arc::clone(&op);
-            move |i| op(i)
-        };
-        load(TOKEN_WARMUP, c, 200, None, warm).await?;
-        self.runner
-            .measure(
-                "`POST /token` (client_credentials)",
-                self.opts.token_requests,
-                c,
-                200,
-                move |i| op(i),
-            )
-            .await
+        self.warm_then_measure(
+            "`POST /token` (client_credentials)",
+            TOKEN_WARMUP,
+            self.opts.token_requests,
+            c,
+            op,
+        )
+        .await
     }
 
     /// `/introspect`: the service asks about a user's live access token (redeemed just
@@ -406,20 +387,13 @@ impl<'a> Bench<'a> {
                 Ok(status)
             }
         };
-        let op = Arc::new(op);
-        let warm = {
-            let op = Arc::clone(&op);
-            move |i| op(i)
-        };
-        load(GET_WARMUP, c, 200, None, warm).await?;
         let mut row = self
-            .runner
-            .measure(
+            .warm_then_measure(
                 "`POST /introspect` (a user's access token)",
+                GET_WARMUP,
                 self.opts.requests,
                 c,
-                200,
-                move |i| op(i),
+                op,
             )
             .await?;
         row.note = "every answer checked for `active: true`".into();
@@ -428,20 +402,14 @@ impl<'a> Bench<'a> {
 
     /// Sign-in with a wrong password: argon2id on the bounded pool.
     async fn wrong_password(&self) -> Result<Row> {
-        let op = Arc::new(wrong_password_op(self.base, LOGIN_USER).await?);
-        let warm = {
-            let op = Arc::clone(&op);
-            move |i| op(i)
-        };
-        load(LOGIN_WARMUP, LOGIN_CONCURRENCY, 200, None, warm).await?;
+        let op = wrong_password_op(self.base, LOGIN_USER).await?;
         let mut row = self
-            .runner
-            .measure(
+            .warm_then_measure(
                 "`POST /login` (wrong password)",
+                LOGIN_WARMUP,
                 LOGIN_REQUESTS,
                 LOGIN_CONCURRENCY,
-                200,
-                move |i| op(i),
+                op,
             )
             .await?;
         row.note = "200 = the form again with \"Incorrect username or password\"".into();
@@ -517,6 +485,31 @@ impl<'a> Bench<'a> {
             note: "CPU columns include the concurrent /token requests".into(),
         };
         Ok([idle, beside, flood])
+    }
+
+    /// A warm-up of `warm` requests, then the measured run of `count`, both sending `op`
+    /// (which must answer 200).
+    async fn warm_then_measure<F, Fut>(
+        &self,
+        name: &str,
+        warm: usize,
+        count: usize,
+        concurrency: usize,
+        op: F,
+    ) -> Result<Row>
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome1> + Send + 'static,
+    {
+        let op = Arc::new(op);
+        let warm_op = {
+            let op = Arc::clone(&op);
+            move |i| op(i)
+        };
+        load(warm, concurrency, 200, None, warm_op).await?;
+        self.runner
+            .measure(name, count, concurrency, 200, move |i| op(i))
+            .await
     }
 
     /// `POST /token` redeeming the seeded code at `offset + i` for request `i`.
