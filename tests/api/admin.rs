@@ -14,8 +14,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::client_credentials::{cc_request, service};
-use crate::helpers::{PASSWORD, TestApp, captured_logs, spawn_app};
-use crate::oidc::{WEB_REDIRECT, code, exchange, pkce, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, captured_logs, code, exchange, pkce, rp_http, spawn_app,
+    web_app,
+};
 
 const ADMIN: &str = "ops";
 

@@ -19,8 +19,9 @@ use portcullis::domain::jws::SigningAlg;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with};
-use crate::oidc::{WEB_REDIRECT, follow, query, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, follow, query, rp_http, spawn_app_with, web_app,
+};
 
 const ALL: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
 
@@ -200,7 +201,7 @@ async fn es256_and_eddsa_id_tokens_verify_with_a_certified_library() {
                             ("client_id", client_id),
                             ("redirect_uri", WEB_REDIRECT),
                             ("scope", "openid"),
-                            ("code_challenge", crate::oidc::pkce().challenge.as_str()),
+                            ("code_challenge", crate::helpers::pkce().challenge.as_str()),
                             ("code_challenge_method", "S256"),
                             ("prompt", "none"),
                             ("id_token_hint", hint.as_str()),

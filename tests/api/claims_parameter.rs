@@ -7,12 +7,10 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::helpers::{
-    PASSWORD, TestApp, cookie_value, hidden_field, session_cookie_name, set_cookie, spawn_app,
+    PASSWORD, Pkce, TestApp, WEB_REDIRECT, authorize_path, code, cookie_value, exchange_web,
+    follow, hidden_field, pkce, query, refresh_as, refreshing_app, rp_http, session_cookie_name,
+    set_cookie, spawn_app, web_app,
 };
-use crate::oidc::{
-    Pkce, WEB_REDIRECT, authorize_path, code, exchange, follow, pkce, query, rp_http, web_app,
-};
-use crate::refresh::{refresh_as, refreshing_app};
 
 async fn setup(first_party: bool) -> (TestApp, String) {
     let app = spawn_app().await;
@@ -37,15 +35,7 @@ async fn tokens(app: &TestApp, secret: &str, extra: &[(&str, &str)]) -> Value {
 }
 
 async fn redeem(app: &TestApp, secret: &str, code: &str, p: &Pkce) -> Value {
-    let response = exchange(
-        app,
-        "web-app",
-        Some(secret),
-        code,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let response = exchange_web(app, secret, code, &p.verifier).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.expect("token JSON")
 }

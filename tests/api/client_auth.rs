@@ -9,8 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::client_credentials::service;
-use crate::helpers::{TestApp, spawn_app};
-use crate::oidc::rp_http;
+use crate::helpers::{TestApp, rp_http, spawn_app};
 
 const ENDPOINTS: [(&str, (&str, &str)); 3] = [
     ("/token", ("grant_type", "client_credentials")),

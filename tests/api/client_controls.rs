@@ -10,9 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::client_credentials::{cc_request, service};
-use crate::helpers::TestApp;
-use crate::oidc::{
-    WEB_REDIRECT, assert_oauth_error, authorize_path, code, exchange, pkce, rp_http,
+use crate::helpers::{
+    TestApp, WEB_REDIRECT, assert_oauth_error, authorize_path, code, exchange_web, pkce, rp_http,
 };
 use crate::refresh::setup;
 
@@ -121,15 +120,7 @@ async fn disabling_a_client_suspends_it_and_its_tokens_everywhere() {
     )
     .await;
     assert_oauth_error(
-        exchange(
-            app,
-            "web-app",
-            Some(&secret),
-            &pending_code,
-            WEB_REDIRECT,
-            &p.verifier,
-        )
-        .await,
+        exchange_web(app, &secret, &pending_code, &p.verifier).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )

@@ -13,8 +13,9 @@ use portcullis::domain::scope::ScopeSet;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
-use crate::oidc::{WEB_REDIRECT, authorize_path, follow, pkce, query, rp_http};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, authorize_path, follow, pkce, query, rp_http, spawn_app,
+};
 
 /// A confidential service client allowed client_credentials, with API scopes and (to
 /// check they are never granted without a user) the OpenID scopes.
@@ -177,13 +178,13 @@ async fn every_refusal_has_its_error_code_and_issues_nothing() {
         .register_client(service("billing", &["invoices:read", "openid", "profile"]))
         .await;
     let billing = billing.expect("secret");
-    let (_, web) = app.register_client(crate::oidc::web_app(false)).await;
+    let (_, web) = app.register_client(crate::helpers::web_app(false)).await;
     let web = web.expect("secret");
     let (_, user_only) = app
         .register_client(service("user-only", &["openid", "email"]))
         .await;
     let user_only = user_only.expect("secret");
-    let mut spa = crate::oidc::web_app(false);
+    let mut spa = crate::helpers::web_app(false);
     spa.client_id = Some("spa".into());
     spa.kind = ClientKind::Spa;
     app.register_client(spa).await;
@@ -336,10 +337,10 @@ async fn registration_keeps_the_grant_and_the_admin_scope_to_confidential_client
     mixed_admin.grant_types = vec!["client_credentials".into(), "authorization_code".into()];
     mixed_admin.redirect_uris = vec![WEB_REDIRECT.into()];
     refused(mixed_admin, "the admin scope next to a user flow").await;
-    let mut web_admin = crate::oidc::web_app(false);
+    let mut web_admin = crate::helpers::web_app(false);
     web_admin.scopes = vec!["openid".into(), "portcullis:admin".into()];
     refused(web_admin, "the admin scope on an authorization_code client").await;
-    let mut no_redirect = crate::oidc::web_app(false);
+    let mut no_redirect = crate::helpers::web_app(false);
     no_redirect.redirect_uris = vec![];
     refused(no_redirect, "authorization_code without a redirect URI").await;
     assert!(

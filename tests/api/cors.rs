@@ -8,8 +8,7 @@ use portcullis::domain::client::TokenDelivery;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
-use crate::oidc::{code_for, pkce, rp_http, web_app};
+use crate::helpers::{PASSWORD, TestApp, code_for, flow, pkce, rp_http, spawn_app, web_app};
 
 const COOKIE_ORIGIN: &str = "http://127.0.0.1:5173";
 const COOKIE_REDIRECT: &str = "http://127.0.0.1:5173/callback";
@@ -44,19 +43,19 @@ async fn cors_app() -> TestApp {
 async fn access_token(app: &TestApp) -> String {
     let p = pkce();
     let code = code_for(app, "cookie-spa", COOKIE_REDIRECT, &p).await;
-    let response = rp_http()
-        .post(app.url("/token"))
-        .header("origin", COOKIE_ORIGIN)
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "cookie-spa"),
-            ("code", code.as_str()),
-            ("redirect_uri", COOKIE_REDIRECT),
-            ("code_verifier", p.verifier.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST /token");
+    let response = flow::code_exchange(
+        &rp_http(),
+        &app.address,
+        "cookie-spa",
+        None,
+        &code,
+        COOKIE_REDIRECT,
+        &p.verifier,
+    )
+    .header("origin", COOKIE_ORIGIN)
+    .send()
+    .await
+    .expect("POST /token");
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.expect("JSON");
     body["access_token"]

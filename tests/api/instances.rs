@@ -15,8 +15,10 @@ use portcullis::storage::{SigningKeyRecord, Store};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, TestDatabase, browser, spawn_app_with, test_settings};
-use crate::oidc::{WEB_REDIRECT, authorize_path, follow_at, pkce, query, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, TestDatabase, WEB_REDIRECT, authorize_path, browser, follow_at, pkce, query,
+    rp_http, spawn_app_with, test_settings, web_app,
+};
 
 fn on_postgres() -> bool {
     std::env::var("TEST_DB").as_deref() == Ok("postgres")

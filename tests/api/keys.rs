@@ -13,8 +13,10 @@ use portcullis::keys::{KeyRing, MasterKey, RotationOutcome, retention};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, browser, spawn_app_with};
-use crate::oidc::{WEB_REDIRECT, code, exchange, pkce, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, browser, code, exchange, pkce, rp_http, spawn_app_with,
+    web_app,
+};
 
 /// The server reloads its keys every second, so rotations made elsewhere show up fast.
 async fn app() -> TestApp {

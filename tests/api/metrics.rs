@@ -2,8 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{PASSWORD, spawn_app, spawn_app_with};
-use crate::oidc::rp_http;
+use crate::helpers::{PASSWORD, rp_http, spawn_app, spawn_app_with};
 
 /// The value of the sample `name{labels}` (labels exactly as rendered), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {

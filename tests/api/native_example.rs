@@ -18,9 +18,9 @@ use reqwest::StatusCode;
 use tokio::sync::oneshot;
 use url::Url;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
-use crate::oidc::{assert_oauth_error, follow, query, rp_http, web_app};
-use crate::refresh::refresh_as;
+use crate::helpers::{
+    PASSWORD, TestApp, assert_oauth_error, follow, query, refresh_as, rp_http, spawn_app, web_app,
+};
 
 const CLIENT_ID: &str = "acme-cli";
 /// What the README registers: the port is left out, any port matches (RFC 8252 §7.3).

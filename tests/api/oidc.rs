@@ -11,132 +11,13 @@ use openidconnect::{
 };
 use portcullis::clients::Registration;
 use portcullis::domain::client::ClientKind;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use url::Url;
 
-use crate::helpers::{PASSWORD, TestApp, hidden_field, spawn_app};
-
-pub const WEB_REDIRECT: &str = "https://app.example.com/callback";
-
-pub fn web_app(first_party: bool) -> Registration {
-    Registration {
-        client_id: Some("web-app".into()),
-        name: "Acme Tracker".into(),
-        kind: ClientKind::Confidential,
-        auth_method: None,
-        redirect_uris: vec![WEB_REDIRECT.into()],
-        post_logout_redirect_uris: vec![],
-        allowed_origins: vec![],
-        grant_types: vec![],
-        scopes: vec![],
-        first_party,
-        refresh_token_delivery: Default::default(),
-        id_token_signed_response_alg: None,
-        require_pkce: true,
-        introspection: false,
-    }
-}
-
-/// An HTTP client for the relying party's back channel: never follows redirects.
-pub fn rp_http() -> Client {
-    Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// Follows the browser through the provider's pages (sign-in with `password`, consent
-/// with `consent` when asked) until the provider redirects to `redirect_prefix`; returns
-/// that final URL.
-pub async fn follow(
-    app: &TestApp,
-    browser: &Client,
-    start: &str,
-    redirect_prefix: &str,
-    consent: &str,
-) -> Url {
-    follow_at(&app.address, browser, start, redirect_prefix, consent).await
-}
-
-/// `follow` against the server at `base` (e.g. another process).
-pub async fn follow_at(
-    base: &str,
-    browser: &Client,
-    start: &str,
-    redirect_prefix: &str,
-    consent: &str,
-) -> Url {
-    let url_of = |path: &str| format!("{base}{path}");
-    let mut next = start.to_owned();
-    for _ in 0..10 {
-        if next.starts_with(redirect_prefix) {
-            return Url::parse(&next).expect("redirect URL");
-        }
-        let url = if next.starts_with('/') {
-            url_of(&next)
-        } else {
-            next.clone()
-        };
-        let response = browser.get(&url).send().await.expect("GET");
-        let status = response.status();
-        if status.is_redirection() {
-            next = response.headers()["location"]
-                .to_str()
-                .expect("location")
-                .to_owned();
-            continue;
-        }
-        assert_eq!(status, StatusCode::OK, "unexpected page at {url}");
-        let path = Url::parse(&url).expect("url").path().to_owned();
-        let html = response.text().await.expect("body");
-        let tx = hidden_field(&html, "tx").expect("tx field");
-        let csrf = hidden_field(&html, "csrf_token").expect("csrf field");
-        let posted = match path.as_str() {
-            "/login" => {
-                browser
-                    .post(url_of("/login"))
-                    .form(&[
-                        ("tx", tx.as_str()),
-                        ("csrf_token", &csrf),
-                        ("username", "alice"),
-                        ("password", PASSWORD),
-                    ])
-                    .send()
-                    .await
-            }
-            "/consent" => {
-                browser
-                    .post(url_of("/consent"))
-                    .form(&[
-                        ("tx", tx.as_str()),
-                        ("csrf_token", &csrf),
-                        ("decision", consent),
-                    ])
-                    .send()
-                    .await
-            }
-            other => panic!("unexpected page {other}"),
-        }
-        .expect("POST");
-        assert_eq!(
-            posted.status(),
-            StatusCode::SEE_OTHER,
-            "form post at {path}"
-        );
-        next = posted.headers()["location"]
-            .to_str()
-            .expect("location")
-            .to_owned();
-    }
-    panic!("too many redirects");
-}
-
-pub fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, assert_oauth_error, authorize_path, code, exchange,
+    exchange_web, follow, hidden_field, pkce, query, rp_http, spawn_app, web_app,
+};
 
 #[tokio::test]
 async fn a_certified_library_logs_in_with_code_and_pkce() {
@@ -223,109 +104,6 @@ async fn a_certified_library_logs_in_with_code_and_pkce() {
         assert_eq!(app.audit(kind).await.len(), 1, "{kind}");
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Hand-driven requests, for the cases a certified library never sends.
-
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
-}
-
-pub fn pkce() -> Pkce {
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let challenge = portcullis::domain::pkce::challenge_for_verifier(&verifier)
-        .expect("verifier")
-        .as_str()
-        .to_owned();
-    Pkce {
-        verifier,
-        challenge,
-    }
-}
-
-/// `/authorize?…` for `web-app` with sensible defaults, overridden by `extra`.
-pub fn authorize_path(pkce: &Pkce, extra: &[(&str, &str)]) -> String {
-    let mut params: Vec<(String, String)> = vec![
-        ("response_type".into(), "code".into()),
-        ("client_id".into(), "web-app".into()),
-        ("redirect_uri".into(), WEB_REDIRECT.into()),
-        ("scope".into(), "openid profile email".into()),
-        ("state".into(), "st-123".into()),
-        ("nonce".into(), "n-456".into()),
-        ("code_challenge".into(), pkce.challenge.clone()),
-        ("code_challenge_method".into(), "S256".into()),
-    ];
-    for (k, v) in extra {
-        params.retain(|(name, _)| name != k);
-        if !v.is_empty() {
-            params.push(((*k).into(), (*v).into()));
-        }
-    }
-    let query = serde_urlencoded::to_string(&params).expect("query");
-    format!("/authorize?{query}")
-}
-
-/// Signs in (and consents) through the pages; returns the code.
-pub async fn code(app: &TestApp, browser: &Client, pkce: &Pkce, extra: &[(&str, &str)]) -> String {
-    let back = follow(
-        app,
-        browser,
-        &authorize_path(pkce, extra),
-        WEB_REDIRECT,
-        "allow",
-    )
-    .await;
-    query(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
-}
-
-/// `code` for another client: `client_id` with its `redirect_uri`.
-pub async fn code_for(app: &TestApp, client_id: &str, redirect_uri: &str, pkce: &Pkce) -> String {
-    let path = authorize_path(
-        pkce,
-        &[("client_id", client_id), ("redirect_uri", redirect_uri)],
-    );
-    let back = follow(app, &app.client, &path, redirect_uri, "allow").await;
-    query(&back, "code").unwrap_or_else(|| panic!("no code in {back}"))
-}
-
-pub async fn exchange(
-    app: &TestApp,
-    client_id: &str,
-    secret: Option<&str>,
-    code: &str,
-    redirect_uri: &str,
-    verifier: &str,
-) -> reqwest::Response {
-    let mut request = rp_http().post(app.url("/token"));
-    if let Some(secret) = secret {
-        request = request.basic_auth(client_id, Some(secret));
-    }
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
-        ("code_verifier", verifier),
-    ];
-    if secret.is_none() {
-        form.push(("client_id", client_id));
-    }
-    request.form(&form).send().await.expect("POST /token")
-}
-
-pub async fn assert_oauth_error(response: reqwest::Response, status: StatusCode, error: &str) {
-    assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let body: serde_json::Value = response.json().await.expect("JSON error");
-    assert_eq!(body["error"], error, "{body}");
-    assert!(body["error_description"].is_string(), "{body}");
-    assert!(body.get("access_token").is_none());
-}
-
 async fn setup() -> (TestApp, String) {
     let app = spawn_app().await;
     app.create_user_named("alice", Some("Alice Example"), PASSWORD)
@@ -590,15 +368,7 @@ async fn code_exchange_failures_issue_no_tokens() {
 
     let wrong_verifier = pkce().verifier;
     assert_oauth_error(
-        exchange(
-            &app,
-            "web-app",
-            Some(&secret),
-            &c,
-            WEB_REDIRECT,
-            &wrong_verifier,
-        )
-        .await,
+        exchange_web(&app, &secret, &c, &wrong_verifier).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     )
@@ -632,15 +402,7 @@ async fn code_exchange_failures_issue_no_tokens() {
     )
     .await;
     assert_oauth_error(
-        exchange(
-            &app,
-            "web-app",
-            Some("wrong-secret"),
-            &c,
-            WEB_REDIRECT,
-            &p.verifier,
-        )
-        .await,
+        exchange_web(&app, "wrong-secret", &c, &p.verifier).await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
@@ -666,7 +428,7 @@ async fn code_exchange_failures_issue_no_tokens() {
     )
     .await;
     assert_oauth_error(
-        exchange(&app, "web-app", Some(&secret), &c, WEB_REDIRECT, "").await,
+        exchange_web(&app, &secret, &c, "").await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )
@@ -674,15 +436,7 @@ async fn code_exchange_failures_issue_no_tokens() {
     assert!(app.audit("token.issued").await.is_empty());
 
     // None of that burned the code: the right request still works, once.
-    let ok = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let ok = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
@@ -691,15 +445,7 @@ async fn a_reused_code_is_refused_and_revokes_the_first_access_token() {
     let (app, secret) = setup().await;
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
-    let first = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let first = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(first.headers()["cache-control"], "no-store");
     let tokens: serde_json::Value = first.json().await.expect("json");
@@ -722,15 +468,7 @@ async fn a_reused_code_is_refused_and_revokes_the_first_access_token() {
     };
     assert_eq!(userinfo(access.clone()).await.status(), StatusCode::OK);
 
-    let second = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let second = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_oauth_error(second, StatusCode::BAD_REQUEST, "invalid_grant").await;
 
     let revoked = userinfo(access).await;
@@ -750,15 +488,7 @@ async fn codes_expire_after_sixty_seconds() {
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
     app.clock.advance(time::Duration::seconds(61));
-    let late = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let late = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
 
@@ -776,15 +506,7 @@ async fn client_secret_post_and_unsupported_grants() {
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
     // Basic is not this client's method.
-    let basic = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let basic = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_oauth_error(basic, StatusCode::UNAUTHORIZED, "invalid_client").await;
     let post = rp_http()
         .post(app.url("/token"))
@@ -1101,15 +823,7 @@ async fn scopes_the_client_may_not_have_are_ignored_not_refused() {
         &[("scope", "openid profile address phone invoices:write")],
     )
     .await;
-    let response = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let response = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_eq!(response.status(), StatusCode::OK);
     let tokens: serde_json::Value = response.json().await.expect("tokens");
     assert_eq!(

@@ -12,9 +12,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use crate::helpers::{PASSWORD, TestApp, hidden_field, spawn_app};
-use crate::oidc::{
-    WEB_REDIRECT, authorize_path, code, exchange, follow, pkce, query, rp_http, web_app,
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, authorize_path, code, exchange_web, follow, hidden_field,
+    pkce, query, rp_http, spawn_app, web_app,
 };
 
 async fn setup() -> (TestApp, String) {
@@ -35,7 +35,7 @@ fn claims_of(id_token: &str) -> Value {
 async fn id_token(app: &TestApp, secret: &str, extra: &[(&str, &str)]) -> Value {
     let p = pkce();
     let c = code(app, &app.client, &p, extra).await;
-    let t: Value = exchange(app, "web-app", Some(secret), &c, WEB_REDIRECT, &p.verifier)
+    let t: Value = exchange_web(app, secret, &c, &p.verifier)
         .await
         .json()
         .await
@@ -119,18 +119,11 @@ async fn id_token_hint_with_prompt_none_succeeds_for_the_signed_in_user() {
     let (app, secret) = setup().await;
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
-    let t: Value = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("tokens");
+    let t: Value = exchange_web(&app, &secret, &c, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
     let hint = t["id_token"].as_str().expect("id token").to_owned();
     app.clock.advance(time::Duration::minutes(20)); // the hint may be expired
 
@@ -214,15 +207,7 @@ async fn authorization_requests_may_be_posted_and_ignore_unknown_parameters() {
     assert!(html.contains("Acme Tracker"), "the client's name is shown");
     let back = follow(&app, &app.client, &login, WEB_REDIRECT, "allow").await;
     let c = query(&back, "code").expect("code");
-    let ok = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let ok = exchange_web(&app, &secret, &c, &p.verifier).await;
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
@@ -526,7 +511,7 @@ async fn control_characters_are_refused_not_stored() {
         .send()
         .await
         .expect("POST");
-    crate::oidc::assert_oauth_error(token, StatusCode::BAD_REQUEST, "invalid_request").await;
+    crate::helpers::assert_oauth_error(token, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
 
 #[tokio::test]
@@ -537,16 +522,8 @@ async fn a_code_dies_with_the_session_it_was_issued_in() {
     let csrf = app.account_csrf(&app.client).await;
     app.post_form(&app.client, "/logout/confirm", &[("csrf_token", &csrf)])
         .await;
-    let late = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
-    crate::oidc::assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let late = exchange_web(&app, &secret, &c, &p.verifier).await;
+    crate::helpers::assert_oauth_error(late, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
 
 #[tokio::test]

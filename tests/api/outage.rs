@@ -17,8 +17,7 @@ use tokio::sync::watch;
 use portcullis::clients::Registration;
 
 use crate::admin::token_for;
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with};
-use crate::oidc::{WEB_REDIRECT, code, exchange, pkce, web_app};
+use crate::helpers::{PASSWORD, TestApp, code, exchange_web, pkce, spawn_app_with, web_app};
 
 /// A TCP proxy to Postgres that can be cut (every connection dropped, new ones refused)
 /// and restored.
@@ -185,18 +184,11 @@ async fn a_database_outage_is_answered_with_503_and_retry_after_then_service_res
     let code_1 = code(&app, &browser, &verifier, &[]).await;
     let code_2 = code(&app, &browser, &verifier, &[]).await;
     let form = app.login_form(&app.new_browser()).await;
-    let tokens: serde_json::Value = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &code_2,
-        WEB_REDIRECT,
-        &verifier.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("tokens");
+    let tokens: serde_json::Value = exchange_web(&app, &secret, &code_2, &verifier.verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
     let access_token = tokens["access_token"]
         .as_str()
         .expect("access token")
@@ -209,14 +201,7 @@ async fn a_database_outage_is_answered_with_503_and_retry_after_then_service_res
     outage.begin().await;
 
     // The token endpoint: RFC 6749 §5.2 JSON, `temporarily_unavailable`.
-    let token = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &code_1,
-        WEB_REDIRECT,
-        &verifier.verifier,
-    );
+    let token = exchange_web(&app, &secret, &code_1, &verifier.verifier);
     // A browser's sign-in: an error page.
     let login_browser = app.new_browser();
     let login = app.submit_login(&login_browser, &form, "alice", PASSWORD);
@@ -306,15 +291,7 @@ async fn a_database_outage_is_answered_with_503_and_retry_after_then_service_res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ready, StatusCode::OK);
-    let token = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &code_1,
-        WEB_REDIRECT,
-        &verifier.verifier,
-    )
-    .await;
+    let token = exchange_web(&app, &secret, &code_1, &verifier.verifier).await;
     assert_eq!(token.status(), StatusCode::OK);
     app.login_ok(&app.new_browser(), "alice", PASSWORD).await;
 }

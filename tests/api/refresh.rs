@@ -8,21 +8,10 @@ use portcullis::domain::client::ClientKind;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
-use crate::oidc::{
-    WEB_REDIRECT, assert_oauth_error, code, code_for, exchange, pkce, rp_http, web_app,
+use crate::helpers::{
+    PASSWORD, TestApp, assert_oauth_error, code, exchange_web, flow, pkce, public_app,
+    public_tokens, refresh_as, refreshing_app, rp_http, spawn_app, spawn_app_with, web_app,
 };
-
-pub const SCOPES: &str = "openid profile email offline_access";
-
-/// A confidential client allowed refresh tokens and offline access.
-pub fn refreshing_app() -> Registration {
-    Registration {
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        scopes: SCOPES.split(' ').map(str::to_owned).collect(),
-        ..web_app(true)
-    }
-}
 
 pub struct Setup {
     pub app: TestApp,
@@ -50,21 +39,23 @@ impl Setup {
     pub async fn tokens(&self, scope: &str) -> Value {
         let p = pkce();
         let c = code(&self.app, &self.app.client, &p, &[("scope", scope)]).await;
-        let response = exchange(
-            &self.app,
-            "web-app",
-            Some(&self.secret),
-            &c,
-            WEB_REDIRECT,
-            &p.verifier,
-        )
-        .await;
+        let response = exchange_web(&self.app, &self.secret, &c, &p.verifier).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("token JSON")
     }
 
     pub async fn refresh(&self, token: &str, extra: &[(&str, &str)]) -> reqwest::Response {
         refresh_as(&self.app, "web-app", Some(&self.secret), token, extra).await
+    }
+
+    /// Presenting `token` is refused with `invalid_grant` (RFC 6749 §5.2).
+    pub async fn assert_refresh_refused(&self, token: &str) {
+        assert_oauth_error(
+            self.refresh(token, &[]).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        )
+        .await;
     }
 
     pub async fn userinfo(&self, access_token: &str) -> StatusCode {
@@ -91,38 +82,16 @@ impl Setup {
     }
 }
 
-pub async fn refresh_as(
-    app: &TestApp,
-    client_id: &str,
-    secret: Option<&str>,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut request = rp_http().post(app.url("/token"));
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
-    match secret {
-        Some(secret) => request = request.basic_auth(client_id, Some(secret)),
-        None => form.push(("client_id", client_id)),
-    }
-    form.extend_from_slice(extra);
-    request.form(&form).send().await.expect("POST /token")
-}
-
 /// `n` refreshes with one token, each on its own task, released at once.
 async fn concurrent_refreshes(t: &Setup, token: &str, n: usize) -> Vec<(StatusCode, String)> {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (url, secret, token) = (t.app.url("/token"), t.secret.clone(), token.to_owned());
+        let (base, secret, token) = (t.app.address.clone(), t.secret.clone(), token.to_owned());
         let barrier = std::sync::Arc::clone(&barrier);
         tasks.push(tokio::spawn(async move {
-            let request = rp_http()
-                .post(url)
-                .basic_auth("web-app", Some(secret))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token.as_str()),
-                ]);
+            let request =
+                flow::refresh_request(&rp_http(), &base, "web-app", Some(&secret), &token, &[]);
             barrier.wait().await;
             let r = request.send().await.expect("POST /token");
             (r.status(), r.text().await.expect("body"))
@@ -186,20 +155,10 @@ async fn replaying_a_rotated_token_revokes_the_whole_family() {
     assert_eq!(t.introspect(&at2).await["active"], true);
 
     t.app.clock.advance(time::Duration::seconds(11));
-    assert_oauth_error(
-        t.refresh(&rt1, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt1).await;
 
     // The newest token of the family is dead too, and so are the family's access tokens.
-    assert_oauth_error(
-        t.refresh(&rt2, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt2).await;
     assert_eq!(t.userinfo(&at2).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         t.userinfo(&s(&first, "access_token")).await,
@@ -249,12 +208,7 @@ async fn concurrent_refreshes_without_the_retry_window_yield_exactly_one_success
         .find(|(status, _)| *status == StatusCode::OK)
         .expect("a winner");
     let winner: Value = serde_json::from_str(winner).expect("JSON");
-    assert_oauth_error(
-        t.refresh(&s(&winner, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&winner, "refresh_token")).await;
 }
 
 #[tokio::test]
@@ -303,19 +257,10 @@ async fn a_retry_after_the_window_is_reuse() {
     assert_eq!(retry.status(), StatusCode::OK);
     assert_eq!(retry.text().await.expect("body"), first);
     t.app.clock.advance(time::Duration::seconds(6));
-    assert_oauth_error(
-        t.refresh(&rt1, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt1).await;
     let successor: Value = serde_json::from_str(&first).expect("JSON");
-    assert_oauth_error(
-        t.refresh(&s(&successor, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&successor, "refresh_token"))
+        .await;
 }
 
 #[tokio::test]
@@ -328,18 +273,8 @@ async fn an_older_token_is_reuse_even_inside_the_window() {
     // rt1 was rotated two rotations ago: serving its old pair again would hand out a
     // token that has moved on, so even inside the window this is reuse.
     t.app.clock.advance(time::Duration::seconds(1));
-    assert_oauth_error(
-        t.refresh(&rt1, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
-    assert_oauth_error(
-        t.refresh(&s(&third, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt1).await;
+    t.assert_refresh_refused(&s(&third, "refresh_token")).await;
     assert_eq!(t.app.audit("refresh.reuse_detected").await.len(), 2);
 }
 
@@ -392,18 +327,11 @@ async fn clients_without_the_grant_get_no_refresh_token() {
     let secret = app.register_client(web_app(true)).await.1.expect("secret");
     let p = pkce();
     let c = code(&app, &app.client, &p, &[]).await;
-    let body: Value = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
+    let body: Value = exchange_web(&app, &secret, &c, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert!(body["access_token"].is_string());
     assert!(body.get("refresh_token").is_none(), "{body}");
 }
@@ -481,12 +409,7 @@ async fn idle_and_absolute_lifetimes_end_a_family() {
     // Idle: unused for more than an hour.
     let rt = s(&t.tokens("openid").await, "refresh_token");
     t.app.clock.advance(time::Duration::minutes(61));
-    assert_oauth_error(
-        t.refresh(&rt, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt).await;
 
     // Absolute: used every 50 minutes, it still ends 3 hours after the sign-in.
     let mut rt = s(&t.tokens("openid").await, "refresh_token");
@@ -503,40 +426,17 @@ async fn idle_and_absolute_lifetimes_end_a_family() {
         exp <= now,
         "the last token may not outlive the absolute limit"
     );
-    assert_oauth_error(
-        t.refresh(&rt, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt).await;
 }
 
 #[tokio::test]
 async fn spa_refresh_tokens_have_shorter_lifetimes() {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
-    app.register_client(Registration {
-        client_id: Some("spa".into()),
-        kind: ClientKind::Spa,
-        redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        ..web_app(true)
-    })
-    .await;
-    let p = pkce();
-    let c = code_for(&app, "spa", "http://127.0.0.1:5173/callback", &p).await;
-    let body: Value = exchange(
-        &app,
-        "spa",
-        None,
-        &c,
-        "http://127.0.0.1:5173/callback",
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
+    let redirect = "http://127.0.0.1:5173/callback";
+    app.register_client(public_app("spa", ClientKind::Spa, redirect))
+        .await;
+    let body = public_tokens(&app, "spa", redirect).await;
     let rt = s(&body, "refresh_token");
     // Default SPA idle lifetime: 1 hour (the browser session is touched by the refresh,
     // so only the token's own idle limit can end it here).
@@ -566,12 +466,7 @@ async fn session_bound_tokens_die_at_logout_but_offline_ones_survive() {
         .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
 
-    assert_oauth_error(
-        t.refresh(&s(&online, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&online, "refresh_token")).await;
     assert_eq!(
         t.userinfo(&s(&online, "access_token")).await,
         StatusCode::UNAUTHORIZED
@@ -608,12 +503,8 @@ async fn sign_out_everywhere_revokes_offline_families_too() {
         )
         .await;
     assert!(out.status().is_redirection(), "{}", out.status());
-    assert_oauth_error(
-        t.refresh(&s(&offline, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&offline, "refresh_token"))
+        .await;
 }
 
 #[tokio::test]
@@ -643,24 +534,15 @@ async fn a_disabled_user_cannot_refresh() {
         )
         .await
         .expect("disable");
-    assert_oauth_error(
-        t.refresh(&s(&offline, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&offline, "refresh_token"))
+        .await;
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_refresh_tokens_are_invalid_grant() {
     let t = setup().await;
     for token in ["x", "not a token at all", &"A".repeat(43)] {
-        assert_oauth_error(
-            t.refresh(token, &[]).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-        )
-        .await;
+        t.assert_refresh_refused(token).await;
     }
     let missing = rp_http()
         .post(t.app.url("/token"))
@@ -770,12 +652,7 @@ async fn the_cli_sessions_revoke_ends_every_family_of_the_user() {
         String::from_utf8_lossy(&out.stderr)
     );
     for tokens in [&online, &offline] {
-        assert_oauth_error(
-            t.refresh(&s(tokens, "refresh_token"), &[]).await,
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-        )
-        .await;
+        t.assert_refresh_refused(&s(tokens, "refresh_token")).await;
         assert_eq!(
             t.userinfo(&s(tokens, "access_token")).await,
             StatusCode::UNAUTHORIZED
@@ -798,18 +675,11 @@ async fn offline_access_is_ignored_for_clients_not_allowed_it() {
         .expect("secret");
     let p = pkce();
     let c = code(&app, &app.client, &p, &[("scope", "openid offline_access")]).await;
-    let body: Value = exchange(
-        &app,
-        "web-app",
-        Some(&secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
+    let body: Value = exchange_web(&app, &secret, &c, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(body["scope"], "openid");
     // The refresh token is bound to the session: it dies at sign-out.
     let csrf = app.account_csrf(&app.client).await;
@@ -843,12 +713,7 @@ async fn a_retry_must_be_the_same_request_and_a_bad_scope_reveals_nothing() {
     // Inside the window, only the identical request is a retry: another scope is reuse.
     let different = t.refresh(&rt1, &[("scope", "openid")]).await;
     assert_oauth_error(different, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    assert_oauth_error(
-        t.refresh(&s(&second, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&second, "refresh_token")).await;
     assert_eq!(t.app.audit("refresh.reuse_detected").await.len(), 2);
 }
 
@@ -863,35 +728,15 @@ async fn replaying_a_code_revokes_the_refresh_family_it_produced() {
         &[("scope", "openid offline_access")],
     )
     .await;
-    let first: Value = exchange(
-        &t.app,
-        "web-app",
-        Some(&t.secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
-    let replay = exchange(
-        &t.app,
-        "web-app",
-        Some(&t.secret),
-        &c,
-        WEB_REDIRECT,
-        &p.verifier,
-    )
-    .await;
+    let first: Value = exchange_web(&t.app, &t.secret, &c, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let replay = exchange_web(&t.app, &t.secret, &c, &p.verifier).await;
     assert_oauth_error(replay, StatusCode::BAD_REQUEST, "invalid_grant").await;
     // RFC 6749 §4.1.2: the tokens issued for the code are revoked, the refresh token too.
-    assert_oauth_error(
-        t.refresh(&s(&first, "refresh_token"), &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&s(&first, "refresh_token")).await;
     assert_eq!(
         t.userinfo(&s(&first, "access_token")).await,
         StatusCode::UNAUTHORIZED

@@ -7,9 +7,11 @@ use portcullis::domain::client::TokenDelivery;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, set_cookie, spawn_app};
-use crate::oidc::{assert_oauth_error, code_for, exchange, pkce, rp_http, web_app};
-use crate::refresh::{refreshing_app, setup};
+use crate::helpers::{
+    PASSWORD, assert_oauth_error, code_for, exchange, flow, pkce, public_app, public_tokens,
+    refreshing_app, rp_http, set_cookie, spawn_app, web_app,
+};
+use crate::refresh::setup;
 
 fn s(v: &Value, key: &str) -> String {
     v[key]
@@ -49,12 +51,7 @@ async fn revoking_a_refresh_token_revokes_its_family() {
     .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert_oauth_error(
-        t.refresh(&rt2, &[]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    t.assert_refresh_refused(&rt2).await;
     // The access token issued with it is denylisted too.
     assert_eq!(t.userinfo(&at2).await, StatusCode::UNAUTHORIZED);
     assert_eq!(t.introspect(&at2).await, json!({"active": false}));
@@ -276,18 +273,19 @@ async fn cookie_spa_app() -> crate::helpers::TestApp {
 async fn cookie_spa_sign_in(app: &crate::helpers::TestApp) -> reqwest::Response {
     let p = pkce();
     let c = code_for(app, "spa", SPA_REDIRECT, &p).await;
-    spa_http(SPA_ORIGIN)
-        .post(app.url("/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "spa"),
-            ("code", c.as_str()),
-            ("redirect_uri", SPA_REDIRECT),
-            ("code_verifier", p.verifier.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST /token")
+    let spa = spa_http(SPA_ORIGIN);
+    flow::code_exchange(
+        &spa,
+        &app.address,
+        "spa",
+        None,
+        &c,
+        SPA_REDIRECT,
+        &p.verifier,
+    )
+    .send()
+    .await
+    .expect("POST /token")
 }
 
 #[tokio::test]
@@ -323,19 +321,20 @@ async fn browser_apps_can_get_their_refresh_token_in_an_httponly_cookie() {
     let p2 = pkce();
     let c2 = code_for(&app, "spa", SPA_REDIRECT, &p2).await;
     for (origin, mode) in [("http://127.0.0.1:6666", "cors"), (SPA_ORIGIN, "navigate")] {
-        let planted = spa_http(origin)
-            .post(app.url("/token"))
-            .header("sec-fetch-mode", mode)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", "spa"),
-                ("code", c2.as_str()),
-                ("redirect_uri", SPA_REDIRECT),
-                ("code_verifier", p2.verifier.as_str()),
-            ])
-            .send()
-            .await
-            .expect("POST /token");
+        let spa = spa_http(origin);
+        let planted = flow::code_exchange(
+            &spa,
+            &app.address,
+            "spa",
+            None,
+            &c2,
+            SPA_REDIRECT,
+            &p2.verifier,
+        )
+        .header("sec-fetch-mode", mode)
+        .send()
+        .await
+        .expect("POST /token");
         assert!(set_cookie(&planted, "portcullis_rt_spa").is_none());
         assert_oauth_error(planted, StatusCode::BAD_REQUEST, "invalid_request").await;
     }
@@ -461,30 +460,12 @@ async fn native_apps_get_their_refresh_token_in_the_body() {
     // Native apps keep their refresh token themselves (body delivery).
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
-    app.register_client(Registration {
-        client_id: Some("native".into()),
-        kind: ClientKind::Native,
-        redirect_uris: vec!["http://127.0.0.1/callback".into()],
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-        ..web_app(true)
-    })
-    .await;
-    let p = pkce();
-    let c = code_for(&app, "native", "http://127.0.0.1/callback", &p).await;
-    let body: Value = exchange(
-        &app,
-        "native",
-        None,
-        &c,
-        "http://127.0.0.1/callback",
-        &p.verifier,
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
+    let redirect = "http://127.0.0.1/callback";
+    app.register_client(public_app("native", ClientKind::Native, redirect))
+        .await;
+    let body = public_tokens(&app, "native", redirect).await;
     let rt = s(&body, "refresh_token");
-    let r = crate::refresh::refresh_as(&app, "native", None, &rt, &[]).await;
+    let r = crate::helpers::refresh_as(&app, "native", None, &rt, &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     // Introspection needs a client that can authenticate (RFC 7662 §2.1): a public client
     // could otherwise learn about any token it holds without proving who it is.
@@ -541,13 +522,13 @@ async fn session_only_app(
 
 async fn session_access_token(app: &crate::helpers::TestApp, secret: &str) -> String {
     let p = pkce();
-    let c = crate::oidc::code(app, &app.client, &p, &[("scope", "openid profile")]).await;
+    let c = crate::helpers::code(app, &app.client, &p, &[("scope", "openid profile")]).await;
     let response = exchange(
         app,
         "web-app",
         Some(secret),
         &c,
-        crate::oidc::WEB_REDIRECT,
+        crate::helpers::WEB_REDIRECT,
         &p.verifier,
     )
     .await;

@@ -17,8 +17,10 @@ use portcullis::domain::user::User;
 use reqwest::{Client, Response, StatusCode};
 use url::Url;
 
-use crate::helpers::{PASSWORD, TestApp, hidden_field, set_cookie, spawn_app};
-use crate::oidc::{WEB_REDIRECT, authorize_path, follow, pkce, query, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, authorize_path, follow, hidden_field, pkce, query, rp_http,
+    set_cookie, spawn_app, web_app,
+};
 
 const LOGOUT_REDIRECT: &str = "https://app.example.com/signed-out";
 const OTHER_LOGOUT_REDIRECT: &str = "https://other.example.com/bye";

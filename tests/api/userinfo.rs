@@ -5,8 +5,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
-use crate::oidc::{WEB_REDIRECT, code, exchange, pkce, rp_http, web_app};
+use crate::helpers::{
+    PASSWORD, TestApp, WEB_REDIRECT, code, exchange, pkce, rp_http, spawn_app, web_app,
+};
 
 async fn tokens(app: &TestApp) -> Value {
     app.create_user_named("alice", Some("Alice Example"), PASSWORD)

@@ -1,4 +1,6 @@
-//! `spawn_app()`, `TestApp` and fixtures.
+//! `spawn_app()`: the server on a random port, on a thread and runtime of its own, with a
+//! database of its own (`TEST_DB=postgres|sqlite`), a mock clock and captured logs; the
+//! `TestApp` handle with its seeding and inspecting helpers.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -12,9 +14,10 @@ use portcullis::domain::user::{NewUser, Password, User, Username};
 use portcullis::password::PasswordHasher;
 use portcullis::startup::Application;
 use portcullis::storage::{self, Store};
-use reqwest::redirect::Policy;
-use reqwest::{Client, Response, StatusCode};
+use reqwest::Client;
 use uuid::Uuid;
+
+use super::browser;
 
 /// Everything every test's server logged, for the "no secrets in logs" checks.
 pub fn captured_logs() -> String {
@@ -153,8 +156,6 @@ pub struct TestApp {
     handle: ServerHandle,
 }
 
-pub const PASSWORD: &str = "correct horse battery staple";
-
 /// Test settings: defaults, a fresh database, one worker, and the issuer on our port.
 pub fn test_settings(db_url: &str) -> Settings {
     let mut s = Settings::defaults().expect("default settings");
@@ -261,79 +262,9 @@ async fn run_on_own_thread(
     }
 }
 
-/// A cookie-keeping client that behaves like a browser posting forms from our pages.
-pub fn browser(origin: &str) -> Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::ORIGIN,
-        reqwest::header::HeaderValue::from_str(origin).expect("origin header"),
-    );
-    headers.insert(
-        reqwest::header::USER_AGENT,
-        reqwest::header::HeaderValue::from_static(
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-        ),
-    );
-    Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .redirect(Policy::none())
-        .cookie_store(true)
-        .default_headers(headers)
-        .build()
-        .expect("http client")
-}
-
-/// The hidden fields of a rendered sign-in form.
-#[derive(Debug, Clone)]
-pub struct LoginForm {
-    pub tx: String,
-    pub csrf_token: String,
-}
-
-pub fn hidden_field(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_owned())
-}
-
-pub fn session_cookie_name(app: &TestApp) -> &'static str {
-    if app.settings.is_https() {
-        "__Host-portcullis_session"
-    } else {
-        "portcullis_session"
-    }
-}
-
-/// The `Set-Cookie` header for `name` in a response, if any.
-pub fn set_cookie(response: &Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_owned)
-}
-
-/// The value part of a `Set-Cookie` header.
-pub fn cookie_value(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .and_then(|kv| kv.split_once('='))
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_default()
-}
-
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
-    }
-
-    /// Another browser (own cookie jar) on the same server.
-    pub fn new_browser(&self) -> Client {
-        browser(&self.settings.issuer_origin())
     }
 
     pub async fn create_user(&self, username: &str, password: &str) -> User {
@@ -384,82 +315,6 @@ impl TestApp {
         (client, secret.map(|s| s.expose().to_owned()))
     }
 
-    pub async fn get(&self, client: &Client, path: &str) -> Response {
-        client.get(self.url(path)).send().await.expect("GET")
-    }
-
-    pub async fn post_form(&self, client: &Client, path: &str, form: &[(&str, &str)]) -> Response {
-        client
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .expect("POST")
-    }
-
-    /// Loads `/login` in `client` and returns its hidden fields.
-    pub async fn login_form(&self, client: &Client) -> LoginForm {
-        let response = self.get(client, "/login").await;
-        assert_eq!(response.status(), StatusCode::OK, "GET /login");
-        let html = response.text().await.expect("body");
-        LoginForm {
-            tx: hidden_field(&html, "tx").expect("tx field"),
-            csrf_token: hidden_field(&html, "csrf_token").expect("csrf_token field"),
-        }
-    }
-
-    /// Submits the sign-in form with these credentials.
-    pub async fn submit_login(
-        &self,
-        client: &Client,
-        form: &LoginForm,
-        username: &str,
-        password: &str,
-    ) -> Response {
-        self.post_form(
-            client,
-            "/login",
-            &[
-                ("tx", &form.tx),
-                ("csrf_token", &form.csrf_token),
-                ("username", username),
-                ("password", password),
-            ],
-        )
-        .await
-    }
-
-    /// A full sign-in in `client`; returns the response to the form post.
-    pub async fn login(&self, client: &Client, username: &str, password: &str) -> Response {
-        let form = self.login_form(client).await;
-        self.submit_login(client, &form, username, password).await
-    }
-
-    /// Signs in and asserts that it worked; returns the session cookie's value.
-    pub async fn login_ok(&self, client: &Client, username: &str, password: &str) -> String {
-        let response = self.login(client, username, password).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::SEE_OTHER,
-            "sign-in should succeed"
-        );
-        let cookie = set_cookie(&response, session_cookie_name(self)).expect("session cookie");
-        cookie_value(&cookie)
-    }
-
-    /// The account page's CSRF token for a signed-in client.
-    pub async fn account_csrf(&self, client: &Client) -> String {
-        let response = self.get(client, "/account").await;
-        assert_eq!(response.status(), StatusCode::OK, "GET /account");
-        let html = response.text().await.expect("body");
-        hidden_field(&html, "csrf_token").expect("csrf_token on /account")
-    }
-
-    /// Whether `client` is signed in (GET /account does not redirect).
-    pub async fn is_signed_in(&self, client: &Client) -> bool {
-        self.get(client, "/account").await.status() == StatusCode::OK
-    }
-
     pub async fn audit(&self, kind: &str) -> Vec<AuditRecord> {
         self.store
             .list_audit(&AuditQuery {
@@ -503,39 +358,5 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // `stop` sends its command at once; the server winds down on its own threads.
         drop(self.handle.stop(false));
-    }
-}
-
-/// How long a CLI child process may take before the test fails (instead of hanging).
-const CHILD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Runs `cmd` to completion with `stdin` (closed afterwards) and returns its output; a
-/// child still running after [`CHILD_DEADLINE`] is killed and the test fails, naming it.
-pub fn run_bounded(cmd: &mut std::process::Command, stdin: &str) -> std::process::Output {
-    use std::process::Stdio;
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run portcullis");
-    let pid = child.id();
-    if let Some(mut input) = child.stdin.take() {
-        // The child may exit without reading: a broken pipe is not an error here.
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    let (done, output) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match output.recv_timeout(CHILD_DEADLINE) {
-        Ok(result) => result.expect("wait for portcullis"),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-            panic!("{what} was still running after {CHILD_DEADLINE:?}: killed");
-        }
     }
 }
