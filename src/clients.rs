@@ -11,7 +11,7 @@ use crate::domain::client::{
 use crate::domain::jws::SigningAlg;
 use crate::domain::redirect_uri::RedirectUri;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, TokenHash};
 use crate::storage::{Store, StoreError};
 
 /// What an administrator asks for.
@@ -132,12 +132,50 @@ pub enum UpdateError {
 /// Everything registration decides from a request, validated.
 struct Validated {
     name: String,
+    kind: ClientKind,
     auth_method: AuthMethod,
     redirect_uris: Vec<RedirectUri>,
     post_logout_redirect_uris: Vec<RedirectUri>,
     allowed_origins: Vec<String>,
     grant_types: GrantTypes,
     scopes: ScopeSet,
+    first_party: bool,
+    refresh_token_delivery: TokenDelivery,
+    id_token_signed_response_alg: SigningAlg,
+    require_pkce: bool,
+    introspection: bool,
+}
+
+impl Validated {
+    /// The client this registration describes, enabled and dated `now`; its id and
+    /// secret are not registration fields.
+    fn into_client(
+        self,
+        id: ClientId,
+        secret_hash: Option<TokenHash>,
+        now: OffsetDateTime,
+    ) -> Client {
+        Client {
+            id,
+            name: self.name,
+            kind: self.kind,
+            auth_method: self.auth_method,
+            secret_hash,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            allowed_origins: self.allowed_origins,
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            first_party: self.first_party,
+            refresh_token_delivery: self.refresh_token_delivery,
+            created_at: now,
+            updated_at: now,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            require_pkce: self.require_pkce,
+            disabled: false,
+            introspection: self.introspection,
+        }
+    }
 }
 
 /// The registration rules, shared by `register` and `update`.
@@ -277,12 +315,20 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
     }
     Ok(Validated {
         name,
+        kind: reg.kind,
         auth_method,
         redirect_uris,
         post_logout_redirect_uris,
         allowed_origins: origins,
         grant_types,
         scopes,
+        first_party: reg.first_party,
+        refresh_token_delivery: reg.refresh_token_delivery,
+        id_token_signed_response_alg: reg
+            .id_token_signed_response_alg
+            .unwrap_or(SigningAlg::RS256),
+        require_pkce: reg.require_pkce,
+        introspection: reg.introspection,
     })
 }
 
@@ -308,28 +354,7 @@ pub async fn register(
     };
     let v = validate(&reg)?;
     let secret = (reg.kind == ClientKind::Confidential).then(OpaqueToken::generate);
-    let client = Client {
-        id,
-        name: v.name,
-        kind: reg.kind,
-        auth_method: v.auth_method,
-        secret_hash: secret.as_ref().map(OpaqueToken::hash),
-        redirect_uris: v.redirect_uris,
-        post_logout_redirect_uris: v.post_logout_redirect_uris,
-        allowed_origins: v.allowed_origins,
-        grant_types: v.grant_types,
-        scopes: v.scopes,
-        first_party: reg.first_party,
-        refresh_token_delivery: reg.refresh_token_delivery,
-        created_at: now,
-        updated_at: now,
-        id_token_signed_response_alg: reg
-            .id_token_signed_response_alg
-            .unwrap_or(SigningAlg::RS256),
-        require_pkce: reg.require_pkce,
-        disabled: false,
-        introspection: reg.introspection,
-    };
+    let client = v.into_client(id, secret.as_ref().map(OpaqueToken::hash), now);
     let audit = AuditEvent::new(now, AuditKind::ClientCreated, Outcome::Success, actor)
         .client(client.id.as_str())
         .detail("kind", client.kind.as_str());
@@ -397,26 +422,11 @@ pub async fn update(
         require_pkce: change.require_pkce.unwrap_or(current.require_pkce),
         introspection: change.introspection.unwrap_or(current.introspection),
     };
-    let v = validate(&reg)?;
     let client = Client {
-        id: current.id,
-        name: v.name,
-        kind: current.kind,
-        auth_method: v.auth_method,
-        secret_hash: current.secret_hash,
-        redirect_uris: v.redirect_uris,
-        post_logout_redirect_uris: v.post_logout_redirect_uris,
-        allowed_origins: v.allowed_origins,
-        grant_types: v.grant_types,
-        scopes: v.scopes,
-        first_party: reg.first_party,
-        refresh_token_delivery: reg.refresh_token_delivery,
-        id_token_signed_response_alg: current.id_token_signed_response_alg,
-        require_pkce: reg.require_pkce,
+        // Not registration fields: kept, and `disabled` set on its own below.
         disabled: change.disabled.unwrap_or(current.disabled),
-        introspection: reg.introspection,
         created_at: current.created_at,
-        updated_at: now,
+        ..validate(&reg)?.into_client(current.id, current.secret_hash, now)
     };
     let mut audit = AuditEvent::new(now, AuditKind::ClientUpdated, Outcome::Success, actor)
         .client(client.id.as_str())
