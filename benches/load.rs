@@ -36,6 +36,7 @@ use portcullis::clients::Registration;
 use portcullis::clock::SystemClock;
 use portcullis::config::Settings;
 use portcullis::domain::client::ClientKind;
+use portcullis::domain::pkce::CodeChallenge;
 use portcullis::domain::scope::ScopeSet;
 use portcullis::domain::secret::OpaqueToken;
 use portcullis::domain::session::BrowserSession;
@@ -992,7 +993,7 @@ async fn seed_codes(
                     redirect_uri: REDIRECT_URI.into(),
                     scope: scope.clone(),
                     nonce: Some("bench-nonce".into()),
-                    code_challenge: challenge.clone(),
+                    code_challenge: Some(CodeChallenge::from_trusted(challenge.clone())),
                     auth_time: session.auth_time,
                     amr: session.amr.clone(),
                     claims: Default::default(),
