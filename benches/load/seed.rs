@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use portcullis::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use portcullis::clients::Registration;
 use portcullis::domain::client::ClientKind;
+use portcullis::domain::pkce::CodeChallenge;
 use portcullis::domain::scope::ScopeSet;
 use portcullis::domain::secret::OpaqueToken;
 use portcullis::domain::session::BrowserSession;
@@ -49,7 +50,7 @@ pub async fn seed_codes(
                     redirect_uri: REDIRECT_URI.into(),
                     scope: scope.clone(),
                     nonce: Some("bench-nonce".into()),
-                    code_challenge: challenge.clone(),
+                    code_challenge: Some(CodeChallenge::from_trusted(challenge.clone())),
                     auth_time: session.auth_time,
                     amr: session.amr.clone(),
                     claims: Default::default(),

@@ -6,6 +6,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::client::ClientKind;
+use super::scope::ScopeSet;
 
 /// All refresh tokens descending from one authorization belong to one family; reuse of
 /// any rotated member revokes the whole family.
@@ -35,9 +36,11 @@ impl std::fmt::Display for FamilyId {
 /// Core §11).
 pub const OFFLINE_ACCESS: &str = "offline_access";
 
-/// Whether a space-delimited scope holds `offline_access`.
-pub fn is_offline(scope: &str) -> bool {
-    scope.split(' ').any(|s| s == OFFLINE_ACCESS)
+/// Whether a refresh-token family granted `scope` outlives the browser session it was
+/// issued in (OpenID Connect Core §11: `offline_access` asks for access while the user is
+/// not signed in); otherwise the family ends with the session.
+pub fn outlives_session(scope: &ScopeSet) -> bool {
+    scope.contains(OFFLINE_ACCESS)
 }
 
 /// Idle and absolute lifetime of a family's tokens.
@@ -153,5 +156,17 @@ mod tests {
         assert!(policy(10).is_retry(until, until + Duration::milliseconds(900)));
         assert!(!policy(10).is_retry(until, until + Duration::seconds(1)));
         assert!(!policy(0).is_retry(until, until));
+    }
+
+    #[test]
+    fn only_offline_access_outlives_the_session() {
+        assert!(outlives_session(&ScopeSet::from_tokens([
+            "openid",
+            OFFLINE_ACCESS
+        ])));
+        assert!(!outlives_session(&ScopeSet::from_tokens([
+            "openid", "profile"
+        ])));
+        assert!(!outlives_session(&ScopeSet::from_tokens(["offline"])));
     }
 }

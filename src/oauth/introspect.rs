@@ -49,7 +49,7 @@ impl Provider {
                 .detail("reason", reason)
         };
         let (answer, denial) = if let Some(opaque) = OpaqueToken::parse(token) {
-            match self.store.find_refresh_token(&opaque.hash(), now).await? {
+            match self.store.find_refresh_token(&opaque.hash()).await? {
                 Some(r) if r.client_id != client.id => {
                     (None, inactive("another client's refresh token"))
                 }
@@ -59,7 +59,7 @@ impl Provider {
                         && r.idle_expires_at > now
                         && r.absolute_expires_at > now
                         && !r.user_disabled
-                        && (r.session_id.is_none() || r.session_live) =>
+                        && (r.session_id.is_none() || r.session_live(now)) =>
                 {
                     let answer = json!({
                         "active": true,

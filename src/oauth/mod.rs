@@ -36,8 +36,6 @@ pub struct Provider {
     pub id_token_lifetime: Duration,
     pub code_lifetime: Duration,
     pub refresh: RefreshPolicy,
-    /// The browser session policy (a session-bound refresh counts as activity).
-    pub session_idle_timeout: Duration,
 }
 
 impl Provider {
@@ -63,7 +61,6 @@ impl Provider {
                 },
                 retry_window: d(settings.tokens.refresh_token_retry_window),
             },
-            session_idle_timeout: d(settings.session.idle_timeout),
         }
     }
 

@@ -41,7 +41,7 @@ impl Provider {
             )
         };
         if let Some(opaque) = OpaqueToken::parse(token) {
-            let Some(record) = self.store.find_refresh_token(&opaque.hash(), now).await? else {
+            let Some(record) = self.store.find_refresh_token(&opaque.hash()).await? else {
                 // §2.2: an invalid or unknown token is not an error.
                 return Ok(());
             };

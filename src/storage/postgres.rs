@@ -2,11 +2,12 @@
 
 use std::str::FromStr;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
 
-use super::{Backend, StoreError};
+use super::StoreError;
 use crate::config::DatabaseSettings;
 
 type Ts = OffsetDateTime;
@@ -23,6 +24,12 @@ fn from_ts(t: Ts) -> OffsetDateTime {
 const LOCK_ROW: &str = " for update";
 /// A shared row lock: concurrent readers proceed, a concurrent revocation waits.
 const LOCK_SHARE: &str = " for share";
+
+/// The migrations this build carries.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Whether sqlx's migration table exists (a database never migrated has none).
+const HAS_MIGRATIONS_TABLE: &str = "select to_regclass('_sqlx_migrations') is not null";
 
 /// The channel signing-key changes are announced on.
 const KEYS_CHANNEL: &str = "portcullis_keys";
@@ -53,16 +60,7 @@ impl KeyChangeListener {
 impl PgStore {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(&settings.url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.connect_timeout)
-            .connect_with(options.clone())
-            .await?;
-        Ok(Self {
-            pool,
-            options,
-            connect_timeout: settings.connect_timeout,
-        })
+        Self::open(settings, options, settings.max_connections).await
     }
 
     /// For inspection (`portcullis doctor`): every transaction read-only, a statement
@@ -72,8 +70,16 @@ impl PgStore {
             ("default_transaction_read_only", "on"),
             ("statement_timeout", "10s"),
         ]);
+        Self::open(settings, options, 1).await
+    }
+
+    async fn open(
+        settings: &DatabaseSettings,
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(max_connections)
             .acquire_timeout(settings.connect_timeout)
             .connect_with(options.clone())
             .await?;
@@ -106,30 +112,6 @@ impl PgStore {
 
     fn writer(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Versions of the embedded migrations not (successfully) applied to this database.
-    async fn pending_migration_versions(&self) -> Result<Vec<i64>, StoreError> {
-        let migrator = sqlx::migrate!("./migrations/postgres");
-        let has_table: bool =
-            sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
-                .fetch_one(&self.pool)
-                .await?;
-        let applied: Vec<i64> = if has_table {
-            sqlx::query_scalar("select version from _sqlx_migrations where success")
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            Vec::new()
-        };
-        Ok(super::pending_versions(&migrator, &applied))
-    }
-
-    async fn run_migrations(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await?;
-        Ok(())
     }
 
     async fn close_pools(&self) {

@@ -5,11 +5,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 use time::OffsetDateTime;
 
-use super::{Backend, StoreError};
+use super::StoreError;
 use crate::config::DatabaseSettings;
 
 type Ts = i64;
@@ -25,6 +26,13 @@ fn from_ts(t: Ts) -> OffsetDateTime {
 /// Row locking for read-then-write checks; SQLite needs none (writes are serialised).
 const LOCK_ROW: &str = "";
 const LOCK_SHARE: &str = "";
+
+/// The migrations this build carries.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Whether sqlx's migration table exists (a database never migrated has none).
+const HAS_MIGRATIONS_TABLE: &str = "select exists (select 1 from sqlite_master \
+     where type = 'table' and name = '_sqlx_migrations')";
 
 /// No notifications: SQLite serves a single node.
 const NOTIFY_KEYS: Option<&str> = None;
@@ -93,29 +101,6 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
-    }
-
-    /// Versions of the embedded migrations not (successfully) applied to this database.
-    async fn pending_migration_versions(&self) -> Result<Vec<i64>, StoreError> {
-        let migrator = sqlx::migrate!("./migrations/sqlite");
-        let has_table: bool = sqlx::query_scalar("select exists (select 1 from sqlite_master where type = 'table' and name = '_sqlx_migrations')")
-            .fetch_one(&self.reader)
-            .await?;
-        let applied: Vec<i64> = if has_table {
-            sqlx::query_scalar("select version from _sqlx_migrations where success")
-                .fetch_all(&self.reader)
-                .await?
-        } else {
-            Vec::new()
-        };
-        Ok(super::pending_versions(&migrator, &applied))
-    }
-
-    async fn run_migrations(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.writer)
-            .await?;
-        Ok(())
     }
 
     async fn close_pools(&self) {

@@ -594,10 +594,9 @@ async fn housekeeping_wipes_sealed_responses_and_purges_dead_families() {
     let hash = |token: &str| OpaqueToken::parse(token).expect("token shape").hash();
     let find = |token: String| {
         let store = std::sync::Arc::clone(&t.app.store);
-        let now = t.app.clock.now();
         async move {
             store
-                .find_refresh_token(&hash(&token), now)
+                .find_refresh_token(&hash(&token))
                 .await
                 .expect("lookup")
         }

@@ -7,6 +7,7 @@ use super::request::AuthorizationRequest;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
 use crate::domain::client::Client;
+use crate::domain::pkce::CodeChallenge;
 use crate::domain::secret::{OpaqueToken, TokenHash};
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
@@ -184,7 +185,9 @@ impl Provider {
             redirect_uri: request.redirect_uri.to_string(),
             scope: request.scope.clone(),
             nonce: request.nonce.clone(),
-            code_challenge: request.code_challenge.clone(),
+            code_challenge: Some(&request.code_challenge)
+                .filter(|c| !c.is_empty())
+                .map(|c| CodeChallenge::from_trusted(c.clone())),
             auth_time: session.session.auth_time,
             amr: session.session.amr.clone(),
             claims: request.claims.clone(),

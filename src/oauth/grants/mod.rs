@@ -12,10 +12,11 @@ use crate::domain::claims::RequestedClaims;
 use crate::domain::client::Client;
 use crate::domain::scope::ScopeSet;
 use crate::domain::session::SessionId;
-use crate::domain::user::User;
+use crate::domain::user::{User, UserId};
 use crate::keys::KeyError;
 use crate::oauth::Provider;
 use crate::oauth::claims::{AccessTokenClaims, IdTokenClaims, UserClaims, at_hash_for};
+use crate::oauth::error::{EndpointError, OAuthError};
 
 /// What the tokens of one response say about the user and the authentication.
 pub(crate) struct Mint<'a> {
@@ -35,6 +36,17 @@ pub(crate) struct Mint<'a> {
 }
 
 impl Provider {
+    /// The user the tokens are for, unless they were deleted or disabled since the grant
+    /// was given.
+    pub(crate) async fn active_user(&self, id: UserId) -> Result<User, EndpointError> {
+        Ok(self
+            .store
+            .find_user_by_id(id)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?)
+    }
+
     /// The access token (RFC 9068) and, when the scope holds `openid`, the ID token
     /// (OpenID Connect Core §2, §3.1.3.6 at_hash).
     pub(crate) fn mint(&self, m: &Mint<'_>) -> Result<(String, Option<String>), KeyError> {

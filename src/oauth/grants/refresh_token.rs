@@ -18,6 +18,8 @@ use crate::domain::client::Client;
 use crate::domain::client::TokenDelivery;
 use crate::domain::scope::ScopeSet;
 use crate::domain::secret::OpaqueToken;
+use crate::domain::session::SessionId;
+use crate::domain::user::User;
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::oauth::token::{Issued, TokenRequest, TokenResponse};
@@ -42,6 +44,93 @@ fn sealing_aad(token_hash: &[u8]) -> Vec<u8> {
 /// winner's committed rotation.
 const ATTEMPTS: usize = 3;
 
+/// The refusal of a token that is unknown, expired, or not this client's: the client
+/// cannot tell which.
+fn invalid_token() -> OAuthError {
+    OAuthError::invalid_grant("the refresh token is invalid or expired")
+}
+
+/// The presented refresh token: in the body (RFC 6749 §6), or, for a client that
+/// receives its refresh tokens in a cookie, only there (OAuth 2.0 for Browser-Based Apps
+/// §6.1).
+fn presented_refresh_token<'a>(
+    client: &Client,
+    request: &'a TokenRequest<'_>,
+) -> Result<&'a str, OAuthError> {
+    let body = request
+        .params
+        .get("refresh_token")
+        .map(String::as_str)
+        .filter(|v| !v.is_empty());
+    match (client.refresh_token_delivery, body) {
+        (TokenDelivery::Body, Some(token)) => Ok(token),
+        (TokenDelivery::Body, None) => {
+            Err(OAuthError::invalid_request("refresh_token is required"))
+        }
+        (TokenDelivery::Cookie, Some(_)) => Err(OAuthError::invalid_request(
+            "this client receives its refresh tokens in a cookie; send none in the body",
+        )),
+        // The request's Origin was checked against the client's in `Provider::token`.
+        (TokenDelivery::Cookie, None) => request
+            .refresh_cookie
+            .ok_or_else(|| OAuthError::invalid_grant("no refresh token cookie; sign in again")),
+    }
+}
+
+/// RFC 6749 §6: the optional `scope` parameter, syntactically valid.
+fn requested_scope(request: &TokenRequest<'_>) -> Result<Option<ScopeSet>, OAuthError> {
+    match request.params.get("scope").filter(|v| !v.is_empty()) {
+        Some(raw) => ScopeSet::parse(raw)
+            .map(Some)
+            .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed")),
+        None => Ok(None),
+    }
+}
+
+/// RFC 6749 §6: the scope may be narrowed, never widened; the family keeps its original
+/// scope, so a later refresh may ask for all of it again. A scope the client has lost
+/// since is refused.
+fn granted_scope(
+    requested: Option<&ScopeSet>,
+    record: &RefreshTokenRecord,
+    client: &Client,
+) -> Result<ScopeSet, OAuthError> {
+    let scope = match requested {
+        Some(s) if !s.is_subset(&record.scope) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "a refresh cannot add scopes the user did not grant",
+            ));
+        }
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => record.scope.clone(),
+    };
+    if !scope.is_subset(&client.scopes) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "the client is no longer allowed some of these scopes",
+        ));
+    }
+    Ok(scope)
+}
+
+/// An unrotated token of a live family may be used while it, its user and (for a
+/// session-bound family, OpenID Connect Core §11) its browser session are live.
+fn check_token_usable(record: &RefreshTokenRecord, now: OffsetDateTime) -> Result<(), OAuthError> {
+    if record.idle_expires_at <= now || record.absolute_expires_at <= now {
+        return Err(invalid_token());
+    }
+    if record.user_disabled {
+        return Err(OAuthError::invalid_grant("the user is no longer active"));
+    }
+    if record.session_id.is_some() && !record.session_live(now) {
+        return Err(OAuthError::invalid_grant(
+            "the browser session this refresh token belonged to has ended; sign in again",
+        ));
+    }
+    Ok(())
+}
+
 impl Provider {
     pub(crate) async fn refresh_token_grant(
         &self,
@@ -49,187 +138,170 @@ impl Provider {
         request: &TokenRequest<'_>,
         actor: &Actor,
     ) -> Result<Issued, EndpointError> {
-        let params = request.params;
-        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let presented = match (client.refresh_token_delivery, get("refresh_token")) {
-            (TokenDelivery::Body, Some(token)) => token,
-            (TokenDelivery::Body, None) => {
-                return Err(OAuthError::invalid_request("refresh_token is required").into());
-            }
-            (TokenDelivery::Cookie, Some(_)) => {
-                return Err(OAuthError::invalid_request(
-                    "this client receives its refresh tokens in a cookie; send none in the body",
-                )
-                .into());
-            }
-            // The request's Origin was checked against the client's in `Provider::token`.
-            (TokenDelivery::Cookie, None) => request.refresh_cookie.ok_or_else(|| {
-                OAuthError::invalid_grant("no refresh token cookie; sign in again")
-            })?,
-        };
-        let requested = match get("scope") {
-            Some(raw) => Some(
-                ScopeSet::parse(raw)
-                    .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?,
-            ),
-            None => None,
-        };
-        let invalid = || OAuthError::invalid_grant("the refresh token is invalid or expired");
-        let token = OpaqueToken::parse(presented).ok_or_else(invalid)?;
-        let hash = token.hash();
-
+        let presented = presented_refresh_token(client, request)?;
+        let requested = requested_scope(request)?;
+        let hash = OpaqueToken::parse(presented)
+            .ok_or_else(invalid_token)?
+            .hash();
         for _ in 0..ATTEMPTS {
             let now = self.clock.now();
-            let Some(record) = self.store.find_refresh_token(&hash, now).await? else {
-                return Err(invalid().into());
+            let Some(record) = self.store.find_refresh_token(&hash).await? else {
+                return Err(invalid_token().into());
             };
-            // RFC 6749 §6: the token is bound to the client it was issued to.
-            if record.client_id != client.id {
-                self.deny(&record, client, actor, now, "issued to another client")
-                    .await?;
-                return Err(invalid().into());
-            }
-            // Checks that depend only on the request come before the token's state, so
-            // they answer the same whether or not the token was rotated: a stolen token
-            // cannot be probed for its state with a request that is bound to fail.
-            // RFC 6749 §6: the scope may be narrowed, never widened; the family keeps its
-            // original scope, so a later refresh may ask for all of it again.
-            let scope = match &requested {
-                Some(s) if !s.is_subset(&record.scope) => {
-                    return Err(OAuthError::new(
-                        ErrorCode::InvalidScope,
-                        "a refresh cannot add scopes the user did not grant",
-                    )
-                    .into());
-                }
-                Some(s) if !s.is_empty() => s.clone(),
-                _ => record.scope.clone(),
-            };
-            if !scope.is_subset(&client.scopes) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    "the client is no longer allowed some of these scopes",
-                )
-                .into());
-            }
-            if record.family_revoked || record.rotated_at.is_some() {
-                return self
-                    .replayed(&record, client, requested.as_ref(), actor, now)
-                    .await;
-            }
-            if record.idle_expires_at <= now || record.absolute_expires_at <= now {
-                return Err(invalid().into());
-            }
-            if record.user_disabled {
-                return Err(OAuthError::invalid_grant("the user is no longer active").into());
-            }
-            if record.session_id.is_some() && !record.session_live {
-                return Err(OAuthError::invalid_grant(
-                    "the browser session this refresh token belonged to has ended; sign in again",
-                )
-                .into());
-            }
-            let user = self
-                .store
-                .find_user_by_id(record.user_id)
+            if let Some(issued) = self
+                .refresh_once(client, &record, requested.as_ref(), actor, now)
                 .await?
-                .filter(|u| !u.disabled)
-                .ok_or_else(|| OAuthError::invalid_grant("the user is no longer active"))?;
-
-            let jti = Uuid::new_v4();
-            // OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud, azp and
-            // the original auth_time; iat is new; no nonce.
-            let (access_token, id_token) = self.mint(&Mint {
-                client,
-                user: &user,
-                scope: &scope,
-                session: record.session_id,
-                auth_time: record.auth_time,
-                amr: &record.amr,
-                nonce: None,
-                claims: &record.claims,
-                jti,
-                now,
-            })?;
-            let successor = OpaqueToken::generate();
-            let response = TokenResponse {
-                access_token,
-                token_type: "Bearer".to_owned(),
-                expires_in: self.access_token_lifetime.whole_seconds(),
-                scope: scope.to_string(),
-                refresh_token: Some(successor.expose().to_owned()),
-                id_token,
-            };
-            let sealed_response = if self.refresh.retry_window.is_positive() {
-                let sealed = serde_json::to_vec(&Sealed {
-                    response: response.clone(),
-                    refresh_expires_at: record.absolute_expires_at.unix_timestamp(),
-                    requested_scope: requested.as_ref().map(ScopeSet::to_string),
-                })
-                .map_err(|e| EndpointError::Internal(e.to_string()))?;
-                Some((
-                    self.keys.seal(&sealed, &sealing_aad(hash.as_bytes()))?,
-                    now + self.refresh.retry_window,
-                ))
-            } else {
-                None
-            };
-            let touch_session = record.session_id.map(|sid| {
-                let idle = now + self.session_idle_timeout;
-                let idle = record
-                    .session_absolute_expires_at
-                    .map_or(idle, |absolute| idle.min(absolute));
-                // Activity is written at most once per `session.touch_interval`, as the
-                // pages do: a refresh that would move the idle expiry by less skips the
-                // write (the session is still locked and checked).
-                let stale = record
-                    .session_idle_expires_at
-                    .is_none_or(|current| idle - current >= self.auth.sessions.touch_interval);
-                (sid, stale.then_some(idle))
-            });
-            let audit = AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
-                .client(client.id.as_str())
-                .user(record.user_id)
-                .detail("family", record.family_id.to_string())
-                .detail("jti", jti.to_string())
-                .detail("scope", scope.to_string());
-            let audit = match record.session_id {
-                Some(sid) => audit.session(sid),
-                None => audit.detail("offline", true),
-            };
-            let rotated = self
-                .store
-                .rotate_refresh_token(
-                    &RefreshRotation {
-                        presented: hash,
-                        family_id: record.family_id,
-                        successor: successor.hash(),
-                        successor_idle_expires_at: self.refresh.successor_idle_expiry(
-                            client.kind,
-                            now,
-                            record.absolute_expires_at,
-                        ),
-                        access_token_jti: jti,
-                        access_token_expires_at: now + self.access_token_lifetime,
-                        sealed_response,
-                        touch_session,
-                        audit: &audit,
-                    },
-                    now,
-                )
-                .await?;
-            if rotated {
-                return Ok(Issued {
-                    response,
-                    client_id: client.id.clone(),
-                    delivery: client.refresh_token_delivery,
-                    refresh_expires_at: Some(record.absolute_expires_at),
-                });
+            {
+                return Ok(issued);
             }
             // Another presentation of the same token won the race: look again, and this
             // one is a retry or a replay.
         }
-        Err(invalid().into())
+        Err(invalid_token().into())
+    }
+
+    /// The rules in order, then one attempt at the rotation: none when another
+    /// presentation of the token rotated it first.
+    async fn refresh_once(
+        &self,
+        client: &Client,
+        record: &RefreshTokenRecord,
+        requested: Option<&ScopeSet>,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, EndpointError> {
+        // RFC 6749 §6: the token is bound to the client it was issued to.
+        if record.client_id != client.id {
+            self.deny(record, client, actor, now, "issued to another client")
+                .await?;
+            return Err(invalid_token().into());
+        }
+        // Checks that depend only on the request come before the token's state, so they
+        // answer the same whether or not the token was rotated: a stolen token cannot be
+        // probed for its state with a request that is bound to fail.
+        let scope = granted_scope(requested, record, client)?;
+        // RFC 9700 §4.14.2: a rotated token presented again is a retry or a replay.
+        if record.family_revoked || record.rotated_at.is_some() {
+            return self
+                .replayed(record, client, requested, actor, now)
+                .await
+                .map(Some);
+        }
+        check_token_usable(record, now)?;
+        let user = self.active_user(record.user_id).await?;
+        self.rotate(client, record, &user, &scope, requested, actor, now)
+            .await
+    }
+
+    /// RFC 9700 §4.14.2 rotation: new tokens, the presented one retired, in one
+    /// conditional write; false from storage when another presentation won.
+    #[expect(clippy::too_many_arguments, reason = "the steps of one rotation")]
+    async fn rotate(
+        &self,
+        client: &Client,
+        record: &RefreshTokenRecord,
+        user: &User,
+        scope: &ScopeSet,
+        requested: Option<&ScopeSet>,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Option<Issued>, EndpointError> {
+        let jti = Uuid::new_v4();
+        // OpenID Connect Core §12.2: a refreshed ID token keeps iss, sub, aud, azp and
+        // the original auth_time; iat is new; no nonce.
+        let (access_token, id_token) = self.mint(&Mint {
+            client,
+            user,
+            scope,
+            session: record.session_id,
+            auth_time: record.auth_time,
+            amr: &record.amr,
+            nonce: None,
+            claims: &record.claims,
+            jti,
+            now,
+        })?;
+        let successor = OpaqueToken::generate();
+        let response = TokenResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: self.access_token_lifetime.whole_seconds(),
+            scope: scope.to_string(),
+            refresh_token: Some(successor.expose().to_owned()),
+            id_token,
+        };
+        let audit = rotation_audit(record, client, actor, now, jti, scope);
+        let rotated = self
+            .store
+            .rotate_refresh_token(
+                &RefreshRotation {
+                    presented: record.token_hash,
+                    family_id: record.family_id,
+                    successor: successor.hash(),
+                    successor_idle_expires_at: self.refresh.successor_idle_expiry(
+                        client.kind,
+                        now,
+                        record.absolute_expires_at,
+                    ),
+                    access_token_jti: jti,
+                    access_token_expires_at: now + self.access_token_lifetime,
+                    sealed_response: self.seal_for_retry(&response, record, requested, now)?,
+                    touch_session: self.session_touch(record, now),
+                    audit: &audit,
+                },
+                now,
+            )
+            .await?;
+        Ok(rotated.then(|| Issued {
+            response,
+            client_id: client.id.clone(),
+            delivery: client.refresh_token_delivery,
+            refresh_expires_at: Some(record.absolute_expires_at),
+        }))
+    }
+
+    /// The response sealed under the master key for the idempotent retry window, and
+    /// when the window ends; none when the window is off.
+    fn seal_for_retry(
+        &self,
+        response: &TokenResponse,
+        record: &RefreshTokenRecord,
+        requested: Option<&ScopeSet>,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Vec<u8>, OffsetDateTime)>, EndpointError> {
+        if !self.refresh.retry_window.is_positive() {
+            return Ok(None);
+        }
+        let sealed = serde_json::to_vec(&Sealed {
+            response: response.clone(),
+            refresh_expires_at: record.absolute_expires_at.unix_timestamp(),
+            requested_scope: requested.map(ScopeSet::to_string),
+        })
+        .map_err(|e| EndpointError::Internal(e.to_string()))?;
+        Ok(Some((
+            self.keys
+                .seal(&sealed, &sealing_aad(record.token_hash.as_bytes()))?,
+            now + self.refresh.retry_window,
+        )))
+    }
+
+    /// A session-bound refresh is activity of its browser session, under the session
+    /// policy the pages follow: the idle expiry moves
+    /// (`SessionPolicy::idle_expiry_after_activity`), written at most once per touch
+    /// interval (`SessionPolicy::needs_touch`). Storage locks the session and checks it
+    /// is live either way.
+    fn session_touch(
+        &self,
+        record: &RefreshTokenRecord,
+        now: OffsetDateTime,
+    ) -> Option<(SessionId, Option<OffsetDateTime>)> {
+        let policy = &self.auth.sessions;
+        let idle = record
+            .session
+            .as_ref()
+            .filter(|session| policy.needs_touch(session, now))
+            .map(|session| policy.idle_expiry_after_activity(now, session.absolute_expires_at));
+        record.session_id.map(|sid| (sid, idle))
     }
 
     /// A rotated token, or one of a revoked family, presented again.
@@ -329,5 +401,26 @@ impl Provider {
             .detail("reason", reason);
         self.store.record_audit(&[audit]).await?;
         Ok(())
+    }
+}
+
+/// The audit row of a rotation.
+fn rotation_audit(
+    record: &RefreshTokenRecord,
+    client: &Client,
+    actor: &Actor,
+    now: OffsetDateTime,
+    jti: Uuid,
+    scope: &ScopeSet,
+) -> AuditEvent {
+    let audit = AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
+        .client(client.id.as_str())
+        .user(record.user_id)
+        .detail("family", record.family_id.to_string())
+        .detail("jti", jti.to_string())
+        .detail("scope", scope.to_string());
+    match record.session_id {
+        Some(sid) => audit.session(sid),
+        None => audit.detail("offline", true),
     }
 }
