@@ -9,41 +9,11 @@ use utoipa::ToSchema;
 use super::auth::AdminCaller;
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::keys::{KeyInfo, RetireOutcome, RotationOutcome};
+use crate::keys::{RetireOutcome, RotationOutcome};
 
-/// A signing key's public facts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyView {
-    pub kid: String,
-    #[schema(example = "RS256")]
-    pub alg: String,
-    /// `next` (published, not signing yet), `current` (signing) or `retired` (published
-    /// until `remove_after`).
-    #[schema(example = "current")]
-    pub state: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub activated_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub retired_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub remove_after: Option<OffsetDateTime>,
-}
-
-impl From<KeyInfo> for KeyView {
-    fn from(k: KeyInfo) -> Self {
-        Self {
-            kid: k.kid,
-            alg: k.alg,
-            state: k.state,
-            created_at: k.created_at,
-            activated_at: k.activated_at,
-            retired_at: k.retired_at,
-            remove_after: k.remove_after,
-        }
-    }
-}
+/// A signing key's public facts: the key layer's own view (`keys::KeyInfo`), which
+/// keeps private material out.
+pub use crate::keys::KeyInfo as KeyView;
 
 /// What a rotation did.
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,7 +53,7 @@ pub struct Retirement {
 #[get("/keys")]
 pub async fn list_keys(state: web::Data<AppState>) -> Result<web::Json<Vec<KeyView>>, ApiError> {
     let keys = crate::keys::list(state.provider.store.as_ref()).await?;
-    Ok(web::Json(keys.into_iter().map(KeyView::from).collect()))
+    Ok(web::Json(keys))
 }
 
 /// Rotate now: next → current, current → retired (published until its tokens expire), a

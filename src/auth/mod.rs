@@ -47,21 +47,10 @@ impl Authenticator {
             store,
             clock,
             hasher,
-            sessions: SessionPolicy {
-                idle_timeout: d(settings.session.idle_timeout),
-                absolute_lifetime: d(settings.session.absolute_lifetime),
-                touch_interval: d(settings.session.touch_interval),
-            },
-            throttle: ThrottlePolicy {
-                max_failures: settings.login.max_failures,
-                failure_window: d(settings.login.failure_window),
-                lockout_base: d(settings.login.lockout_base),
-                lockout_max: d(settings.login.lockout_max),
-                // A check waits at most `queue_timeout` for the hashing pool and takes well
-                // under a second; the margin covers a slow or saturated database (a
-                // lapsed lease only lets one more check run at once; its verdict counts).
-                attempt_lease: d(settings.password.queue_timeout) + time::Duration::minutes(2),
-            },
+            sessions: settings.session.policy(),
+            throttle: settings
+                .login
+                .throttle_policy(settings.password.queue_timeout),
             throttle_keys,
             ip_limiter: Arc::new(IpLimiter::new(
                 settings.login.ip_max_failures,

@@ -6,11 +6,16 @@ use time::OffsetDateTime;
 
 use crate::storage::{SigningKeyRecord, Store, StoreError};
 
-#[derive(Debug, Clone, Serialize)]
+/// A signing key's public facts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = KeyView)]
 pub struct KeyInfo {
     pub kid: String,
+    #[schema(example = "RS256")]
     pub alg: String,
-    /// `next`, `current` or `retired`.
+    /// `next` (published, not signing yet), `current` (signing) or `retired` (published
+    /// until `remove_after`).
+    #[schema(example = "current")]
     pub state: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -1,6 +1,7 @@
-//! Signing keys: the master key that encrypts them at rest, the in-memory key ring every
-//! request signs and verifies with, the published JWKS, and the periodic reload that makes
-//! a rotation on one instance visible on all.
+//! Signing keys: the master key that encrypts them at rest (`master.rs`), the in-memory key
+//! ring (`ring.rs`) with what signs and verifies now and the published JWKS
+//! (`snapshot.rs`), the rotation lifecycle (`rotation.rs`), and the reload that makes a
+//! rotation on one instance visible on all.
 
 mod info;
 mod jwt;
@@ -8,16 +9,16 @@ mod master;
 mod material;
 mod rekey;
 mod ring;
+mod rotation;
+mod snapshot;
 
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use crate::config::Settings;
-use crate::storage::{Store, StoreError};
+use crate::storage::StoreError;
 
 /// The clock skew allowed when verifying tokens, also kept as a margin before a retired
 /// key is removed.
@@ -37,7 +38,9 @@ pub use info::{KeyInfo, list};
 pub use jwt::Expectations;
 pub use master::MasterKey;
 pub use rekey::{MasterKeyRotation, rotate_master_key};
-pub use ring::{AlgStatus, KeyRing, RetireOutcome, RotationDue, RotationOutcome, Successor};
+pub use ring::{KeyRing, spawn_listener, spawn_reloader};
+pub use rotation::{RetireOutcome, RotationDue, RotationOutcome, Successor, spawn_rotator};
+pub use snapshot::AlgStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -68,102 +71,4 @@ pub enum KeyError {
     /// A token failed verification. The reason is for logs, never for the client.
     #[error("invalid token: {0}")]
     Invalid(&'static str),
-}
-
-/// Reloads the key set every `every`, so rotations made elsewhere show up here. A failed
-/// reload keeps the previous set and is logged; the task never ends on its own.
-pub fn spawn_reloader(ring: KeyRing, every: Duration) -> tokio::task::JoinHandle<()> {
-    // `interval` panics on a zero period.
-    let every = every.max(Duration::from_millis(10));
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if let Err(error) = ring.reload().await {
-                tracing::warn!(%error, "reloading the signing keys failed; keeping the previous set");
-            }
-        }
-    })
-}
-
-/// Backoff between attempts to (re)connect the key-change listener.
-const LISTEN_RETRY_MIN: Duration = Duration::from_secs(1);
-const LISTEN_RETRY_MAX: Duration = Duration::from_secs(60);
-
-/// Postgres: reloads the key set as soon as any instance or the CLI changes it (every
-/// change sends `NOTIFY portcullis_keys` in its transaction), so a rotation is visible
-/// everywhere within moments; the interval reload stays as the fallback. The listener
-/// reconnects with exponential backoff and reloads after every (re)connection, since
-/// notifications sent while it was away are lost. Failures are logged; the task never ends
-/// on its own. On SQLite (one node) it ends at once.
-pub fn spawn_listener(ring: KeyRing, store: Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = LISTEN_RETRY_MIN;
-        loop {
-            let mut listener = match store.listen_key_changes().await {
-                Ok(Some(listener)) => listener,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "cannot listen for signing key changes");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
-                    continue;
-                }
-            };
-            tracing::debug!("listening for signing key changes");
-            backoff = LISTEN_RETRY_MIN;
-            loop {
-                if let Err(error) = ring.reload().await {
-                    tracing::warn!(%error, "reloading the signing keys failed; keeping the previous set");
-                }
-                match listener.changed().await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::info!("the key-change listener reconnected; reloading"),
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in = ?backoff, "the key-change listener failed; reconnecting");
-                        break;
-                    }
-                }
-            }
-            drop(listener);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(LISTEN_RETRY_MAX);
-        }
-    })
-}
-
-/// Rotates the signing keys on schedule: every `every`, each configured algorithm whose
-/// current key was activated `keys.rotation_interval` ago and whose next key has been
-/// published for `keys.prepublication`. Losing the race to another instance is fine.
-pub fn spawn_rotator(
-    ring: KeyRing,
-    rotation_interval: Duration,
-    prepublication: Duration,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    let every = every.max(Duration::from_millis(10));
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let actor = crate::audit::Actor {
-            ip: None,
-            request_id: Some("scheduler".into()),
-            client_id: None,
-        };
-        loop {
-            ticks.tick().await;
-            for &alg in ring.configured_algorithms() {
-                let result = match ring.rotation_due(alg, rotation_interval, prepublication) {
-                    RotationDue::No | RotationDue::Waiting => Ok(()),
-                    RotationDue::NeedsNext => ring.ensure_next(alg).await,
-                    RotationDue::NeedsCurrent => ring.ensure_current(alg).await,
-                    RotationDue::Yes => ring.rotate_alg_by(alg, &actor).await.map(|_| ()),
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%error, %alg, "scheduled signing key rotation failed");
-                }
-            }
-        }
-    })
 }

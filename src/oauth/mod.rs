@@ -20,7 +20,7 @@ use time::Duration;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::refresh::{RefreshLifetime, RefreshPolicy};
+use crate::domain::refresh::RefreshPolicy;
 use crate::keys::KeyRing;
 use crate::storage::Store;
 
@@ -50,17 +50,7 @@ impl Provider {
             access_token_lifetime: d(settings.tokens.access_token_lifetime),
             id_token_lifetime: d(settings.tokens.id_token_lifetime),
             code_lifetime: d(settings.tokens.authorization_code_lifetime),
-            refresh: RefreshPolicy {
-                default: RefreshLifetime {
-                    idle: d(settings.tokens.refresh_token_idle_lifetime),
-                    absolute: d(settings.tokens.refresh_token_absolute_lifetime),
-                },
-                spa: RefreshLifetime {
-                    idle: d(settings.tokens.spa_refresh_token_idle_lifetime),
-                    absolute: d(settings.tokens.spa_refresh_token_absolute_lifetime),
-                },
-                retry_window: d(settings.tokens.refresh_token_retry_window),
-            },
+            refresh: settings.tokens.refresh_policy(),
         }
     }
 
