@@ -8,7 +8,10 @@ mod session;
 use std::sync::Arc;
 
 pub use ip_limit::IpLimiter;
-pub use login::{LoginAttempt, LoginError, LoginFailure, LoginOutcome};
+pub use login::{
+    Browser, DEFAULT_RETURN_TO, LiveForm, LoginError, LoginFailure, LoginOutcome, MissingFields,
+    SignInForm, SignInOutcome, SignInRequest,
+};
 pub use session::CurrentSession;
 
 use crate::clock::Clock;

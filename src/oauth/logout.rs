@@ -124,6 +124,16 @@ pub enum LogoutOutcome {
     },
 }
 
+/// Why a logout request is refused: a message to show, never a redirect.
+type Refusal = &'static str;
+
+/// Where a logout request stands: just arrived, or confirmed by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Request,
+    Confirmed,
+}
+
 impl Provider {
     /// `GET /logout` (a POST arrives here as a GET, see the handler).
     pub async fn end_session_request(
@@ -132,30 +142,7 @@ impl Provider {
         session: Option<&CurrentSession>,
         actor: &Actor,
     ) -> Result<LogoutOutcome, EndpointError> {
-        let request = match self.validate_logout(params).await? {
-            Ok(request) => request,
-            Err(message) => return Ok(LogoutOutcome::Refused(message)),
-        };
-        match session {
-            // §2: an ID token of the current session is the RP's proof that the user
-            // signed in there; log out at once. §3: the registered target may follow.
-            Some(session) if request.belongs_to(session) => {
-                let ended = self
-                    .end_session(session, &request, "id_token_hint", actor)
-                    .await?;
-                let redirect = request.redirect_uri.is_some();
-                Ok(LogoutOutcome::SignedOut {
-                    request,
-                    ended,
-                    redirect,
-                })
-            }
-            // §2: "the OP MUST ask the End-User this question if an id_token_hint was not
-            // provided or if the supplied ID Token does not belong to the current OP
-            // session with the RP and/or currently logged in End-User."
-            Some(_) => Ok(LogoutOutcome::Confirm(request)),
-            None => Ok(nothing_to_end(request)),
-        }
+        self.logout(params, session, Step::Request, actor).await
     }
 
     /// `POST /logout/confirm`: the user said yes (the caller checked the origin and the
@@ -167,6 +154,16 @@ impl Provider {
         session: Option<&CurrentSession>,
         actor: &Actor,
     ) -> Result<LogoutOutcome, EndpointError> {
+        self.logout(params, session, Step::Confirmed, actor).await
+    }
+
+    async fn logout(
+        &self,
+        params: LogoutParams,
+        session: Option<&CurrentSession>,
+        step: Step,
+        actor: &Actor,
+    ) -> Result<LogoutOutcome, EndpointError> {
         let request = match self.validate_logout(params).await? {
             Ok(request) => request,
             Err(message) => return Ok(LogoutOutcome::Refused(message)),
@@ -174,16 +171,22 @@ impl Provider {
         let Some(session) = session else {
             return Ok(nothing_to_end(request));
         };
-        let via = if request.params.is_empty() {
-            "account"
-        } else {
-            "confirmation"
+        let via = match step {
+            // §2: an ID token of the current session is the RP's proof that the user
+            // signed in there; log out at once. §3: the registered target may follow.
+            Step::Request if request.belongs_to(session) => "id_token_hint",
+            // §2: "the OP MUST ask the End-User this question if an id_token_hint was not
+            // provided or if the supplied ID Token does not belong to the current OP
+            // session with the RP and/or currently logged in End-User."
+            Step::Request => return Ok(LogoutOutcome::Confirm(request)),
+            Step::Confirmed if request.params.is_empty() => "account",
+            // §3: without a hint the OP "MUST NOT perform post-logout redirection unless
+            // the OP has other means of confirming the legitimacy of the post-logout
+            // redirection target". Here the target is registered (exactly) for the client
+            // named by `client_id`, and the signed-in user chose to follow it by confirming.
+            Step::Confirmed => "confirmation",
         };
         let ended = self.end_session(session, &request, via, actor).await?;
-        // §3: without a hint the OP "MUST NOT perform post-logout redirection unless the
-        // OP has other means of confirming the legitimacy of the post-logout redirection
-        // target". Here the target is registered (exactly) for the client named by
-        // `client_id`, and the signed-in user chose to follow it by confirming.
         let redirect = request.redirect_uri.is_some();
         Ok(LogoutOutcome::SignedOut {
             request,
@@ -205,105 +208,39 @@ impl Provider {
         Ok(self.auth.logout(session, client, via, actor).await?)
     }
 
-    /// Validates the parameters; `Err(message)` is a refusal to show (never a redirect).
+    /// Validates the parameters, one rule a function in the order below; `Err(message)`
+    /// is a refusal to show (never a redirect).
     pub async fn validate_logout(
         &self,
         params: LogoutParams,
     ) -> Result<Result<LogoutRequest, String>, EndpointError> {
         let params = params.normalized();
-        let refuse = |m: &str| Ok(Err(m.to_owned()));
-
-        // RFC 6749 Appendix A.5: state is VSCHAR (%x20-7E); bounded like at /authorize.
-        if params.state.as_ref().is_some_and(|s| {
-            s.len() > MAX_STATE_LEN || !s.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        }) {
-            return refuse("The state parameter of this sign-out request is malformed.");
+        let refuse = |m: Refusal| Ok(Err(m.to_owned()));
+        if let Err(refusal) = well_formed_state(params.state.as_deref()) {
+            return refuse(refusal);
         }
-
-        // §2 id_token_hint: "an ID Token previously issued by the OP". Our signature (the
-        // key decides the algorithm, so `alg: none` and foreign keys fail), our issuer and
-        // the ID token type are required; expiry is not: "the OP SHOULD accept ID Tokens
-        // when the RP identified by the ID Token's aud claim and/or sid claim has a
-        // current session or had a recent session at the OP, even when the exp time has
-        // passed".
-        let hint = match params.id_token_hint.as_deref() {
-            None => None,
-            Some(token) => {
-                let verified: Result<HintClaims, _> = self.keys.verify(
-                    token,
-                    &Expectations {
-                        typ: "JWT",
-                        issuer: &self.issuer,
-                        audience: None,
-                        allow_expired: true,
-                    },
-                );
-                match verified {
-                    Ok(claims) => Some(claims),
-                    // A hint signed by a key that has since been rotated out (sessions
-                    // outlive retired keys) is treated as absent: the user is asked, and
-                    // nothing is redirected without that (§2: the OP SHOULD accept such
-                    // hints; it cannot verify this one, so it does not rely on it).
-                    Err(crate::keys::KeyError::Invalid("unknown key")) => None,
-                    Err(_) => {
-                        return refuse(
-                            "This sign-out request carries an ID token that was not issued by \
-                             this provider, so it cannot be trusted.",
-                        );
-                    }
-                }
-            }
+        let hint = match self.verified_hint(params.id_token_hint.as_deref()) {
+            Ok(hint) => hint,
+            Err(refusal) => return refuse(refusal),
         };
-
-        // §2 client_id: "When both client_id and id_token_hint are present, the OP MUST
-        // verify that the Client Identifier matches the one used when issuing the ID
-        // Token."
-        let client_id = match (params.client_id.as_deref(), hint.as_ref()) {
-            (Some(id), Some(hint)) if id != hint.aud => {
-                return refuse(
-                    "The application named in this sign-out request is not the one its ID \
-                     token was issued to.",
-                );
-            }
-            (Some(id), _) => Some(id),
-            (None, Some(hint)) => Some(hint.aud.as_str()),
-            (None, None) => None,
+        let client_id = match requesting_client_id(params.client_id.as_deref(), hint.as_ref()) {
+            Ok(client_id) => client_id,
+            Err(refusal) => return refuse(refusal),
         };
-        let client = match client_id.map(ClientId::parse) {
-            // SECURITY: a disabled client is suspended (perhaps compromised): it is no
-            // longer a place to send users, so it is treated as unregistered.
-            Some(Ok(id)) => self.store.find_client(&id).await?.filter(|c| !c.disabled),
-            Some(Err(_)) | None => None,
+        let client = match self
+            .registered_client(client_id, params.client_id.is_some())
+            .await?
+        {
+            Ok(client) => client,
+            Err(refusal) => return refuse(refusal),
         };
-        if params.client_id.is_some() && client.is_none() {
-            return refuse(
-                "The application that sent you here is not registered with this provider.",
-            );
-        }
-
-        // §3: "The OP also MUST NOT perform post-logout redirection if the
-        // post_logout_redirect_uri value supplied does not exactly match one of the
-        // previously registered post_logout_redirect_uris values." Matching needs the
-        // client, so a target without client_id or id_token_hint is refused outright.
-        let redirect_uri = match params.post_logout_redirect_uri.as_deref() {
-            None => None,
-            Some(uri) => {
-                let Some(client) = &client else {
-                    return refuse(
-                        "This sign-out request names a page to return to but not the \
-                         application it belongs to, so you are not sent there.",
-                    );
-                };
-                if !client.post_logout_redirect_uri_matches(uri) {
-                    return refuse(
-                        "The post_logout_redirect_uri of this request is not registered for \
-                         the application, so you are not sent there.",
-                    );
-                }
-                Some(uri.to_owned())
-            }
+        let redirect_uri = match registered_redirect_uri(
+            params.post_logout_redirect_uri.as_deref(),
+            client.as_ref(),
+        ) {
+            Ok(redirect_uri) => redirect_uri,
+            Err(refusal) => return refuse(refusal),
         };
-
         Ok(Ok(LogoutRequest {
             params,
             client,
@@ -311,6 +248,113 @@ impl Provider {
             redirect_uri,
         }))
     }
+
+    /// §2 id_token_hint: "an ID Token previously issued by the OP". Our signature (the
+    /// key decides the algorithm, so `alg: none` and foreign keys fail), our issuer and
+    /// the ID token type are required; expiry is not: "the OP SHOULD accept ID Tokens
+    /// when the RP identified by the ID Token's aud claim and/or sid claim has a current
+    /// session or had a recent session at the OP, even when the exp time has passed".
+    fn verified_hint(&self, token: Option<&str>) -> Result<Option<HintClaims>, Refusal> {
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let verified: Result<HintClaims, _> = self.keys.verify(
+            token,
+            &Expectations {
+                typ: "JWT",
+                issuer: &self.issuer,
+                audience: None,
+                allow_expired: true,
+            },
+        );
+        match verified {
+            Ok(claims) => Ok(Some(claims)),
+            // A hint signed by a key that has since been rotated out (sessions outlive
+            // retired keys) is treated as absent: the user is asked, and nothing is
+            // redirected without that (§2: the OP SHOULD accept such hints; it cannot
+            // verify this one, so it does not rely on it).
+            Err(crate::keys::KeyError::Invalid("unknown key")) => Ok(None),
+            Err(_) => Err(
+                "This sign-out request carries an ID token that was not issued by this \
+                 provider, so it cannot be trusted.",
+            ),
+        }
+    }
+
+    /// §2 client_id: the client the request names, or its hint's audience. When
+    /// `client_id` was sent it must be registered; a disabled client does not count.
+    async fn registered_client(
+        &self,
+        client_id: Option<&str>,
+        named: bool,
+    ) -> Result<Result<Option<Client>, Refusal>, EndpointError> {
+        let client = match client_id.map(ClientId::parse) {
+            // SECURITY: a disabled client is suspended (perhaps compromised): it is no
+            // longer a place to send users, so it is treated as unregistered.
+            Some(Ok(id)) => self.store.find_client(&id).await?.filter(|c| !c.disabled),
+            Some(Err(_)) | None => None,
+        };
+        if named && client.is_none() {
+            return Ok(Err(
+                "The application that sent you here is not registered with this provider.",
+            ));
+        }
+        Ok(Ok(client))
+    }
+}
+
+/// RFC 6749 Appendix A.5: `state` is VSCHAR (%x20-7E); bounded like at /authorize.
+fn well_formed_state(state: Option<&str>) -> Result<(), Refusal> {
+    if state
+        .is_some_and(|s| s.len() > MAX_STATE_LEN || !s.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+    {
+        return Err("The state parameter of this sign-out request is malformed.");
+    }
+    Ok(())
+}
+
+/// §2 client_id: "When both client_id and id_token_hint are present, the OP MUST verify
+/// that the Client Identifier matches the one used when issuing the ID Token." Without
+/// `client_id`, the hint's `aud` names the client.
+fn requesting_client_id<'a>(
+    client_id: Option<&'a str>,
+    hint: Option<&'a HintClaims>,
+) -> Result<Option<&'a str>, Refusal> {
+    match (client_id, hint) {
+        (Some(id), Some(hint)) if id != hint.aud => Err(
+            "The application named in this sign-out request is not the one its ID token was \
+             issued to.",
+        ),
+        (Some(id), _) => Ok(Some(id)),
+        (None, Some(hint)) => Ok(Some(hint.aud.as_str())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// §3: "The OP also MUST NOT perform post-logout redirection if the
+/// post_logout_redirect_uri value supplied does not exactly match one of the previously
+/// registered post_logout_redirect_uris values." Matching needs the client, so a target
+/// without client_id or id_token_hint is refused outright.
+fn registered_redirect_uri(
+    uri: Option<&str>,
+    client: Option<&Client>,
+) -> Result<Option<String>, Refusal> {
+    let Some(uri) = uri else {
+        return Ok(None);
+    };
+    let Some(client) = client else {
+        return Err(
+            "This sign-out request names a page to return to but not the application it \
+             belongs to, so you are not sent there.",
+        );
+    };
+    if !client.post_logout_redirect_uri_matches(uri) {
+        return Err(
+            "The post_logout_redirect_uri of this request is not registered for the \
+             application, so you are not sent there.",
+        );
+    }
+    Ok(Some(uri.to_owned()))
 }
 
 /// No session in this browser: there is nothing to end and nothing to ask (§2's question

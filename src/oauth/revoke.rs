@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::Provider;
-use super::claims::AccessTokenClaims;
 use super::error::{EndpointError, ErrorCode, OAuthError};
 use super::token::Credentials;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::client::Client;
 use crate::domain::secret::OpaqueToken;
-use crate::keys::Expectations;
 
 impl Provider {
     /// `POST /revoke`.
@@ -32,47 +31,53 @@ impl Provider {
         let token = get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         // `token_type_hint` only speeds up the lookup (§2.1): both kinds are recognisable
         // by their shape, so it is not needed and any value is accepted.
-        let now = self.clock.now();
-        let foreign = || {
-            // §2.1: a token issued to another client is refused, and nothing changes.
-            OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "the token was not issued to this client",
-            )
-        };
-        if let Some(opaque) = OpaqueToken::parse(token) {
-            let Some(record) = self.store.find_refresh_token(&opaque.hash()).await? else {
-                // §2.2: an invalid or unknown token is not an error.
-                return Ok(());
-            };
-            if record.client_id != client.id {
-                return Err(foreign().into());
-            }
-            let audit = AuditEvent::new(
-                now,
-                AuditKind::RefreshFamilyRevoked,
-                Outcome::Success,
-                actor,
-            )
-            .client(client.id.as_str())
-            .user(record.user_id)
-            .detail("family", record.family_id.to_string())
-            .detail("reason", "revoked by the client (RFC 7009)");
-            self.store
-                .revoke_refresh_family(record.family_id, now, "client_revoked", &audit)
-                .await?;
-            return Ok(());
+        match OpaqueToken::parse(token) {
+            Some(opaque) => self.revoke_refresh_token(&client, &opaque, actor).await,
+            None => self.revoke_access_token(&client, token, actor).await,
         }
-        let Ok(claims) = self.keys.verify::<AccessTokenClaims>(
-            token,
-            &Expectations {
-                typ: "at+jwt",
-                issuer: &self.issuer,
-                audience: Some(&self.issuer),
-                // An expired token needs no revocation.
-                allow_expired: false,
-            },
-        ) else {
+    }
+
+    /// RFC 7009 §2.1: a refresh token of this client revokes its whole family.
+    async fn revoke_refresh_token(
+        &self,
+        client: &Client,
+        token: &OpaqueToken,
+        actor: &Actor,
+    ) -> Result<(), EndpointError> {
+        let now = self.clock.now();
+        let Some(record) = self.store.find_refresh_token(&token.hash()).await? else {
+            // §2.2: an invalid or unknown token is not an error.
+            return Ok(());
+        };
+        if record.client_id != client.id {
+            return Err(foreign().into());
+        }
+        let audit = AuditEvent::new(
+            now,
+            AuditKind::RefreshFamilyRevoked,
+            Outcome::Success,
+            actor,
+        )
+        .client(client.id.as_str())
+        .user(record.user_id)
+        .detail("family", record.family_id.to_string())
+        .detail("reason", "revoked by the client (RFC 7009)");
+        self.store
+            .revoke_refresh_family(record.family_id, now, "client_revoked", &audit)
+            .await?;
+        Ok(())
+    }
+
+    /// RFC 7009 §2: an access token is denylisted by `jti` until it expires. An invalid
+    /// or already expired one needs nothing (§2.2).
+    async fn revoke_access_token(
+        &self,
+        client: &Client,
+        token: &str,
+        actor: &Actor,
+    ) -> Result<(), EndpointError> {
+        let now = self.clock.now();
+        let Ok(claims) = self.access_token_claims(token) else {
             return Ok(());
         };
         if claims.client_id != client.id.as_str() {
@@ -93,4 +98,12 @@ impl Provider {
             .await?;
         Ok(())
     }
+}
+
+/// §2.1: a token issued to another client is refused, and nothing changes.
+fn foreign() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::UnauthorizedClient,
+        "the token was not issued to this client",
+    )
 }

@@ -1,6 +1,7 @@
 //! The token endpoint (RFC 6749 §3.2): client authentication and the dispatch to the
 //! grant modules in `oauth::grants`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine as _;
@@ -147,43 +148,9 @@ impl Provider {
         &self,
         credentials: &Credentials<'_>,
     ) -> Result<Client, EndpointError> {
-        let params = credentials.params;
-        let basic = match credentials.authorization {
-            Some(header) => Some(parse_basic(header).ok_or_else(|| {
-                OAuthError::invalid_client("the Authorization header is not valid HTTP Basic")
-            })?),
-            None => None,
-        };
-        let post_secret = params.get("client_secret").filter(|s| !s.is_empty());
-        let form_id = params.get("client_id").filter(|s| !s.is_empty());
-        if basic.is_some() && post_secret.is_some() {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not several",
-            )
-            .into());
-        }
-        let (client_id, secret, presented) = match &basic {
-            Some((id, secret)) => {
-                if form_id.is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_request(
-                        "client_id in the body differs from the authenticated client",
-                    )
-                    .into());
-                }
-                (id.as_str(), Some(secret.as_str()), Presented::Basic)
-            }
-            None => match (form_id, post_secret) {
-                (Some(id), Some(secret)) => (id.as_str(), Some(secret.as_str()), Presented::Post),
-                (Some(id), None) => (id.as_str(), None, Presented::None),
-                (None, _) => {
-                    return Err(
-                        OAuthError::invalid_client("client authentication is required").into(),
-                    );
-                }
-            },
-        };
+        let (client_id, secret, presented) = credentials.presented()?;
         let unknown = || OAuthError::invalid_client("unknown client or wrong credentials");
-        let Ok(id) = ClientId::parse(client_id) else {
+        let Ok(id) = ClientId::parse(&client_id) else {
             return Err(unknown().into());
         };
         let Some(client) = self.store.find_client(&id).await? else {
@@ -201,17 +168,8 @@ impl Provider {
             ))
             .into());
         }
-        if let Some(secret) = secret {
-            // SECURITY: secrets are 256-bit random values stored as SHA-256; comparing the
-            // hashes in constant time reveals nothing about the stored value.
-            let presented_hash = OpaqueToken::parse(secret).map(|t| t.hash());
-            let ok = match (&presented_hash, &client.secret_hash) {
-                (Some(p), Some(stored)) => bool::from(p.as_bytes().ct_eq(stored.as_bytes())),
-                _ => false,
-            };
-            if !ok {
-                return Err(unknown().into());
-            }
+        if secret.is_some_and(|secret| !secret_matches(&client, &secret)) {
+            return Err(unknown().into());
         }
         // A suspended client is refused at every endpoint that authenticates clients
         // (token: every grant, refresh included; revocation; introspection): RFC 6749
@@ -221,6 +179,60 @@ impl Provider {
             return Err(OAuthError::invalid_client("this client is disabled").into());
         }
         Ok(client)
+    }
+}
+
+/// A client identifier, its secret (if any), and how they were presented.
+type PresentedCredentials<'a> = (Cow<'a, str>, Option<Cow<'a, str>>, Presented);
+
+impl<'a> Credentials<'a> {
+    /// RFC 6749 §2.3.1: the client identifier, the secret (if any) and how they came:
+    /// HTTP Basic, or `client_id` and `client_secret` in the form, never both (§2.3: "MUST
+    /// NOT use more than one authentication method in each request").
+    fn presented(&self) -> Result<PresentedCredentials<'a>, EndpointError> {
+        let basic = match self.authorization {
+            Some(header) => Some(parse_basic(header).ok_or_else(|| {
+                OAuthError::invalid_client("the Authorization header is not valid HTTP Basic")
+            })?),
+            None => None,
+        };
+        let post_secret = self.params.get("client_secret").filter(|s| !s.is_empty());
+        let form_id = self.params.get("client_id").filter(|s| !s.is_empty());
+        if basic.is_some() && post_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not several",
+            )
+            .into());
+        }
+        match basic {
+            Some((id, secret)) => {
+                if form_id.is_some_and(|f| f.as_str() != id) {
+                    return Err(OAuthError::invalid_request(
+                        "client_id in the body differs from the authenticated client",
+                    )
+                    .into());
+                }
+                Ok((Cow::Owned(id), Some(Cow::Owned(secret)), Presented::Basic))
+            }
+            None => match (form_id, post_secret) {
+                (Some(id), Some(secret)) => Ok((id.into(), Some(secret.into()), Presented::Post)),
+                (Some(id), None) => Ok((id.into(), None, Presented::None)),
+                (None, _) => {
+                    Err(OAuthError::invalid_client("client authentication is required").into())
+                }
+            },
+        }
+    }
+}
+
+/// Whether `secret` is the client's registered secret.
+// SECURITY: secrets are 256-bit random values stored as SHA-256; comparing the hashes in
+// constant time reveals nothing about the stored value.
+fn secret_matches(client: &Client, secret: &str) -> bool {
+    let presented_hash = OpaqueToken::parse(secret).map(|t| t.hash());
+    match (&presented_hash, &client.secret_hash) {
+        (Some(p), Some(stored)) => bool::from(p.as_bytes().ct_eq(stored.as_bytes())),
+        _ => false,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `GET /login` shows the sign-in form; `POST /login` checks it.
+//! `GET /login` shows the sign-in form; `POST /login` hands it to
+//! `auth::Authenticator::sign_in` and renders the outcome.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -7,10 +8,13 @@ use serde::Deserialize;
 
 use super::{actor, request_ip, see_other};
 use crate::app::AppState;
-use crate::auth::{Authenticator, LoginAttempt, LoginOutcome};
+use crate::auth::{
+    Authenticator, Browser, DEFAULT_RETURN_TO, LiveForm, LoginOutcome, SignInForm, SignInOutcome,
+    SignInRequest,
+};
 use crate::domain::client::ClientId;
 use crate::domain::secret::OpaqueToken;
-use crate::domain::user::Password;
+use crate::domain::session::BrowserSession;
 use crate::http::cookies::{binding_cookie, session_cookie};
 use crate::http::error::PageError;
 use crate::http::extract::{Binding, SameOrigin, SessionCookie};
@@ -18,21 +22,10 @@ use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
 use crate::oauth::authorize::{AuthorizationRequest, RESUME_PATH};
 
-/// Where a plain sign-in (not part of an authorization request) lands.
-const DEFAULT_RETURN_TO: &str = "/account";
-
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     tx: Option<String>,
     signed_out: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    tx: String,
-    csrf_token: String,
-    username: String,
-    password: String,
 }
 
 /// What a rendered form needs besides its messages.
@@ -110,11 +103,10 @@ pub async fn show(
         .unwrap_or_default();
     let tx = match pending {
         Some((tx, _)) => tx,
-        None => {
-            auth.may_open_form(request_ip(&req, &state))
-                .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
-            auth.start_login(&binding, DEFAULT_RETURN_TO, None).await?
-        }
+        None => auth
+            .open_form(&binding, request_ip(&req, &state))
+            .await?
+            .map_err(|retry_after| PageError::TooManyRequests { retry_after })?,
     };
     let notice = query
         .signed_out
@@ -141,139 +133,128 @@ pub async fn show(
 pub async fn submit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    StrictForm(form): StrictForm<LoginForm>,
+    StrictForm(form): StrictForm<SignInForm>,
     _: SameOrigin,
     binding: Binding,
     login_cookie: SessionCookie,
 ) -> Result<HttpResponse, PageError> {
-    let auth = &state.auth;
-    let tx_id = OpaqueToken::parse(&form.tx);
-    // A new binding means the browser sent none: no form of ours can be bound to it.
-    let transaction = match &tx_id {
-        Some(tx)
-            if !binding.is_new
-                && Authenticator::check_login_csrf(tx, &binding.token, &form.csrf_token) =>
-        {
-            auth.load_login(tx, &binding.token).await?
-        }
-        _ => None,
-    };
-    let (Some(tx_id), Some(transaction)) = (tx_id, transaction) else {
-        return expired_form(&req, &state, binding).await;
-    };
-    let request = pending_request(&transaction);
-    let ctx = FormContext {
-        tx: tx_id,
-        binding: binding.token,
-        set_binding: false,
-        client: client_context(&state, request.as_ref()).await?,
-    };
-
-    let username = form.username.trim();
-    if username.is_empty() || form.password.is_empty() {
-        return Ok(render_form(
-            &state,
-            StatusCode::OK,
-            &ctx,
-            &Messages {
-                username,
-                username_error: username.is_empty().then_some("Enter your username."),
-                password_error: form.password.is_empty().then_some("Enter your password."),
-                ..Messages::default()
-            },
-            None,
-        ));
-    }
-
     let ip = request_ip(&req, &state);
     let actor = actor(ip);
-    let old_session = login_cookie.token().map(|t| t.hash());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let outcome = auth
-        .login(LoginAttempt {
-            transaction: &transaction,
-            username,
-            password: Password::presented(form.password).unwrap_or_else(|_| Password::empty()),
+    let request = SignInRequest::parse(
+        form,
+        Browser {
+            binding: &binding.token,
+            binding_is_new: binding.is_new,
             ip,
-            user_agent,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
             actor: &actor,
-            replaces: old_session,
-        })
-        .await?;
-    match outcome {
+            replaces: login_cookie.token().map(|t| t.hash()),
+        },
+    );
+    match state.auth.sign_in(request).await? {
+        SignInOutcome::Expired(fresh) => expired_form(&state, fresh, binding),
+        SignInOutcome::Checked {
+            form,
+            username,
+            outcome,
+        } => render_outcome(&state, *form, binding.token, &username, outcome).await,
+    }
+}
+
+/// The answer to a form that was live: signed in, or the form again with a message.
+async fn render_outcome(
+    state: &AppState,
+    form: LiveForm,
+    binding: OpaqueToken,
+    username: &str,
+    outcome: LoginOutcome,
+) -> Result<HttpResponse, PageError> {
+    let request = pending_request(&form.transaction);
+    let throttled;
+    let (status, messages, retry_after) = match outcome {
         LoginOutcome::Success {
             cookie,
             session,
             return_to,
         } => {
-            let max_age = session.remaining_absolute(auth.clock.now()).whole_seconds();
-            // The return path was chosen by the server; still refuse anything but a plain
-            // local path (browsers read `/\evil` as `//evil`). An authorization request
-            // continues where it stopped.
-            let target = if request.is_some() {
-                format!("{RESUME_PATH}?tx={}", ctx.tx.expose())
-            } else if is_local_path(&return_to) {
-                return_to
-            } else {
-                DEFAULT_RETURN_TO.to_owned()
+            // An authorization request continues where it stopped.
+            let target = match request {
+                Some(_) => format!("{RESUME_PATH}?tx={}", form.tx.expose()),
+                None => return_to,
             };
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, target))
-                .cookie(session_cookie(&state.cookies, cookie.expose(), max_age))
-                .finish())
+            return Ok(signed_in(state, &cookie, &session, &target));
         }
-        LoginOutcome::Rejected(_) => Ok(render_form(
-            &state,
+        LoginOutcome::Incomplete(missing) => (
             StatusCode::OK,
-            &ctx,
-            &Messages {
+            Messages {
+                username,
+                username_error: missing.username.then_some("Enter your username."),
+                password_error: missing.password.then_some("Enter your password."),
+                ..Messages::default()
+            },
+            None,
+        ),
+        LoginOutcome::Rejected(_) => (
+            StatusCode::OK,
+            Messages {
                 username,
                 error: Some("Incorrect username or password."),
                 ..Messages::default()
             },
             None,
-        )),
+        ),
         LoginOutcome::Throttled { retry_after } => {
-            let message = format!(
+            throttled = format!(
                 "Too many failed sign-in attempts. Please try again in {}.",
                 describe_wait(retry_after)
             );
-            Ok(render_form(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                &ctx,
-                &Messages {
-                    username,
-                    error: Some(&message),
-                    ..Messages::default()
-                },
-                Some(retry_after),
-            ))
+            let messages = Messages {
+                username,
+                error: Some(&throttled),
+                ..Messages::default()
+            };
+            (StatusCode::TOO_MANY_REQUESTS, messages, Some(retry_after))
         }
-    }
+    };
+    let ctx = FormContext {
+        tx: form.tx,
+        binding,
+        set_binding: false,
+        client: client_context(state, request.as_ref()).await?,
+    };
+    Ok(render_form(state, status, &ctx, &messages, retry_after))
+}
+
+/// 303 to `target` with the new session's cookie, which lives as long as the session may.
+fn signed_in(
+    state: &AppState,
+    cookie: &OpaqueToken,
+    session: &BrowserSession,
+    target: &str,
+) -> HttpResponse {
+    let max_age = session
+        .remaining_absolute(state.auth.clock.now())
+        .whole_seconds();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, target))
+        .cookie(session_cookie(&state.cookies, cookie.expose(), max_age))
+        .finish()
 }
 
 /// A post whose form is unknown, expired, used, served to another browser or missing its
-/// CSRF token: nothing happens except that a fresh form is shown.
-async fn expired_form(
-    req: &HttpRequest,
+/// CSRF token: nothing happened except that a fresh form (`fresh`) was opened.
+fn expired_form(
     state: &AppState,
+    fresh: Result<OpaqueToken, u64>,
     Binding {
         token: binding,
         is_new: set_binding,
     }: Binding,
 ) -> Result<HttpResponse, PageError> {
-    state
-        .auth
-        .may_open_form(request_ip(req, state))
-        .map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
-    let tx = state
-        .auth
-        .start_login(&binding, DEFAULT_RETURN_TO, None)
-        .await?;
+    let tx = fresh.map_err(|retry_after| PageError::TooManyRequests { retry_after })?;
     Ok(render_form(
         state,
         StatusCode::FORBIDDEN,
@@ -330,38 +311,9 @@ fn render_form(
     builder.body(html)
 }
 
-/// `/path…`, but not `//host`, `/\\host` or anything with control characters.
-fn is_local_path(target: &str) -> bool {
-    target.starts_with('/')
-        && !target.starts_with("//")
-        && !target.contains('\\')
-        && !target.chars().any(char::is_control)
-}
-
 fn describe_wait(secs: u64) -> String {
     match secs {
         0..=60 => "a minute".to_owned(),
         _ => format!("{} minutes", secs.div_ceil(60)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_local_path;
-
-    #[test]
-    fn only_plain_local_paths_are_redirect_targets() {
-        assert!(is_local_path("/account"));
-        assert!(is_local_path("/authorize/resume?tx=abc"));
-        for bad in [
-            "//evil.example",
-            "/\\evil.example",
-            "https://evil.example",
-            "account",
-            "/a\nb",
-            "",
-        ] {
-            assert!(!is_local_path(bad), "{bad:?}");
-        }
     }
 }
