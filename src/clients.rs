@@ -11,7 +11,7 @@ use crate::domain::client::{
 use crate::domain::jws::SigningAlg;
 use crate::domain::redirect_uri::RedirectUri;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
-use crate::domain::secret::{OpaqueToken, TokenHash};
+use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::storage::{Store, StoreError};
 
 /// What an administrator asks for.
@@ -152,7 +152,7 @@ impl Validated {
     fn into_client(
         self,
         id: ClientId,
-        secret_hash: Option<TokenHash>,
+        secret_hash: Option<TokenHash<kind::ClientSecret>>,
         now: OffsetDateTime,
     ) -> Client {
         Client {
@@ -339,7 +339,7 @@ pub async fn register(
     reg: Registration,
     now: OffsetDateTime,
     actor: &Actor,
-) -> Result<(Client, Option<OpaqueToken>), RegistrationError> {
+) -> Result<(Client, Option<OpaqueToken<kind::ClientSecret>>), RegistrationError> {
     let id = match &reg.client_id {
         // RFC 9700 §4.15: a client_credentials token's `sub` is the client_id; one shaped
         // like a user id (a hyphenated UUID) could be mistaken for that user's.
@@ -493,7 +493,7 @@ pub async fn rotate_secret(
     id: &ClientId,
     now: OffsetDateTime,
     actor: &Actor,
-) -> Result<Option<OpaqueToken>, StoreError> {
+) -> Result<Option<OpaqueToken<kind::ClientSecret>>, StoreError> {
     let secret = OpaqueToken::generate();
     let audit = AuditEvent::new(now, AuditKind::ClientSecretRotated, Outcome::Success, actor)
         .client(id.as_str());

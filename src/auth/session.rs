@@ -3,7 +3,7 @@
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::ClientId;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::user::User;
 use crate::storage::StoreError;
@@ -13,7 +13,7 @@ use super::Authenticator;
 /// The signed-in user of a request and the cookie value that proved it.
 #[derive(Debug)]
 pub struct CurrentSession {
-    pub token: OpaqueToken,
+    pub token: OpaqueToken<kind::SessionToken>,
     pub session: BrowserSession,
     pub user: User,
 }

@@ -8,7 +8,7 @@ use url::Url;
 use super::jws::SigningAlg;
 use super::redirect_uri::{RedirectUri, is_loopback};
 use super::scope::ScopeSet;
-use super::secret::TokenHash;
+use super::secret::{TokenHash, kind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -207,7 +207,7 @@ pub struct Client {
     pub kind: ClientKind,
     pub auth_method: AuthMethod,
     #[serde(skip)]
-    pub secret_hash: Option<TokenHash>,
+    pub secret_hash: Option<TokenHash<kind::ClientSecret>>,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub allowed_origins: Vec<String>,

@@ -18,7 +18,7 @@ use super::form::is_form_urlencoded;
 use super::handlers::{check_same_origin, see_other};
 use crate::app::AppState;
 use crate::auth::{Authenticator, CurrentSession};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::oauth::bearer::{AuthorizationHeader, authorization_header};
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::urlencoded::parse_strict;
@@ -35,7 +35,7 @@ pub struct SessionCookie(Option<String>);
 
 impl SessionCookie {
     /// The cookie's token, if it is one.
-    pub fn token(&self) -> Option<OpaqueToken> {
+    pub fn token(&self) -> Option<OpaqueToken<kind::SessionToken>> {
         self.0.as_deref().and_then(OpaqueToken::parse)
     }
 
@@ -123,7 +123,7 @@ impl ResponseError for SessionRejection {
 /// The browser's login-transaction binding cookie, or a new value for it: a sign-in form
 /// and its authorization request are bound to the browser that started them.
 pub struct Binding {
-    pub token: OpaqueToken,
+    pub token: OpaqueToken<kind::BrowserBinding>,
     /// The request carried no (usable) binding cookie: `token` is new and must be set.
     pub is_new: bool,
 }

@@ -40,7 +40,9 @@ pub struct AccessTokenClaims {
 
 /// A short, non-reversible fingerprint of a client's stored secret hash: tokens carry it
 /// and are refused once the secret has been rotated (no clocks involved).
-pub fn secret_generation(secret_hash: &crate::domain::secret::TokenHash) -> String {
+pub fn secret_generation(
+    secret_hash: &crate::domain::secret::TokenHash<crate::domain::secret::kind::ClientSecret>,
+) -> String {
     let digest =
         Sha256::digest([b"portcullis/sgen/v1:".as_slice(), secret_hash.as_bytes()].concat());
     URL_SAFE_NO_PAD.encode(&digest[..9])

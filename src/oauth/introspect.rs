@@ -11,7 +11,7 @@ use super::error::EndpointError;
 use super::token::Credentials;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::{Client, GrantType};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::oauth::error::OAuthError;
 
 /// Why a token is described as `active: false`: recorded in the audit trail, never
@@ -82,7 +82,7 @@ impl Provider {
     async fn describe_refresh_token(
         &self,
         client: &Client,
-        token: &OpaqueToken,
+        token: &OpaqueToken<kind::RefreshToken>,
         now: OffsetDateTime,
     ) -> Result<Result<Value, Inactive>, EndpointError> {
         let Some(r) = self.store.find_refresh_token(&token.hash()).await? else {
@@ -169,7 +169,8 @@ impl Provider {
             return Ok(false);
         };
         Ok(self.store.find_client(&id).await?.is_some_and(|c| {
-            c.allows_grant(GrantType::ClientCredentials) && super::claims::token_matches_secret(claims, &c)
+            c.allows_grant(GrantType::ClientCredentials)
+                && super::claims::token_matches_secret(claims, &c)
         }))
     }
 }

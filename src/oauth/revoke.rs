@@ -10,7 +10,7 @@ use super::error::{EndpointError, ErrorCode, OAuthError};
 use super::token::Credentials;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::Client;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 
 impl Provider {
     /// `POST /revoke`.
@@ -41,7 +41,7 @@ impl Provider {
     async fn revoke_refresh_token(
         &self,
         client: &Client,
-        token: &OpaqueToken,
+        token: &OpaqueToken<kind::RefreshToken>,
         actor: &Actor,
     ) -> Result<(), EndpointError> {
         let now = self.clock.now();

@@ -15,7 +15,7 @@ use super::error::{EndpointError, ErrorCode, OAuthError};
 use crate::audit::Actor;
 use crate::domain::client::TokenDelivery;
 use crate::domain::client::{AuthMethod, Client, ClientId, GrantType};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 
 /// A successful token response (RFC 6749 §5.1). `Debug` shows no token.
 #[derive(Clone, Serialize, Deserialize)]
@@ -229,7 +229,7 @@ impl<'a> Credentials<'a> {
 // SECURITY: secrets are 256-bit random values stored as SHA-256; comparing the hashes in
 // constant time reveals nothing about the stored value.
 fn secret_matches(client: &Client, secret: &str) -> bool {
-    let presented_hash = OpaqueToken::parse(secret).map(|t| t.hash());
+    let presented_hash = OpaqueToken::<kind::ClientSecret>::parse(secret).map(|t| t.hash());
     match (&presented_hash, &client.secret_hash) {
         (Some(p), Some(stored)) => bool::from(p.as_bytes().ct_eq(stored.as_bytes())),
         _ => false,

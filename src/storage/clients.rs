@@ -7,7 +7,7 @@ use super::StoreError;
 use crate::audit::AuditEvent;
 use crate::domain::client::{Client, ClientId};
 use crate::domain::scope::ScopeSet;
-use crate::domain::secret::TokenHash;
+use crate::domain::secret::{TokenHash, kind};
 use crate::domain::user::UserId;
 
 /// Clients and consents.
@@ -37,7 +37,7 @@ pub trait ClientStore: Send + Sync {
     async fn set_client_secret(
         &self,
         id: &ClientId,
-        hash: &TokenHash,
+        hash: &TokenHash<kind::ClientSecret>,
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;

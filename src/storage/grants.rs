@@ -12,7 +12,7 @@ use crate::domain::client::ClientId;
 use crate::domain::pkce::CodeChallenge;
 use crate::domain::refresh::FamilyId;
 use crate::domain::scope::ScopeSet;
-use crate::domain::secret::TokenHash;
+use crate::domain::secret::{TokenHash, kind};
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::user::UserId;
 
@@ -20,7 +20,7 @@ use crate::domain::user::UserId;
 /// the client and redirect URI; RFC 7636: bound to the PKCE challenge).
 #[derive(Debug, Clone)]
 pub struct AuthorizationCodeRecord {
-    pub code_hash: TokenHash,
+    pub code_hash: TokenHash<kind::AuthorizationCode>,
     pub client_id: ClientId,
     pub user_id: UserId,
     pub session_id: SessionId,
@@ -42,7 +42,7 @@ pub struct AuthorizationCodeRecord {
 #[derive(Debug)]
 pub struct IssueCode<'a> {
     /// The pending transaction this answers; it can be answered once.
-    pub transaction: Option<TokenHash>,
+    pub transaction: Option<TokenHash<kind::LoginTransaction>>,
     /// Scopes the user just consented to (merged into what they granted before).
     pub consent: Option<&'a ScopeSet>,
     pub code: &'a AuthorizationCodeRecord,
@@ -65,7 +65,7 @@ pub struct CodeBinding<'a> {
 /// A code presented at the token endpoint, with what it must be bound to.
 #[derive(Debug)]
 pub struct CodeRedemption<'a> {
-    pub code_hash: TokenHash,
+    pub code_hash: TokenHash<kind::AuthorizationCode>,
     pub binding: CodeBinding<'a>,
     /// The id and expiry of the access token about to be issued, so that a later reuse
     /// of the code can revoke it.
@@ -82,7 +82,7 @@ pub struct CodeRedemption<'a> {
 #[derive(Debug, Clone)]
 pub struct NewRefreshFamily {
     pub family_id: FamilyId,
-    pub token_hash: TokenHash,
+    pub token_hash: TokenHash<kind::RefreshToken>,
     pub idle_expires_at: OffsetDateTime,
     pub absolute_expires_at: OffsetDateTime,
     /// The grant's rule for whether the family outlives the code's browser session, given
@@ -105,7 +105,7 @@ pub enum Redemption {
 /// introspection need it.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRecord {
-    pub token_hash: TokenHash,
+    pub token_hash: TokenHash<kind::RefreshToken>,
     pub family_id: FamilyId,
     pub client_id: ClientId,
     pub user_id: UserId,
@@ -142,9 +142,9 @@ impl RefreshTokenRecord {
 /// transaction, only if it is still unrotated, unexpired and its family alive.
 #[derive(Debug)]
 pub struct RefreshRotation<'a> {
-    pub presented: TokenHash,
+    pub presented: TokenHash<kind::RefreshToken>,
     pub family_id: FamilyId,
-    pub successor: TokenHash,
+    pub successor: TokenHash<kind::RefreshToken>,
     pub successor_idle_expires_at: OffsetDateTime,
     pub access_token_jti: uuid::Uuid,
     pub access_token_expires_at: OffsetDateTime,
@@ -164,7 +164,7 @@ pub trait GrantStore: Send + Sync {
     /// sign-in step may be done).
     async fn find_pending_authorization(
         &self,
-        id_hash: &TokenHash,
+        id_hash: &TokenHash<kind::LoginTransaction>,
         now: OffsetDateTime,
     ) -> Result<Option<LoginTransaction>, StoreError>;
     /// Answers a pending authorization with a code. False when the transaction was
@@ -177,7 +177,7 @@ pub trait GrantStore: Send + Sync {
     /// Answers a pending authorization without a code (e.g. consent denied).
     async fn finish_authorization(
         &self,
-        transaction: &TokenHash,
+        transaction: &TokenHash<kind::LoginTransaction>,
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
@@ -206,7 +206,7 @@ pub trait GrantStore: Send + Sync {
     /// A refresh token by hash, whatever its state, with its family.
     async fn find_refresh_token(
         &self,
-        hash: &TokenHash,
+        hash: &TokenHash<kind::RefreshToken>,
     ) -> Result<Option<RefreshTokenRecord>, StoreError>;
     /// Rotates a refresh token atomically: false when another request rotated it first,
     /// or it expired or its family was revoked meanwhile (nothing is written then).

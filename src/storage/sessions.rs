@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::audit::AuditEvent;
-use crate::domain::secret::TokenHash;
+use crate::domain::secret::{TokenHash, kind};
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
 use crate::domain::user::{PasswordHash, User, UserId};
@@ -14,8 +14,8 @@ use crate::domain::user::{PasswordHash, User, UserId};
 /// A sign-in form waiting to be submitted.
 #[derive(Debug, Clone)]
 pub struct LoginTransaction {
-    pub id_hash: TokenHash,
-    pub binding_hash: TokenHash,
+    pub id_hash: TokenHash<kind::LoginTransaction>,
+    pub binding_hash: TokenHash<kind::BrowserBinding>,
     /// A server-chosen local path; never taken from a request.
     pub return_to: String,
     pub request: Option<serde_json::Value>,
@@ -28,7 +28,7 @@ pub struct LoginTransaction {
 /// A new browser session to insert (the cookie value is not part of it, only its hash).
 #[derive(Debug, Clone)]
 pub struct NewSession {
-    pub id_hash: TokenHash,
+    pub id_hash: TokenHash<kind::SessionToken>,
     pub session: BrowserSession,
 }
 
@@ -48,13 +48,13 @@ pub enum Reservation {
 /// attempt's lease: the throttle row goes).
 #[derive(Debug)]
 pub struct CompletedLogin<'a> {
-    pub transaction: TokenHash,
+    pub transaction: TokenHash<kind::LoginTransaction>,
     pub session: &'a NewSession,
     pub throttle_key: &'a str,
     /// The attempt's lease, ended with the counter.
     pub lease: LeaseId,
     /// The hash of a session cookie the browser already held: that session is replaced.
-    pub replaces: Option<TokenHash>,
+    pub replaces: Option<TokenHash<kind::SessionToken>>,
     /// The password hash that was verified: if it changed meanwhile (a reset) or the user
     /// was disabled, no session is created.
     pub verified_hash: &'a PasswordHash,
@@ -68,7 +68,7 @@ pub trait SessionStore: Send + Sync {
     /// An unexpired, unconsumed transaction.
     async fn find_login_transaction(
         &self,
-        id_hash: &TokenHash,
+        id_hash: &TokenHash<kind::LoginTransaction>,
         now: OffsetDateTime,
     ) -> Result<Option<LoginTransaction>, StoreError>;
     /// Leases one attempt on `key`'s failure budget *before* the password is checked, in
@@ -110,7 +110,7 @@ pub trait SessionStore: Send + Sync {
     /// A live session (not revoked, not expired, user not disabled) and its user.
     async fn find_session(
         &self,
-        id_hash: &TokenHash,
+        id_hash: &TokenHash<kind::SessionToken>,
         now: OffsetDateTime,
     ) -> Result<Option<(BrowserSession, User)>, StoreError>;
     async fn touch_session(

@@ -295,7 +295,10 @@ async fn the_consent_page_is_not_a_way_around_the_sub_check() {
         .to_owned();
     assert_eq!(resume, format!("/authorize/resume?tx={tx}"));
     // ...or answering it anyway issues nothing.
-    let session = portcullis::domain::secret::OpaqueToken::parse(&cookie).expect("cookie");
+    let session = portcullis::domain::secret::OpaqueToken::<
+        portcullis::domain::secret::kind::SessionToken,
+    >::parse(&cookie)
+    .expect("cookie");
     let forged = app
         .post_form(
             &app.client,

@@ -480,7 +480,10 @@ async fn consent_cannot_stand_in_for_a_sign_in_the_request_demands() {
             login
         );
         // ...and a forged answer (with a valid CSRF token) issues nothing.
-        let session = portcullis::domain::secret::OpaqueToken::parse(&cookie).expect("cookie");
+        let session = portcullis::domain::secret::OpaqueToken::<
+            portcullis::domain::secret::kind::SessionToken,
+        >::parse(&cookie)
+        .expect("cookie");
         let csrf = session.derive("consent-csrf", &tx);
         let forged = app
             .post_form(

@@ -1,7 +1,7 @@
 //! What a sign-in comes to: the reply kinds the sign-in page renders, and the errors
 //! that end it without a verdict.
 
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::BrowserSession;
 use crate::storage::{LoginTransaction, StoreError};
 
@@ -13,7 +13,7 @@ pub enum SignInOutcome {
     /// The form is unknown, expired, used, served to another browser or its CSRF token
     /// does not match: nothing happened. A fresh form was opened for the browser
     /// (`Ok(tx)`), unless its address opened too many (`Err(retry_after)`).
-    Expired(Result<OpaqueToken, u64>),
+    Expired(Result<OpaqueToken<kind::LoginTransaction>, u64>),
     /// The form was live: the verdict on what it carried.
     Checked {
         form: Box<LiveForm>,
@@ -26,7 +26,7 @@ pub enum SignInOutcome {
 /// A sign-in form that is live and was served to this browser.
 #[derive(Debug)]
 pub struct LiveForm {
-    pub tx: OpaqueToken,
+    pub tx: OpaqueToken<kind::LoginTransaction>,
     pub transaction: LoginTransaction,
 }
 
@@ -36,7 +36,7 @@ pub enum LoginOutcome {
     Incomplete(MissingFields),
     /// Signed in: set `cookie` and go to `return_to`, a plain local path.
     Success {
-        cookie: OpaqueToken,
+        cookie: OpaqueToken<kind::SessionToken>,
         session: Box<BrowserSession>,
         return_to: String,
     },

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use crate::audit::Actor;
-use crate::domain::secret::{OpaqueToken, TokenHash};
+use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::domain::user::Password;
 
 /// The fields of `POST /login` as sent. No `Debug`: it holds the password.
@@ -23,21 +23,21 @@ pub struct SignInForm {
 #[derive(Debug)]
 pub struct Browser<'a> {
     /// The binding cookie the browser sent, or a new value when it sent none.
-    pub binding: &'a OpaqueToken,
+    pub binding: &'a OpaqueToken<kind::BrowserBinding>,
     /// The browser sent no binding cookie: no form of ours can be bound to it.
     pub binding_is_new: bool,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<&'a str>,
     pub actor: &'a Actor,
     /// The hash of a session cookie the browser already sent; that session is replaced.
-    pub replaces: Option<TokenHash>,
+    pub replaces: Option<TokenHash<kind::SessionToken>>,
 }
 
 /// A sign-in form with its fields parsed.
 #[derive(Debug)]
 pub struct SignInRequest<'a> {
     /// `None` when the field is not one of our tokens.
-    pub tx: Option<OpaqueToken>,
+    pub tx: Option<OpaqueToken<kind::LoginTransaction>>,
     pub csrf_token: String,
     /// Trimmed.
     pub username: String,
@@ -85,7 +85,12 @@ pub struct MissingFields {
 mod tests {
     use super::*;
 
-    fn parse(username: &str, password: &str, actor: &Actor, binding: &OpaqueToken) -> bool {
+    fn parse(
+        username: &str,
+        password: &str,
+        actor: &Actor,
+        binding: &OpaqueToken<kind::BrowserBinding>,
+    ) -> bool {
         let request = SignInRequest::parse(
             SignInForm {
                 tx: "not a token".into(),

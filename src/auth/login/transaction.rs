@@ -1,7 +1,7 @@
 //! The login transaction a sign-in form is bound to: opened when the form is served,
 //! found again (in the same browser only) when it is posted, and where it leads after.
 
-use crate::domain::secret::{OpaqueToken, constant_time_eq};
+use crate::domain::secret::{OpaqueToken, constant_time_eq, kind};
 use crate::storage::{LoginTransaction, StoreError};
 
 use super::super::Authenticator;
@@ -16,10 +16,10 @@ impl Authenticator {
     /// transaction id to embed in the form; `binding` is the browser's binding cookie.
     pub async fn start_login(
         &self,
-        binding: &OpaqueToken,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         return_to: &str,
         request: Option<serde_json::Value>,
-    ) -> Result<OpaqueToken, StoreError> {
+    ) -> Result<OpaqueToken<kind::LoginTransaction>, StoreError> {
         let id = OpaqueToken::generate();
         let now = self.clock.now();
         self.store
@@ -40,9 +40,9 @@ impl Authenticator {
     /// `ip`; `Err(retry_after)` when that address opened too many forms.
     pub async fn open_form(
         &self,
-        binding: &OpaqueToken,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         ip: Option<std::net::IpAddr>,
-    ) -> Result<Result<OpaqueToken, u64>, StoreError> {
+    ) -> Result<Result<OpaqueToken<kind::LoginTransaction>, u64>, StoreError> {
         if let Err(retry_after) = self.may_open_form(ip) {
             return Ok(Err(retry_after));
         }
@@ -54,8 +54,8 @@ impl Authenticator {
     /// The live transaction `id`, provided it was issued to this browser.
     pub async fn load_login(
         &self,
-        id: &OpaqueToken,
-        binding: &OpaqueToken,
+        id: &OpaqueToken<kind::LoginTransaction>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
     ) -> Result<Option<LoginTransaction>, StoreError> {
         let tx = self
             .store
@@ -71,11 +71,18 @@ impl Authenticator {
     }
 
     /// The CSRF token of a sign-in form: bound to the transaction and the browser.
-    pub fn login_csrf_token(id: &OpaqueToken, binding: &OpaqueToken) -> String {
+    pub fn login_csrf_token(
+        id: &OpaqueToken<kind::LoginTransaction>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
+    ) -> String {
         binding.derive("login-csrf", id.expose())
     }
 
-    pub fn check_login_csrf(id: &OpaqueToken, binding: &OpaqueToken, presented: &str) -> bool {
+    pub fn check_login_csrf(
+        id: &OpaqueToken<kind::LoginTransaction>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
+        presented: &str,
+    ) -> bool {
         constant_time_eq(&Self::login_csrf_token(id, binding), presented)
     }
 
@@ -83,7 +90,7 @@ impl Authenticator {
     /// transaction's CSRF token, and was served to this browser.
     pub(super) async fn live_form(
         &self,
-        tx: Option<OpaqueToken>,
+        tx: Option<OpaqueToken<kind::LoginTransaction>>,
         csrf_token: &str,
         browser: &Browser<'_>,
     ) -> Result<Option<LiveForm>, StoreError> {

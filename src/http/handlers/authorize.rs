@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{actor, request_ip};
 use crate::app::AppState;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::http::cookies::binding_cookie;
 use crate::http::error::PageError;
 use crate::http::extract::{Binding, OptionalSession};
@@ -81,7 +81,7 @@ pub async fn resume(
 pub fn respond(
     outcome: AuthorizeOutcome,
     redirect: StatusCode,
-    set_binding: Option<&OpaqueToken>,
+    set_binding: Option<&OpaqueToken<kind::BrowserBinding>>,
     state: &AppState,
 ) -> Result<HttpResponse, PageError> {
     let mut res = match outcome {

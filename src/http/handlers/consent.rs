@@ -9,7 +9,7 @@ use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::CurrentSession;
 use crate::domain::scope;
-use crate::domain::secret::{OpaqueToken, constant_time_eq};
+use crate::domain::secret::{OpaqueToken, constant_time_eq, kind};
 use crate::http::error::PageError;
 use crate::http::extract::{Binding, OptionalSession, SameOrigin};
 use crate::http::form::{StrictForm, StrictQuery};
@@ -28,7 +28,7 @@ pub struct ConsentForm {
     decision: String,
 }
 
-fn csrf_token(session: &CurrentSession, tx: &OpaqueToken) -> String {
+fn csrf_token(session: &CurrentSession, tx: &OpaqueToken<kind::LoginTransaction>) -> String {
     session.token.derive("consent-csrf", tx.expose())
 }
 

@@ -13,7 +13,7 @@ use crate::auth::{
     SignInRequest,
 };
 use crate::domain::client::ClientId;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::BrowserSession;
 use crate::http::cookies::{binding_cookie, session_cookie};
 use crate::http::error::PageError;
@@ -30,8 +30,8 @@ pub struct LoginQuery {
 
 /// What a rendered form needs besides its messages.
 struct FormContext {
-    tx: OpaqueToken,
-    binding: OpaqueToken,
+    tx: OpaqueToken<kind::LoginTransaction>,
+    binding: OpaqueToken<kind::BrowserBinding>,
     set_binding: bool,
     /// For a sign-in within an authorization request: the client's name, and the CSP
     /// source of its redirect URI (the form's redirect chain ends there).
@@ -168,7 +168,7 @@ pub async fn submit(
 async fn render_outcome(
     state: &AppState,
     form: LiveForm,
-    binding: OpaqueToken,
+    binding: OpaqueToken<kind::BrowserBinding>,
     username: &str,
     outcome: LoginOutcome,
 ) -> Result<HttpResponse, PageError> {
@@ -231,7 +231,7 @@ async fn render_outcome(
 /// 303 to `target` with the new session's cookie, which lives as long as the session may.
 fn signed_in(
     state: &AppState,
-    cookie: &OpaqueToken,
+    cookie: &OpaqueToken<kind::SessionToken>,
     session: &BrowserSession,
     target: &str,
 ) -> HttpResponse {
@@ -248,7 +248,7 @@ fn signed_in(
 /// CSRF token: nothing happened except that a fresh form (`fresh`) was opened.
 fn expired_form(
     state: &AppState,
-    fresh: Result<OpaqueToken, u64>,
+    fresh: Result<OpaqueToken<kind::LoginTransaction>, u64>,
     Binding {
         token: binding,
         is_new: set_binding,

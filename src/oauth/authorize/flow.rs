@@ -8,7 +8,7 @@ use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
 use crate::domain::client::Client;
 use crate::domain::pkce::CodeChallenge;
-use crate::domain::secret::{OpaqueToken, TokenHash};
+use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::storage::{AuthorizationCodeRecord, IssueCode, LoginTransaction};
@@ -29,8 +29,8 @@ impl Provider {
         client: &Client,
         request: AuthorizationRequest,
         session: Option<&CurrentSession>,
-        pending: Option<(OpaqueToken, LoginTransaction)>,
-        binding: &OpaqueToken,
+        pending: Option<(OpaqueToken<kind::LoginTransaction>, LoginTransaction)>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {
         let signed_in_here = pending.as_ref().and_then(|(_, t)| t.session_id);
@@ -90,8 +90,8 @@ impl Provider {
     async fn interact(
         &self,
         request: &AuthorizationRequest,
-        pending: Option<(OpaqueToken, LoginTransaction)>,
-        binding: &OpaqueToken,
+        pending: Option<(OpaqueToken<kind::LoginTransaction>, LoginTransaction)>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         actor: &Actor,
         interaction: Interaction,
     ) -> Result<AuthorizeOutcome, EndpointError> {
@@ -115,10 +115,10 @@ impl Provider {
     async fn pending_tx(
         &self,
         request: &AuthorizationRequest,
-        pending: Option<(OpaqueToken, LoginTransaction)>,
-        binding: &OpaqueToken,
+        pending: Option<(OpaqueToken<kind::LoginTransaction>, LoginTransaction)>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         actor: &Actor,
-    ) -> Result<OpaqueToken, EndpointError> {
+    ) -> Result<OpaqueToken<kind::LoginTransaction>, EndpointError> {
         if let Some((tx, _)) = pending {
             return Ok(tx);
         }
@@ -140,7 +140,7 @@ impl Provider {
     async fn answer_error(
         &self,
         request: &AuthorizationRequest,
-        pending: Option<&(OpaqueToken, LoginTransaction)>,
+        pending: Option<&(OpaqueToken<kind::LoginTransaction>, LoginTransaction)>,
         code: ErrorCode,
         description: &str,
         actor: &Actor,
@@ -171,7 +171,7 @@ impl Provider {
         client: &Client,
         request: &AuthorizationRequest,
         session: &CurrentSession,
-        tx: Option<&TokenHash>,
+        tx: Option<&TokenHash<kind::LoginTransaction>>,
         consent_given: bool,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {

@@ -23,7 +23,7 @@ use super::Provider;
 use super::error::EndpointError;
 use crate::audit::Actor;
 use crate::auth::CurrentSession;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 
 /// Where sign-in returns to for a pending authorization.
 pub const RESUME_PATH: &str = "/authorize/resume";
@@ -34,7 +34,7 @@ impl Provider {
         &self,
         params: &HashMap<String, String>,
         session: Option<&CurrentSession>,
-        binding: &OpaqueToken,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {
         let (client, request) = match self.validate(params).await? {
@@ -48,9 +48,9 @@ impl Provider {
     /// After sign-in: continue the pending authorization `tx`.
     pub async fn resume(
         &self,
-        tx: &OpaqueToken,
+        tx: &OpaqueToken<kind::LoginTransaction>,
         session: Option<&CurrentSession>,
-        binding: &OpaqueToken,
+        binding: &OpaqueToken<kind::BrowserBinding>,
         actor: &Actor,
     ) -> Result<AuthorizeOutcome, EndpointError> {
         let Some(pending) = self.pending(tx, binding).await? else {

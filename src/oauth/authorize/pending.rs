@@ -8,7 +8,7 @@ use super::request::AuthorizationRequest;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
 use crate::domain::client::{Client, GrantType};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::storage::LoginTransaction;
@@ -16,7 +16,7 @@ use crate::storage::LoginTransaction;
 /// A pending authorization: the transaction, its request and its client.
 #[derive(Debug)]
 pub struct Pending {
-    pub tx: OpaqueToken,
+    pub tx: OpaqueToken<kind::LoginTransaction>,
     pub transaction: LoginTransaction,
     pub request: AuthorizationRequest,
     pub client: Client,
@@ -26,8 +26,8 @@ impl Provider {
     /// The pending authorization `tx`, if it was started in this browser.
     pub async fn pending(
         &self,
-        tx: &OpaqueToken,
-        binding: &OpaqueToken,
+        tx: &OpaqueToken<kind::LoginTransaction>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
     ) -> Result<Option<Pending>, EndpointError> {
         let Some(transaction) = self
             .store

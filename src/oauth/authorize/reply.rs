@@ -4,7 +4,7 @@
 
 use super::request::{AuthorizationRequest, ResponseMode};
 use crate::domain::redirect_uri::RedirectUri;
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::oauth::Provider;
 use crate::oauth::error::OAuthError;
 
@@ -14,10 +14,10 @@ pub enum AuthorizeOutcome {
     Refused(String),
     Reply(ClientReply),
     Login {
-        tx: OpaqueToken,
+        tx: OpaqueToken<kind::LoginTransaction>,
     },
     Consent {
-        tx: OpaqueToken,
+        tx: OpaqueToken<kind::LoginTransaction>,
     },
 }
 

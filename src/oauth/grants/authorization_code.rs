@@ -16,7 +16,7 @@ use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::client::{Client, GrantType};
 use crate::domain::pkce::{CodeChallenge, challenge_for_verifier};
 use crate::domain::refresh::{FamilyId, outlives_session};
-use crate::domain::secret::OpaqueToken;
+use crate::domain::secret::{OpaqueToken, kind};
 use crate::oauth::Provider;
 use crate::oauth::error::{EndpointError, OAuthError};
 use crate::oauth::token::{Issued, TokenResponse};
@@ -26,7 +26,7 @@ use crate::storage::{
 
 /// The parameters of an access token request with a code (RFC 6749 §4.1.3).
 struct CodeRequest<'a> {
-    code: OpaqueToken,
+    code: OpaqueToken<kind::AuthorizationCode>,
     redirect_uri: &'a str,
     /// The challenge of the presented `code_verifier` (RFC 7636 §4.6); none without one.
     challenge: Option<CodeChallenge>,
@@ -172,7 +172,7 @@ impl Provider {
         &self,
         client: &Client,
         now: OffsetDateTime,
-    ) -> Option<(OpaqueToken, NewRefreshFamily)> {
+    ) -> Option<(OpaqueToken<kind::RefreshToken>, NewRefreshFamily)> {
         client.allows_grant(GrantType::RefreshToken).then(|| {
             let token = OpaqueToken::generate();
             let (idle_expires_at, absolute_expires_at) = self.refresh.new_family(client.kind, now);

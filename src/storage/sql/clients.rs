@@ -11,7 +11,7 @@ macro_rules! sql_clients {
         use crate::domain::redirect_uri::RedirectUri;
         use crate::domain::jws::SigningAlg;
         use crate::domain::scope::ScopeSet;
-        use crate::domain::secret::TokenHash;
+        use crate::domain::secret::{TokenHash, kind};
         use crate::domain::user::UserId;
         use crate::storage::{ClientStore, StoreError};
 
@@ -232,7 +232,7 @@ macro_rules! sql_clients {
             async fn set_client_secret(
                 &self,
                 id: &ClientId,
-                hash: &TokenHash,
+                hash: &TokenHash<kind::ClientSecret>,
                 now: OffsetDateTime,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {

@@ -14,7 +14,7 @@ macro_rules! sql_grants {
         use crate::domain::pkce::CodeChallenge;
         use crate::domain::refresh::FamilyId;
         use crate::domain::scope::ScopeSet;
-        use crate::domain::secret::TokenHash;
+        use crate::domain::secret::{TokenHash, kind};
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::user::UserId;
         use crate::storage::{
@@ -161,7 +161,7 @@ macro_rules! sql_grants {
         impl GrantStore for $store {
             async fn find_pending_authorization(
                 &self,
-                id_hash: &TokenHash,
+                id_hash: &TokenHash<kind::LoginTransaction>,
                 now: OffsetDateTime,
             ) -> Result<Option<LoginTransaction>, StoreError> {
                 let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
@@ -251,7 +251,7 @@ macro_rules! sql_grants {
 
             async fn finish_authorization(
                 &self,
-                transaction: &TokenHash,
+                transaction: &TokenHash<kind::LoginTransaction>,
                 now: OffsetDateTime,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
@@ -436,7 +436,7 @@ macro_rules! sql_grants {
 
             async fn find_refresh_token(
                 &self,
-                hash: &TokenHash,
+                hash: &TokenHash<kind::RefreshToken>,
             ) -> Result<Option<RefreshTokenRecord>, StoreError> {
                 let row: Option<RefreshRow> = sqlx::query_as(
                     "select t.token_hash, t.family_id, f.client_id, f.user_id, f.session_id, \
@@ -590,9 +590,9 @@ macro_rules! sql_grants {
         #[allow(clippy::too_many_arguments)]
         async fn insert_refresh_token(
             conn: &mut <$db as sqlx::Database>::Connection,
-            hash: &TokenHash,
+            hash: &TokenHash<kind::RefreshToken>,
             family: FamilyId,
-            parent: Option<&TokenHash>,
+            parent: Option<&TokenHash<kind::RefreshToken>>,
             now: OffsetDateTime,
             idle_expires_at: OffsetDateTime,
             access_token_jti: Uuid,

@@ -71,7 +71,7 @@ macro_rules! sql_common {
             StoreError::Database(sqlx::Error::Decode(format!("stored {what} is invalid").into()))
         }
 
-        fn hash_of(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+        fn hash_of<K>(bytes: Vec<u8>) -> Result<TokenHash<K>, StoreError> {
             TokenHash::from_slice(&bytes).ok_or_else(|| {
                 StoreError::Database(sqlx::Error::Decode("a stored hash is not 32 bytes".into()))
             })

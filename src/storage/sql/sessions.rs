@@ -7,7 +7,7 @@ macro_rules! sql_sessions {
         use uuid::Uuid;
 
         use crate::audit::AuditEvent;
-        use crate::domain::secret::TokenHash;
+        use crate::domain::secret::{TokenHash, kind};
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
         use crate::domain::user::{User, UserId};
@@ -99,7 +99,7 @@ macro_rules! sql_sessions {
 
             async fn find_login_transaction(
                 &self,
-                id_hash: &TokenHash,
+                id_hash: &TokenHash<kind::LoginTransaction>,
                 now: OffsetDateTime,
             ) -> Result<Option<LoginTransaction>, StoreError> {
                 let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
@@ -319,7 +319,7 @@ macro_rules! sql_sessions {
 
             async fn find_session(
                 &self,
-                id_hash: &TokenHash,
+                id_hash: &TokenHash<kind::SessionToken>,
                 now: OffsetDateTime,
             ) -> Result<Option<(BrowserSession, User)>, StoreError> {
                 let session: Option<SessionRow> = sqlx::query_as(&format!(
