@@ -5,14 +5,13 @@
 //! request was proven to come from.
 
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 use super::Provider;
-use super::authorize::form_action_source;
 use super::error::EndpointError;
 use crate::audit::Actor;
 use crate::auth::CurrentSession;
 use crate::domain::client::{Client, ClientId};
+use crate::domain::redirect_uri::RedirectUri;
 use crate::keys::Expectations;
 
 /// Longest `state` accepted (as at the authorization endpoint).
@@ -72,7 +71,7 @@ pub struct LogoutRequest {
     pub client: Option<Client>,
     pub hint: Option<HintClaims>,
     /// `post_logout_redirect_uri`, registered for `client`.
-    pub redirect_uri: Option<String>,
+    pub redirect_uri: Option<RedirectUri>,
 }
 
 impl LogoutRequest {
@@ -88,11 +87,11 @@ impl LogoutRequest {
     /// The post-logout redirect with `state` added to its query (§3), when there is a
     /// validated target.
     pub fn location(&self) -> Option<String> {
-        let uri = self.redirect_uri.as_deref()?;
+        let uri = self.redirect_uri.as_ref()?;
         let Some(state) = self.params.state.as_deref() else {
-            return Some(uri.to_owned());
+            return Some(uri.to_string());
         };
-        let mut url = Url::parse(uri).ok()?;
+        let mut url = uri.url().clone();
         url.query_pairs_mut().append_pair("state", state);
         Some(url.to_string())
     }
@@ -100,7 +99,9 @@ impl LogoutRequest {
     /// The CSP `form-action` source a confirmation form needs when its redirect chain
     /// ends at the client (Chromium applies form-action to every hop).
     pub fn form_action_source(&self) -> Option<String> {
-        self.redirect_uri.as_deref().and_then(form_action_source)
+        self.redirect_uri
+            .as_ref()
+            .map(RedirectUri::form_action_source)
     }
 
     pub fn client_name(&self) -> Option<&str> {
@@ -338,7 +339,7 @@ fn requesting_client_id<'a>(
 fn registered_redirect_uri(
     uri: Option<&str>,
     client: Option<&Client>,
-) -> Result<Option<String>, Refusal> {
+) -> Result<Option<RedirectUri>, Refusal> {
     let Some(uri) = uri else {
         return Ok(None);
     };
@@ -348,13 +349,13 @@ fn registered_redirect_uri(
              belongs to, so you are not sent there.",
         );
     };
+    let unregistered = "The post_logout_redirect_uri of this request is not registered for \
+                        the application, so you are not sent there.";
     if !client.post_logout_redirect_uri_matches(uri) {
-        return Err(
-            "The post_logout_redirect_uri of this request is not registered for the \
-             application, so you are not sent there.",
-        );
+        return Err(unregistered);
     }
-    Ok(Some(uri.to_owned()))
+    // A registered URI always parses.
+    RedirectUri::parse(uri).map(Some).map_err(|_| unregistered)
 }
 
 /// No session in this browser: there is nothing to end and nothing to ask (§2's question
@@ -399,7 +400,7 @@ mod tests {
             },
             client: None,
             hint: None,
-            redirect_uri: Some(uri.to_owned()),
+            redirect_uri: RedirectUri::parse(uri).ok(),
         };
         assert_eq!(
             request("https://rp.example/bye", Some("a b&c"))

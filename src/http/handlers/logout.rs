@@ -146,11 +146,9 @@ fn respond(
 
 fn confirmation_page(request: &LogoutRequest, session: &CurrentSession) -> HttpResponse {
     let csrf = session.csrf_token();
-    let redirect_host = request.redirect_uri.as_deref().and_then(|uri| {
-        url::Url::parse(uri).ok().map(|u| {
-            u.host_str()
-                .map_or_else(|| u.scheme().to_owned(), str::to_owned)
-        })
+    let redirect_host = request.redirect_uri.as_ref().map(|uri| {
+        let url = uri.url();
+        url.host_str().unwrap_or(url.scheme()).to_owned()
     });
     let params = &request.params;
     let html = pages::render(&LogoutPage {

@@ -16,7 +16,7 @@ mod validate;
 use std::collections::HashMap;
 
 pub use pending::Pending;
-pub use reply::{AuthorizeOutcome, ClientReply, form_action_source};
+pub use reply::{AuthorizeOutcome, ClientReply};
 pub use request::{AuthorizationRequest, ResponseMode};
 
 use super::Provider;

@@ -43,14 +43,6 @@ impl ClientReply {
     }
 }
 
-/// The CSP `form-action` source for a redirect URI given as text (see
-/// `RedirectUri::form_action_source`); `None` if it does not parse.
-pub fn form_action_source(redirect_uri: &str) -> Option<String> {
-    RedirectUri::parse(redirect_uri)
-        .ok()
-        .map(|uri| uri.form_action_source())
-}
-
 impl Provider {
     /// An error for the client, with `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207 §2).
     pub fn error_reply(&self, request: &AuthorizationRequest, error: OAuthError) -> ClientReply {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
@@ -38,32 +39,9 @@ impl Provider {
             .into());
         }
         let scope = self.client_credentials_scope(client, params.get("scope"))?;
-
         let now = self.clock.now();
         let jti = Uuid::new_v4();
-        let expires_at = now + self.access_token_lifetime;
-        // RFC 9068 §2.2: for a token obtained by a client for itself, `sub` is the
-        // client's identifier; no `sid` or `auth_time`, since no one signed in.
-        let access_token = self.keys.sign(
-            "at+jwt",
-            &AccessTokenClaims {
-                iss: self.issuer.clone(),
-                sub: client.id.to_string(),
-                aud: self.issuer.clone(),
-                client_id: client.id.to_string(),
-                scope: scope.to_string(),
-                iat: now.unix_timestamp(),
-                exp: expires_at.unix_timestamp(),
-                jti: jti.to_string(),
-                sid: None,
-                auth_time: None,
-                sgen: client
-                    .secret_hash
-                    .as_ref()
-                    .map(crate::oauth::claims::secret_generation),
-                uic: Vec::new(),
-            },
-        )?;
+        let access_token = self.client_access_token(client, &scope, jti, now)?;
         let issued = AuditEvent::new(now, AuditKind::TokenIssued, Outcome::Success, actor)
             .client(client.id.as_str())
             .detail("grant_type", "client_credentials")
@@ -84,6 +62,39 @@ impl Provider {
             delivery: client.refresh_token_delivery,
             refresh_expires_at: None,
         })
+    }
+
+    /// RFC 9068 §2.2: for a token obtained by a client for itself, `sub` is the client's
+    /// identifier; no `sid` or `auth_time`, since no one signed in. `sgen` ties it to the
+    /// client's current secret.
+    fn client_access_token(
+        &self,
+        client: &Client,
+        scope: &ScopeSet,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<String, EndpointError> {
+        let expires_at = now + self.access_token_lifetime;
+        Ok(self.keys.sign(
+            "at+jwt",
+            &AccessTokenClaims {
+                iss: self.issuer.clone(),
+                sub: client.id.to_string(),
+                aud: self.issuer.clone(),
+                client_id: client.id.to_string(),
+                scope: scope.to_string(),
+                iat: now.unix_timestamp(),
+                exp: expires_at.unix_timestamp(),
+                jti: jti.to_string(),
+                sid: None,
+                auth_time: None,
+                sgen: client
+                    .secret_hash
+                    .as_ref()
+                    .map(crate::oauth::claims::secret_generation),
+                uic: Vec::new(),
+            },
+        )?)
     }
 
     /// RFC 6749 §3.3 and §4.4.2: the requested scope must lie within the client's; without

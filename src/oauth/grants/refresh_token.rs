@@ -313,53 +313,82 @@ impl Provider {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Issued, EndpointError> {
+        match self.sealed_retry(record, requested, now)? {
+            Some(sealed) => self.answer_retry(sealed, record, client, actor, now).await,
+            None => self.revoke_for_reuse(record, client, actor, now).await,
+        }
+    }
+
+    /// The response sealed at rotation, when the rotated token comes back inside the retry
+    /// window with the very same request: only that is a retry; anything else with a
+    /// rotated token is reuse (`None`).
+    fn sealed_retry(
+        &self,
+        record: &RefreshTokenRecord,
+        requested: Option<&ScopeSet>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Sealed>, EndpointError> {
         let in_window = !record.family_revoked
             && record
                 .successor_until
                 .is_some_and(|until| self.refresh.is_retry(until, now));
-        if let (true, Some(blob)) = (in_window, &record.successor_response) {
-            let opened = self
-                .keys
-                .open(blob, &sealing_aad(record.token_hash.as_bytes()))
-                .map_err(|e| e.to_string())
-                .and_then(|plain| {
-                    serde_json::from_slice::<Sealed>(&plain).map_err(|e| e.to_string())
-                });
-            match opened {
-                // Only the very same request is a retry; anything else with a rotated
-                // token is reuse.
-                Ok(sealed) if sealed.requested_scope == requested.map(ScopeSet::to_string) => {
-                    let audit =
-                        AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
-                            .client(client.id.as_str())
-                            .user(record.user_id)
-                            .detail("family", record.family_id.to_string())
-                            .detail("retry", true);
-                    self.store.record_audit(&[audit]).await?;
-                    return Ok(Issued {
-                        response: sealed.response,
-                        client_id: client.id.clone(),
-                        delivery: client.refresh_token_delivery,
-                        refresh_expires_at: OffsetDateTime::from_unix_timestamp(
-                            sealed.refresh_expires_at,
-                        )
-                        .ok(),
-                    });
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    // E.g. the master key was rotated inside the window: refuse this
-                    // retry without treating it as an attack.
-                    tracing::warn!(%error, "a sealed refresh response could not be opened");
-                    return Err(OAuthError::invalid_grant(
-                        "the refresh token was already used; retry with the newest one",
-                    )
-                    .into());
-                }
+        let (true, Some(blob)) = (in_window, &record.successor_response) else {
+            return Ok(None);
+        };
+        let opened = self
+            .keys
+            .open(blob, &sealing_aad(record.token_hash.as_bytes()))
+            .map_err(|e| e.to_string())
+            .and_then(|plain| serde_json::from_slice::<Sealed>(&plain).map_err(|e| e.to_string()));
+        match opened {
+            Ok(sealed) if sealed.requested_scope == requested.map(ScopeSet::to_string) => {
+                Ok(Some(sealed))
+            }
+            Ok(_) => Ok(None),
+            Err(error) => {
+                // E.g. the master key was rotated inside the window: refuse this retry
+                // without treating it as an attack.
+                tracing::warn!(%error, "a sealed refresh response could not be opened");
+                Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; retry with the newest one",
+                )
+                .into())
             }
         }
-        // RFC 9700 §4.14.2: the server cannot tell the legitimate client from an attacker,
-        // so the whole family goes, its newest token and its access tokens included.
+    }
+
+    /// The retry's answer: the response the rotation gave, again.
+    async fn answer_retry(
+        &self,
+        sealed: Sealed,
+        record: &RefreshTokenRecord,
+        client: &Client,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Issued, EndpointError> {
+        let audit = AuditEvent::new(now, AuditKind::RefreshRotated, Outcome::Success, actor)
+            .client(client.id.as_str())
+            .user(record.user_id)
+            .detail("family", record.family_id.to_string())
+            .detail("retry", true);
+        self.store.record_audit(&[audit]).await?;
+        Ok(Issued {
+            response: sealed.response,
+            client_id: client.id.clone(),
+            delivery: client.refresh_token_delivery,
+            refresh_expires_at: OffsetDateTime::from_unix_timestamp(sealed.refresh_expires_at).ok(),
+        })
+    }
+
+    /// RFC 9700 §4.14.2: the server cannot tell the legitimate client from an attacker,
+    /// so the whole family goes, its newest token and its access tokens included.
+    async fn revoke_for_reuse(
+        &self,
+        record: &RefreshTokenRecord,
+        client: &Client,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Issued, EndpointError> {
         let audit = AuditEvent::new(
             now,
             AuditKind::RefreshReuseDetected,

@@ -7,7 +7,7 @@ macro_rules! sql_grants {
         use sqlx::types::Json;
         use uuid::Uuid;
 
-        use super::sessions::{LoginTransactionRow, TRANSACTION_COLUMNS};
+        use super::sessions::find_transaction;
         use crate::audit::AuditEvent;
         use crate::domain::claims::RequestedClaims;
         use crate::domain::client::ClientId;
@@ -164,16 +164,13 @@ macro_rules! sql_grants {
                 id_hash: &TokenHash<kind::LoginTransaction>,
                 now: OffsetDateTime,
             ) -> Result<Option<LoginTransaction>, StoreError> {
-                let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
-                    "select {TRANSACTION_COLUMNS} from login_transactions \
-                     where id_hash = $1 and request is not null and completed_at is null \
-                     and expires_at > $2"
-                ))
-                .bind(id_hash.as_bytes())
-                .bind(ts(now))
-                .fetch_optional(self.reader())
-                .await?;
-                row.map(LoginTransactionRow::into_record).transpose()
+                find_transaction(
+                    self.reader(),
+                    "request is not null and completed_at is null",
+                    id_hash,
+                    now,
+                )
+                .await
             }
 
             async fn issue_code(

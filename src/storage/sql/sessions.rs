@@ -61,6 +61,25 @@ macro_rules! sql_sessions {
         pub(super) const TRANSACTION_COLUMNS: &str =
             "id_hash, binding_hash, return_to, request, created_at, expires_at, session_id";
 
+        /// The unexpired login transaction `id_hash` that also meets `condition` (a fixed
+        /// SQL predicate, never request data).
+        pub(super) async fn find_transaction(
+            pool: &sqlx::Pool<$db>,
+            condition: &'static str,
+            id_hash: &TokenHash<kind::LoginTransaction>,
+            now: OffsetDateTime,
+        ) -> Result<Option<LoginTransaction>, StoreError> {
+            let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
+                "select {TRANSACTION_COLUMNS} from login_transactions \
+                 where id_hash = $1 and {condition} and expires_at > $2"
+            ))
+            .bind(id_hash.as_bytes())
+            .bind(ts(now))
+            .fetch_optional(pool)
+            .await?;
+            row.map(LoginTransactionRow::into_record).transpose()
+        }
+
         impl LoginTransactionRow {
             pub(super) fn into_record(self) -> Result<LoginTransaction, StoreError> {
                 Ok(LoginTransaction {
@@ -102,15 +121,7 @@ macro_rules! sql_sessions {
                 id_hash: &TokenHash<kind::LoginTransaction>,
                 now: OffsetDateTime,
             ) -> Result<Option<LoginTransaction>, StoreError> {
-                let row: Option<LoginTransactionRow> = sqlx::query_as(&format!(
-                    "select {TRANSACTION_COLUMNS} from login_transactions \
-                     where id_hash = $1 and consumed_at is null and expires_at > $2"
-                ))
-                .bind(id_hash.as_bytes())
-                .bind(ts(now))
-                .fetch_optional(self.reader())
-                .await?;
-                row.map(LoginTransactionRow::into_record).transpose()
+                find_transaction(self.reader(), "consumed_at is null", id_hash, now).await
             }
 
             async fn reserve_login_attempt(
