@@ -17,8 +17,7 @@ use portcullis::keys::{Expectations, KeyRing, MasterKey};
 use portcullis::storage::Store;
 use time::OffsetDateTime;
 
-use crate::report::{CRYPTO_ROUNDS, CryptoCosts, Row};
-use crate::scenarios::CLIENT_ID;
+use crate::common::{CLIENT_ID, CRYPTO_ROUNDS, CryptoCosts, Row, Sample};
 
 /// What one request produced: its status, or why it has none worth counting (a transport
 /// error, or a response the scenario's own check refused).
@@ -28,15 +27,6 @@ const TRANSPORT_ERROR: &str = "transport error";
 
 /// A request of a scenario whose closure is built by a helper function.
 pub type OpFuture = std::pin::Pin<Box<dyn Future<Output = Outcome1> + Send>>;
-
-#[derive(Default)]
-pub struct Sample {
-    pub latencies: Vec<Duration>,
-    pub elapsed: Duration,
-    pub errors: usize,
-    /// Unexpected statuses, or failures without one, and how often.
-    pub unexpected: BTreeMap<String, usize>,
-}
 
 /// Runs up to `count` requests (`op(i)` for i in 0..count) on `concurrency` tasks, each
 /// issuing its next request as soon as the previous one answered; stops early when `stop`

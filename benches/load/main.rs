@@ -21,8 +21,14 @@
 //!
 //! `server` starts and stops the child, `seed` fills its database, `scenarios` says what
 //! each scenario sends, `driver` generates the load and times it, `report` prints the
-//! tables; the browser and `/token` requests are the API tests' own (`flow`).
+//! tables; the browser and `/token` requests are the API tests' own (`flow`). `common`
+//! holds what several of them share (the bench's client, password and redirect URI, the
+//! measured samples and rows), so that they import each other one way only: `common`,
+//! `options` and `flow` import none of the others, `driver` and `seed` only `common`,
+//! `server` only `options`, `report` those two, `scenarios` `common`, `options`, `flow`,
+//! `driver`, `seed` and `report`, and `main` what it runs.
 
+mod common;
 mod driver;
 #[path = "../../tests/api/helpers/flow.rs"]
 mod flow;

@@ -8,22 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
-use crate::driver::Sample;
+use crate::common::{CRYPTO_ROUNDS, CryptoCosts, Row};
 use crate::options::{Db, Options};
-
-pub struct Row {
-    pub scenario: String,
-    pub concurrency: usize,
-    pub sample: Sample,
-    /// Server CPU time spent during the run.
-    pub server_cpu: Option<Duration>,
-    /// CPU time of the Postgres backends during the run (none on SQLite: in the server).
-    pub db_cpu: Option<Duration>,
-    /// The server's RSS right after the run, in KiB.
-    pub rss_after_kib: Option<u64>,
-    /// Statuses counted as success besides the one expected (documented in the table).
-    pub note: String,
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -102,17 +88,6 @@ pub struct ProcessFigures {
     pub after_threads: Option<u64>,
     pub crypto: CryptoCosts,
 }
-
-/// What one cryptographic operation of the token endpoints costs, measured in the load
-/// process with the server's own RS256 key (loaded from the database with the master key):
-/// the median of `CRYPTO_ROUNDS` sequential calls, taken once the server is idle.
-pub struct CryptoCosts {
-    pub sign: Duration,
-    pub verify: Duration,
-    pub seal: Duration,
-}
-
-pub const CRYPTO_ROUNDS: usize = 300;
 
 fn first_line_with(path: &str, prefix: &str) -> Option<String> {
     std::fs::read_to_string(path)

@@ -18,23 +18,21 @@ use portcullis::storage::Store;
 use reqwest::StatusCode;
 use time::OffsetDateTime;
 
+use crate::common::{CLIENT_ID, PASSWORD, REDIRECT_URI, Row};
 use crate::driver::{
     OpFuture, Outcome1, Runner, backend_cpu_between, crypto_costs, exchange, exchange_json,
     http_client, load, proc_cpu, proc_status,
 };
 use crate::flow::{self, Pkce};
 use crate::options::Options;
-use crate::report::{ProcessFigures, Row};
+use crate::report::ProcessFigures;
 use crate::seed::{create_user, register_client, seed_codes};
 
-pub const REDIRECT_URI: &str = "https://bench.example.com/cb";
-pub const CLIENT_ID: &str = "bench-web";
 /// A web app allowed the refresh_token grant (the refresh scenario).
 const REFRESH_CLIENT_ID: &str = "bench-app";
 /// A service: client_credentials for itself, introspection of users' tokens.
 const SERVICE_CLIENT_ID: &str = "bench-service";
 const API_SCOPE: &str = "api.read";
-pub const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORD: &str = "not the password at all";
 const LOGIN_USER: &str = "bench";
 const FLOOD_USER: &str = "bench-flood";

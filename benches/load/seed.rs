@@ -16,7 +16,7 @@ use portcullis::password::PasswordHasher;
 use portcullis::storage::{AuthorizationCodeRecord, IssueCode, Store};
 use time::OffsetDateTime;
 
-use crate::scenarios::{PASSWORD, REDIRECT_URI};
+use crate::common::{PASSWORD, REDIRECT_URI};
 
 /// Creates `count` authorization codes of `client` in `session`, straight in the database.
 pub async fn seed_codes(
