@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+pub use super::client_kind::ClientKind;
 use super::jws::SigningAlg;
-use super::redirect_uri::{RedirectUri, is_loopback};
+use super::redirect_uri::{RedirectUri, UnregistrableRedirectUri, is_loopback};
 use super::scope::ScopeSet;
 use super::secret::{TokenHash, kind};
 
@@ -33,40 +34,6 @@ impl ClientId {
 impl std::fmt::Display for ClientId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientKind {
-    /// A server-side web application that can keep a secret.
-    Confidential,
-    /// A browser single-page application (public).
-    Spa,
-    /// A mobile or desktop application (public).
-    Native,
-}
-
-impl ClientKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Confidential => "confidential",
-            Self::Spa => "spa",
-            Self::Native => "native",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "confidential" => Some(Self::Confidential),
-            "spa" => Some(Self::Spa),
-            "native" => Some(Self::Native),
-            _ => None,
-        }
-    }
-
-    pub fn is_public(self) -> bool {
-        !matches!(self, Self::Confidential)
     }
 }
 
@@ -171,8 +138,8 @@ pub type GrantTypes = std::collections::BTreeSet<GrantType>;
 pub enum ClientError {
     #[error("a client_id is 1-128 characters of letters, digits and - . _ ~")]
     BadClientId,
-    #[error("redirect URI `{0}`: {1}")]
-    BadRedirectUri(String, &'static str),
+    #[error(transparent)]
+    BadRedirectUri(#[from] UnregistrableRedirectUri),
     #[error("origin `{0}` must be scheme://host[:port] with no path")]
     BadOrigin(String),
     #[error("{0}")]

@@ -2,6 +2,7 @@
 
 pub mod claims;
 pub mod client;
+pub mod client_kind;
 pub mod jws;
 pub mod pkce;
 pub mod redirect_uri;

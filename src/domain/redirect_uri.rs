@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::{Host, Url};
 
-use super::client::{ClientError, ClientKind};
+use super::client_kind::ClientKind;
 
 /// A redirect (or post-logout redirect) URI: the text exactly as registered or sent,
 /// parsed once. Comparison is on the text; the parsed form is for building the reply.
@@ -48,6 +48,14 @@ impl std::fmt::Display for RedirectUri {
     }
 }
 
+/// Why a URI cannot be registered as a redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("redirect URI `{uri}`: {why}")]
+pub struct UnregistrableRedirectUri {
+    pub uri: String,
+    pub why: &'static str,
+}
+
 /// Why a request's `redirect_uri` cannot be used at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RedirectUriError {
@@ -77,8 +85,11 @@ impl RedirectUri {
     /// - `https`, or `http` only on a loopback host (RFC 8252 §7.3, §8.3);
     /// - native apps may also use a private-use scheme in reverse-domain form
     ///   (RFC 8252 §7.1), e.g. `com.example.app:/callback`.
-    pub fn register(raw: &str, kind: ClientKind) -> Result<Self, ClientError> {
-        let bad = |why| ClientError::BadRedirectUri(raw.to_owned(), why);
+    pub fn register(raw: &str, kind: ClientKind) -> Result<Self, UnregistrableRedirectUri> {
+        let bad = |why| UnregistrableRedirectUri {
+            uri: raw.to_owned(),
+            why,
+        };
         if raw.len() > 2000 {
             return Err(bad("is longer than 2000 characters"));
         }
