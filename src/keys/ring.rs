@@ -1,13 +1,19 @@
 //! The key ring that ties the two halves together: the shared state (store, master key,
-//! clock, the current snapshot), loading and reloading it, and the tasks that keep it
-//! fresh. What signs and verifies is in `snapshot.rs`; creating, rotating and retiring keys
-//! in `rotation.rs`.
+//! clock, the current snapshot), loading and reloading it, the tasks that keep it fresh,
+//! and the public signing API (`sign`, `verify`, the JWKS, sealing under the master key),
+//! which hands signing and verification to the current snapshot. What signs and verifies
+//! is in `snapshot.rs`; creating, rotating and retiring keys in `rotation.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use super::snapshot::{DEFAULT_ALG, Snapshot};
+use actix_web::web::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::jwt::Expectations;
+use super::snapshot::{AlgStatus, DEFAULT_ALG, KeyState, Snapshot};
 use super::{KeyError, MasterKey};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -21,31 +27,6 @@ const INIT_ATTEMPTS: usize = 3;
 /// How long a retired key stays published by default: the default token lifetime (10
 /// minutes) plus the clock skew allowance. `load_or_init_with` takes the configured value.
 const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(10 * 60 + 60);
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyState {
-    Next,
-    Current,
-    Retired,
-}
-
-impl KeyState {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Next => "next",
-            Self::Current => "current",
-            Self::Retired => "retired",
-        }
-    }
-
-    pub(super) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "next" => Some(Self::Next),
-            "current" => Some(Self::Current),
-            "retired" => Some(Self::Retired),
-            _ => None,
-        }
-    }
-}
 
 pub(super) struct Inner {
     pub(super) store: Arc<dyn Store>,
@@ -216,6 +197,86 @@ impl KeyRing {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
         Ok(())
+    }
+
+    /// A JWS (RFC 7515 compact form) of `claims` under the current RS256 key, with header
+    /// `{"alg": "RS256", "typ": typ, "kid": kid}`. Access tokens are always RS256.
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
+        self.sign_with(DEFAULT_ALG, typ, claims)
+    }
+
+    /// As `sign`, under the current key of `alg`, which must be one of `keys.algorithms`
+    /// (e.g. a client's `id_token_signed_response_alg`).
+    pub fn sign_with<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        if !self.inner.algorithms.contains(&alg) {
+            return Err(KeyError::AlgorithmNotEnabled(alg));
+        }
+        self.snapshot().sign(alg, typ, claims)
+    }
+
+    /// Verifies a JWT signed by one of our published keys and returns its claims.
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        expected: &Expectations<'_>,
+    ) -> Result<T, KeyError> {
+        self.snapshot()
+            .verify(token, expected, self.inner.clock.now())
+    }
+
+    /// `{"keys":[...]}`: the public JWKs of every next, current and retired key,
+    /// serialized once per reload.
+    pub fn jwks_json(&self) -> Bytes {
+        self.snapshot().jwks()
+    }
+
+    /// The configured algorithms that have a current key, RS256 first (for discovery's
+    /// `id_token_signing_alg_values_supported`).
+    pub fn algorithms(&self) -> Vec<String> {
+        let snapshot = self.snapshot();
+        self.inner
+            .algorithms
+            .iter()
+            .filter(|alg| snapshot.current(**alg).is_some())
+            .map(|alg| alg.as_str().to_owned())
+            .collect()
+    }
+
+    /// Seals data that must stay confidential at rest under the master key (AES-256-GCM;
+    /// `aad` binds the blob to its row).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.inner.master.encrypt(plaintext, aad)
+    }
+
+    /// The inverse of `seal`.
+    pub fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.inner.master.decrypt(blob, aad)
+    }
+
+    /// The kid of the RS256 key that signs now.
+    pub fn current_kid(&self) -> Option<String> {
+        self.current_kid_for(DEFAULT_ALG)
+    }
+
+    /// The kid of the key that signs `alg` now.
+    pub fn current_kid_for(&self, alg: SigningAlg) -> Option<String> {
+        self.snapshot().current(alg).map(|k| k.kid.clone())
+    }
+
+    /// Per configured algorithm: since when its current key signs (none: no current key)
+    /// and how many of its keys the JWKS publishes. For metrics.
+    pub fn alg_status(&self) -> Vec<AlgStatus> {
+        let snapshot = self.snapshot();
+        self.inner
+            .algorithms
+            .iter()
+            .map(|&alg| snapshot.status(alg))
+            .collect()
     }
 
     pub(super) fn snapshot(&self) -> Arc<Snapshot> {

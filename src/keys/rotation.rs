@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::KeyError;
 use super::material::{PrivateKey, generate_pkcs8};
-use super::ring::{KeyRing, KeyState};
-use super::snapshot::Snapshot;
+use super::ring::KeyRing;
+use super::snapshot::{KeyState, Snapshot};
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::jws::SigningAlg;
 use crate::storage::{KeyRetirement, Retired, SigningKeyRecord, StoreError};

@@ -1,6 +1,7 @@
-//! What signs and verifies now: an immutable snapshot of the published keys (each
-//! algorithm's current key, and the JWKS, RFC 7517 §5), swapped whole on reload, so signing
-//! and verification only ever take a read lock for an `Arc` clone.
+//! What signs and verifies now: the key states, the loaded keys, and an immutable snapshot
+//! of the published keys (each algorithm's current key, and the JWKS, RFC 7517 §5) built
+//! from the stored rows, swapped whole on reload, so signing and verification only ever
+//! take a read lock for an `Arc` clone. Imports nothing from `ring.rs`, which holds it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use time::OffsetDateTime;
 
 use super::jwt::{self, Expectations, MAX_TOKEN_LEN};
 use super::material::PrivateKey;
-use super::ring::{KeyRing, KeyState};
 use super::{KeyError, MasterKey};
 use crate::domain::jws::SigningAlg;
 use crate::storage::SigningKeyRecord;
@@ -22,6 +22,33 @@ use crate::storage::SigningKeyRecord;
 /// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256); access
 /// tokens are always signed with it.
 pub(super) const DEFAULT_ALG: SigningAlg = SigningAlg::RS256;
+
+/// The lifecycle state of a stored key (`signing_keys.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyState {
+    Next,
+    Current,
+    Retired,
+}
+
+impl KeyState {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Current => "current",
+            Self::Retired => "retired",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(Self::Next),
+            "current" => Some(Self::Current),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
 
 /// jsonwebtoken's name for the algorithm a key is pinned to.
 fn jwt_algorithm(alg: SigningAlg) -> Algorithm {
@@ -212,36 +239,27 @@ fn load_key(
     })
 }
 
-impl KeyRing {
-    /// A JWS (RFC 7515 compact form) of `claims` under the current RS256 key, with header
-    /// `{"alg": "RS256", "typ": typ, "kid": kid}`. Access tokens are always RS256.
-    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
-        self.sign_with(DEFAULT_ALG, typ, claims)
-    }
-
-    /// As `sign`, under the current key of `alg`, which must be one of `keys.algorithms`
-    /// (e.g. a client's `id_token_signed_response_alg`).
-    pub fn sign_with<T: Serialize>(
+impl Snapshot {
+    /// A JWS (RFC 7515 compact form) of `claims` under the current key of `alg`, with
+    /// header `{"alg": alg, "typ": typ, "kid": kid}`.
+    pub(super) fn sign<T: Serialize>(
         &self,
         alg: SigningAlg,
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
-        if !self.inner.algorithms.contains(&alg) {
-            return Err(KeyError::AlgorithmNotEnabled(alg));
-        }
-        let snapshot = self.snapshot();
-        let key = snapshot.current(alg).ok_or(KeyError::NoSigningKey(alg))?;
+        let key = self.current(alg).ok_or(KeyError::NoSigningKey(alg))?;
         jwt::encode(key.alg.as_str(), typ, &key.kid, claims, |input| {
             key.private.sign(input)
         })
     }
 
-    /// Verifies a JWT signed by one of our published keys and returns its claims.
-    pub fn verify<T: DeserializeOwned>(
+    /// Verifies a JWT signed by one of the published keys at `now` and returns its claims.
+    pub(super) fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
         expected: &Expectations<'_>,
+        now: OffsetDateTime,
     ) -> Result<T, KeyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(KeyError::Invalid("token too large"));
@@ -251,12 +269,10 @@ impl KeyRing {
             return Err(KeyError::Invalid("unsupported critical header"));
         }
         let kid = header.kid.ok_or(KeyError::Invalid("missing kid"))?;
-        let snapshot = self.snapshot();
-        let published = snapshot
+        let published = self
             .published
             .get(&kid)
             .ok_or(KeyError::Invalid("unknown key"))?;
-        let now = self.inner.clock.now();
         if published.remove_after.is_some_and(|t| t <= now) {
             return Err(KeyError::Invalid("unknown key"));
         }
@@ -274,66 +290,24 @@ impl KeyRing {
         serde_json::from_value(data.claims).map_err(|_| KeyError::Invalid("malformed claims"))
     }
 
-    /// `{"keys":[...]}`: the public JWKs of every next, current and retired key,
-    /// serialized once per reload.
-    pub fn jwks_json(&self) -> Bytes {
-        self.snapshot().jwks.clone()
+    /// `{"keys":[...]}`: the public JWKs of every next, current and retired key, serialized
+    /// once when the snapshot was built.
+    pub(super) fn jwks(&self) -> Bytes {
+        self.jwks.clone()
     }
 
-    /// The configured algorithms that have a current key, RS256 first (for discovery's
-    /// `id_token_signing_alg_values_supported`).
-    pub fn algorithms(&self) -> Vec<String> {
-        let snapshot = self.snapshot();
-        self.inner
-            .algorithms
-            .iter()
-            .filter(|alg| snapshot.current(**alg).is_some())
-            .map(|alg| alg.as_str().to_owned())
-            .collect()
-    }
-
-    /// Seals data that must stay confidential at rest under the master key (AES-256-GCM;
-    /// `aad` binds the blob to its row).
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.inner.master.encrypt(plaintext, aad)
-    }
-
-    /// The inverse of `seal`.
-    pub fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.inner.master.decrypt(blob, aad)
-    }
-
-    /// The kid of the RS256 key that signs now.
-    pub fn current_kid(&self) -> Option<String> {
-        self.current_kid_for(DEFAULT_ALG)
-    }
-
-    /// Per configured algorithm: since when its current key signs (none: no current key)
-    /// and how many of its keys the JWKS publishes. For metrics.
-    pub fn alg_status(&self) -> Vec<AlgStatus> {
-        let snapshot = self.snapshot();
-        self.inner
-            .algorithms
-            .iter()
-            .map(|&alg| AlgStatus {
-                alg,
-                has_current: snapshot.current(alg).is_some(),
-                current_since: snapshot
-                    .by_alg
-                    .get(&alg)
-                    .filter(|k| k.current.is_some())
-                    .and_then(|k| k.current_activated_at),
-                published: snapshot
-                    .published
-                    .values()
-                    .filter(|p| p.key.alg == alg)
-                    .count(),
-            })
-            .collect()
-    }
-
-    /// The kid of the key that signs `alg` now.
-    pub fn current_kid_for(&self, alg: SigningAlg) -> Option<String> {
-        self.snapshot().current(alg).map(|k| k.kid.clone())
+    /// `alg`'s signing state: since when its current key signs (none: no current key) and
+    /// how many of its keys the JWKS publishes.
+    pub(super) fn status(&self, alg: SigningAlg) -> AlgStatus {
+        AlgStatus {
+            alg,
+            has_current: self.current(alg).is_some(),
+            current_since: self
+                .by_alg
+                .get(&alg)
+                .filter(|k| k.current.is_some())
+                .and_then(|k| k.current_activated_at),
+            published: self.published.values().filter(|p| p.key.alg == alg).count(),
+        }
     }
 }

@@ -26,7 +26,7 @@ use tempfile::TempDir;
 use time::Duration as Span;
 
 use super::material::{PrivateKey, RsaKey, generate_rsa_pkcs8};
-use super::ring::KeyState;
+use super::snapshot::KeyState;
 use super::*;
 use crate::clock::{Clock, MockClock};
 use crate::config::DatabaseSettings;
