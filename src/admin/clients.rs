@@ -185,6 +185,77 @@ pub struct ClientPatch {
     pub disabled: Option<bool>,
 }
 
+// The wire types stay apart from the registration types so the OpenAPI schema changes
+// only on purpose; these conversions destructure every field, so a field added to one side
+// and not the other does not compile.
+impl From<NewClient> for Registration {
+    fn from(b: NewClient) -> Self {
+        let NewClient {
+            client_id,
+            name,
+            kind,
+            auth_method,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            grant_types,
+            scopes,
+            first_party,
+            id_token_signed_response_alg,
+            refresh_token_delivery,
+            require_pkce,
+            introspection,
+        } = b;
+        Self {
+            client_id,
+            name,
+            kind,
+            auth_method,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            grant_types,
+            scopes,
+            first_party,
+            refresh_token_delivery,
+            id_token_signed_response_alg,
+            require_pkce,
+            introspection,
+        }
+    }
+}
+
+impl From<ClientPatch> for ClientUpdate {
+    fn from(b: ClientPatch) -> Self {
+        let ClientPatch {
+            name,
+            auth_method,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            grant_types,
+            scopes,
+            first_party,
+            require_pkce,
+            introspection,
+            disabled,
+        } = b;
+        Self {
+            name,
+            auth_method,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_origins,
+            grant_types,
+            scopes,
+            first_party,
+            require_pkce,
+            introspection,
+            disabled,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -284,23 +355,7 @@ pub async fn create_client(
     caller: AdminCaller,
     body: web::Json<NewClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
-    let registration = Registration {
-        client_id: b.client_id,
-        name: b.name,
-        kind: b.kind,
-        auth_method: b.auth_method,
-        redirect_uris: b.redirect_uris,
-        post_logout_redirect_uris: b.post_logout_redirect_uris,
-        allowed_origins: b.allowed_origins,
-        grant_types: b.grant_types,
-        scopes: b.scopes,
-        first_party: b.first_party,
-        refresh_token_delivery: b.refresh_token_delivery,
-        id_token_signed_response_alg: b.id_token_signed_response_alg,
-        require_pkce: b.require_pkce,
-        introspection: b.introspection,
-    };
+    let registration = Registration::from(body.into_inner());
     clients::check_id_token_alg(
         registration.id_token_signed_response_alg,
         &state.settings.keys.algorithms,
@@ -342,20 +397,7 @@ pub async fn update_client(
     body: web::Json<ClientPatch>,
 ) -> Result<web::Json<ClientView>, ApiError> {
     let id = client_id(&path)?;
-    let b = body.into_inner();
-    let change = ClientUpdate {
-        name: b.name,
-        auth_method: b.auth_method,
-        redirect_uris: b.redirect_uris,
-        post_logout_redirect_uris: b.post_logout_redirect_uris,
-        allowed_origins: b.allowed_origins,
-        grant_types: b.grant_types,
-        scopes: b.scopes,
-        first_party: b.first_party,
-        require_pkce: b.require_pkce,
-        introspection: b.introspection,
-        disabled: b.disabled,
-    };
+    let change = ClientUpdate::from(body.into_inner());
     let client = clients::update(
         state.provider.store.as_ref(),
         &id,

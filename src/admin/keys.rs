@@ -126,7 +126,7 @@ pub async fn retire_key(
             next,
         } => Ok(web::Json(Retirement {
             kid,
-            previous_state,
+            previous_state: previous_state.to_string(),
             promoted,
             next,
         })),

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use super::{Check, Status, check};
 use crate::config::{JWKS_MAX_AGE, Settings};
+use crate::domain::signing_key::KeyState;
 use crate::keys::MasterKey;
 use crate::storage::Store;
 
@@ -63,12 +64,12 @@ pub(super) async fn signing_keys(
     let rotation = time::Duration::try_from(settings.keys.rotation_interval).unwrap_or(day);
     let jwks_cache = time::Duration::try_from(JWKS_MAX_AGE).unwrap_or(day);
     for alg in &settings.keys.algorithms {
-        let of = |state: &str| {
+        let of = |state: KeyState| {
             keys.iter()
-                .filter(|k| k.alg == alg.as_str() && k.state == state)
+                .filter(|k| k.alg == *alg && k.state == state)
                 .collect::<Vec<_>>()
         };
-        let (current, next) = (of("current"), of("next"));
+        let (current, next) = (of(KeyState::Current), of(KeyState::Next));
         let name = "signing_keys";
         let Some(current) = current.first() else {
             out.push(check(
@@ -122,8 +123,8 @@ pub(super) async fn signing_keys(
     }
     let stray: Vec<String> = keys
         .iter()
-        .filter(|k| k.state != "retired")
-        .filter(|k| !settings.keys.algorithms.iter().any(|a| a.as_str() == k.alg))
+        .filter(|k| k.state != KeyState::Retired)
+        .filter(|k| !settings.keys.algorithms.iter().any(|a| k.alg == *a))
         .map(|k| format!("{} ({} {})", k.kid, k.alg, k.state))
         .collect();
     if !stray.is_empty() {

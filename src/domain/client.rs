@@ -233,20 +233,20 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(uris: &[&str]) -> Client {
-        Client {
-            id: ClientId::parse("app").unwrap_or_else(|e| panic!("{e}")),
+impl Client {
+    /// A client of `kind` for unit tests: the authorization_code grant, `openid`, no redirect
+    /// URIs, no secret; tests set the fields they are about with `..Client::fixture(…)`.
+    pub(crate) fn fixture(id: &str, kind: ClientKind) -> Self {
+        Self {
+            id: ClientId::parse(id).unwrap_or_else(|e| panic!("{e}")),
             name: "App".into(),
-            kind: ClientKind::Native,
-            auth_method: AuthMethod::None,
+            kind,
+            auth_method: match kind {
+                ClientKind::Confidential => AuthMethod::ClientSecretBasic,
+                _ => AuthMethod::None,
+            },
             secret_hash: None,
-            redirect_uris: uris
-                .iter()
-                .map(|s| RedirectUri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
-                .collect(),
+            redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
             grant_types: GrantTypes::from([GrantType::AuthorizationCode]),
@@ -259,6 +259,21 @@ mod tests {
             require_pkce: true,
             disabled: false,
             introspection: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(uris: &[&str]) -> Client {
+        Client {
+            redirect_uris: uris
+                .iter()
+                .map(|s| RedirectUri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+                .collect(),
+            ..Client::fixture("app", ClientKind::Native)
         }
     }
 

@@ -10,5 +10,6 @@ pub mod refresh;
 pub mod scope;
 pub mod secret;
 pub mod session;
+pub mod signing_key;
 pub mod throttle;
 pub mod user;

@@ -32,8 +32,8 @@ impl From<SigningKeyRecord> for KeyInfo {
         // The encrypted private key and the stored JWK are dropped here.
         Self {
             kid: k.kid,
-            alg: k.alg,
-            state: k.state,
+            alg: k.alg.as_str().to_owned(),
+            state: k.state.as_str().to_owned(),
             created_at: k.created_at,
             activated_at: k.activated_at,
             retired_at: k.retired_at,

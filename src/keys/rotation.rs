@@ -16,6 +16,7 @@ use super::ring::KeyRing;
 use super::snapshot::{KeyState, Snapshot};
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::domain::jws::SigningAlg;
+use crate::domain::signing_key::Stored;
 use crate::storage::{KeyRetirement, Retired, SigningKeyRecord, StoreError};
 
 /// What `rotate` did.
@@ -46,7 +47,7 @@ pub enum RotationOutcome {
 pub enum RetireOutcome {
     Retired {
         kid: String,
-        previous_state: String,
+        previous_state: Stored<KeyState>,
         /// The key promoted to current when the retired key was current.
         promoted: Option<String>,
         next: Option<String>,
@@ -382,8 +383,8 @@ impl KeyRing {
                 .encrypt(pkcs8.expose_secret(), kid.as_bytes())?,
             public_jwk: key.public_jwk(&kid, alg),
             kid,
-            alg: alg.as_str().to_owned(),
-            state: state.as_str().to_owned(),
+            alg: alg.into(),
+            state: state.into(),
             created_at: now,
             activated_at: (state == KeyState::Current).then_some(now),
             retired_at: None,

@@ -17,38 +17,12 @@ use super::jwt::{self, Expectations, MAX_TOKEN_LEN};
 use super::material::PrivateKey;
 use super::{KeyError, MasterKey};
 use crate::domain::jws::SigningAlg;
+pub(super) use crate::domain::signing_key::KeyState;
 use crate::storage::SigningKeyRecord;
 
 /// The algorithm every deployment signs with (OIDC Core §15.1 requires RS256); access
 /// tokens are always signed with it.
 pub(super) const DEFAULT_ALG: SigningAlg = SigningAlg::RS256;
-
-/// The lifecycle state of a stored key (`signing_keys.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeyState {
-    Next,
-    Current,
-    Retired,
-}
-
-impl KeyState {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Next => "next",
-            Self::Current => "current",
-            Self::Retired => "retired",
-        }
-    }
-
-    pub(super) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "next" => Some(Self::Next),
-            "current" => Some(Self::Current),
-            "retired" => Some(Self::Retired),
-            _ => None,
-        }
-    }
-}
 
 /// jsonwebtoken's name for the algorithm a key is pinned to.
 fn jwt_algorithm(alg: SigningAlg) -> Algorithm {
@@ -89,7 +63,7 @@ pub(super) struct LoadedKey {
 impl LoadedKey {
     fn is_built_from(&self, record: &SigningKeyRecord) -> bool {
         self.kid == record.kid
-            && self.alg.as_str() == record.alg
+            && record.alg == self.alg
             && self.encrypted_private_key == record.encrypted_private_key
             && self.public_jwk == record.public_jwk
     }
@@ -147,11 +121,11 @@ impl Snapshot {
         let mut by_alg: BTreeMap<SigningAlg, AlgKeys> = BTreeMap::new();
 
         for record in records {
-            let Some(state) = KeyState::parse(&record.state) else {
+            let Some(state) = record.state.known() else {
                 tracing::warn!(kid = %record.kid, state = %record.state, "skipping a signing key in an unknown state");
                 continue;
             };
-            let Some(alg) = SigningAlg::parse(&record.alg) else {
+            let Some(alg) = record.alg.known() else {
                 tracing::warn!(kid = %record.kid, alg = %record.alg, "skipping a signing key with an unsupported algorithm");
                 continue;
             };

@@ -211,34 +211,14 @@ pub fn may_introspect(caller: &Client, token_client_id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use time::OffsetDateTime;
-
     use super::may_introspect;
-    use crate::domain::client::TokenDelivery;
-    use crate::domain::client::{AuthMethod, Client, ClientId, ClientKind, GrantType, GrantTypes};
-    use crate::domain::jws::SigningAlg;
-    use crate::domain::scope::ScopeSet;
+    use crate::domain::client::{Client, ClientKind, GrantType, GrantTypes};
 
     fn client(id: &str, introspection: bool) -> Client {
         Client {
-            id: ClientId::parse(id).unwrap_or_else(|e| panic!("{e}")),
-            name: "Resource server".into(),
-            kind: ClientKind::Confidential,
-            auth_method: AuthMethod::ClientSecretBasic,
-            secret_hash: None,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            allowed_origins: vec![],
             grant_types: GrantTypes::from([GrantType::ClientCredentials]),
-            scopes: ScopeSet::default(),
-            first_party: false,
-            refresh_token_delivery: TokenDelivery::Body,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            id_token_signed_response_alg: SigningAlg::RS256,
-            require_pkce: true,
-            disabled: false,
             introspection,
+            ..Client::fixture(id, ClientKind::Confidential)
         }
     }
 

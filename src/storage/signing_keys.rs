@@ -6,15 +6,16 @@ use time::OffsetDateTime;
 
 use super::{KeyChangeListener, StoreError};
 use crate::audit::AuditEvent;
+use crate::domain::jws::SigningAlg;
+use crate::domain::signing_key::{KeyState, Stored};
 
 /// A signing key as stored: the private half only ever encrypted under the master key.
 #[derive(Debug, Clone)]
 pub struct SigningKeyRecord {
     pub kid: String,
-    pub alg: String,
-    /// `next` (published, not signing), `current` (signing) or `retired` (published until
-    /// `remove_after`).
-    pub state: String,
+    /// `Unknown` only for a row a newer version wrote (see `Stored`).
+    pub alg: Stored<SigningAlg>,
+    pub state: Stored<KeyState>,
     pub encrypted_private_key: Vec<u8>,
     pub public_jwk: serde_json::Value,
     pub created_at: OffsetDateTime,
@@ -49,7 +50,7 @@ pub struct KeyRetirement<'a> {
 pub enum Retired {
     Retired {
         /// The state the key was in before.
-        previous_state: String,
+        previous_state: Stored<KeyState>,
         /// The key that became current, when the retired one was current.
         promoted: Option<String>,
         /// The key inserted as next, if any.

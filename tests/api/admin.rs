@@ -10,6 +10,7 @@ use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use portcullis::audit::AuditSearch;
 use portcullis::clients::Registration;
 use portcullis::domain::client::ClientKind;
+use portcullis::domain::signing_key::KeyState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -1313,7 +1314,7 @@ async fn the_openapi_document_is_valid_and_matches_the_mounted_routes() {
         .await
         .expect("keys")
         .into_iter()
-        .find(|k| k.state == "next")
+        .find(|k| k.state == KeyState::Next)
         .expect("next key")
         .kid;
     let ids = BTreeMap::from([

@@ -16,6 +16,7 @@ use openidconnect::{
 };
 use portcullis::clients::Registration;
 use portcullis::domain::jws::SigningAlg;
+use portcullis::domain::signing_key::KeyState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -63,7 +64,7 @@ async fn current_kid(app: &TestApp, alg: SigningAlg) -> String {
         .await
         .expect("keys")
         .into_iter()
-        .find(|k| k.state == "current" && k.alg == alg.as_str())
+        .find(|k| k.state == KeyState::Current && k.alg == alg)
         .expect("a current key")
         .kid
 }
@@ -506,13 +507,13 @@ async fn keys_rotate_covers_every_algorithm_or_one() {
 async fn a_dropped_algorithm_is_removed_by_retiring_its_keys_without_successors() {
     let app = app().await;
     let keys = app.store.list_signing_keys().await.expect("keys");
-    let of = |state: &str| {
+    let of = |state: KeyState| {
         keys.iter()
-            .find(|k| k.alg == "EdDSA" && k.state == state)
+            .find(|k| k.alg == SigningAlg::EdDSA && k.state == state)
             .map(|k| k.kid.clone())
             .expect("an EdDSA key")
     };
-    let (current, next) = (of("current"), of("next"));
+    let (current, next) = (of(KeyState::Current), of(KeyState::Next));
     let eddsa_rows = |app: &TestApp| {
         let store = app.store.clone();
         async move {
@@ -521,7 +522,7 @@ async fn a_dropped_algorithm_is_removed_by_retiring_its_keys_without_successors(
                 .await
                 .expect("keys")
                 .into_iter()
-                .filter(|k| k.alg == "EdDSA" && k.state != "retired")
+                .filter(|k| k.alg == SigningAlg::EdDSA && k.state != KeyState::Retired)
                 .count()
         }
     };

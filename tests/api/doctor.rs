@@ -74,7 +74,7 @@ async fn key_rows(app: &TestApp) -> Vec<(String, String, Vec<u8>)> {
         .await
         .expect("keys")
         .into_iter()
-        .map(|k| (k.kid, k.state, k.encrypted_private_key))
+        .map(|k| (k.kid, k.state.to_string(), k.encrypted_private_key))
         .collect()
 }
 

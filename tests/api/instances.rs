@@ -219,7 +219,14 @@ async fn key_rows(store: &dyn Store) -> Vec<(String, String, String, Vec<u8>)> {
         .await
         .expect("keys")
         .into_iter()
-        .map(|k: SigningKeyRecord| (k.kid, k.alg, k.state, k.encrypted_private_key))
+        .map(|k: SigningKeyRecord| {
+            (
+                k.kid,
+                k.alg.to_string(),
+                k.state.to_string(),
+                k.encrypted_private_key,
+            )
+        })
         .collect()
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis::clock::Clock as _;
+use portcullis::domain::jws::SigningAlg;
+use portcullis::domain::signing_key::KeyState;
 use portcullis::keys::{KeyRing, MasterKey, RotationOutcome, retention};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -129,7 +131,7 @@ async fn states(app: &TestApp) -> Vec<(String, String)> {
         .await
         .expect("keys")
         .into_iter()
-        .map(|k| (k.kid, k.state))
+        .map(|k| (k.kid, k.state.to_string()))
         .collect()
 }
 
@@ -333,11 +335,17 @@ async fn concurrent_rotations_leave_exactly_one_current_key() {
     }
     assert_eq!((won, lost), (1, 4));
     let keys = app.store.list_signing_keys().await.expect("keys");
-    let current: Vec<_> = keys.iter().filter(|k| k.state == "current").collect();
+    let current: Vec<_> = keys
+        .iter()
+        .filter(|k| k.state == KeyState::Current)
+        .collect();
     assert_eq!(current.len(), 1, "{keys:?}");
-    assert_eq!(current[0].alg, "RS256");
-    assert_eq!(keys.iter().filter(|k| k.state == "next").count(), 1);
-    assert_eq!(keys.iter().filter(|k| k.state == "retired").count(), 1);
+    assert_eq!(current[0].alg, SigningAlg::RS256);
+    assert_eq!(keys.iter().filter(|k| k.state == KeyState::Next).count(), 1);
+    assert_eq!(
+        keys.iter().filter(|k| k.state == KeyState::Retired).count(),
+        1
+    );
 }
 
 async fn rings(app: &TestApp, n: usize) -> Vec<KeyRing> {

@@ -197,3 +197,73 @@ async fn a_master_key_rotation_re_encrypts_every_key_and_nothing_else() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// During a rolling upgrade a newer instance may store a key whose algorithm (or state)
+/// this version does not know: it is read as `Stored::Unknown`, skipped by the ring, still
+/// listed for administrators, and still re-encrypted by a master-key rotation.
+#[tokio::test]
+async fn a_key_written_by_a_newer_version_is_skipped_listed_and_reencrypted() {
+    use crate::domain::signing_key::Stored;
+
+    let f = Fixture::new().await;
+    let _ring = f.ring().await;
+    let model = f.current_record(SigningAlg::RS256).await;
+    let kid = "written-by-a-newer-version";
+    let pkcs8 = f.pkcs8(&model);
+    let newer = SigningKeyRecord {
+        kid: kid.to_owned(),
+        alg: Stored::Unknown("ES512".to_owned()),
+        state: Stored::Unknown("standby".to_owned()),
+        encrypted_private_key: f
+            .master()
+            .encrypt(&pkcs8, kid.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}")),
+        ..model
+    };
+    f.store
+        .insert_signing_key(&newer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let stored = f.records().await;
+    let row = stored
+        .iter()
+        .find(|r| r.kid == kid)
+        .unwrap_or_else(|| panic!("the row was dropped on read"));
+    assert_eq!(row.alg.as_str(), "ES512");
+    assert_eq!(row.alg.known(), None);
+    assert_eq!(row.state, Stored::Unknown("standby".to_owned()));
+
+    let ring = f.ring().await;
+    assert!(!String::from_utf8_lossy(&ring.jwks_json()).contains(kid));
+    assert!(ring.sign("at+jwt", &f.claims()).is_ok());
+
+    let listed = crate::keys::list(f.store.as_ref())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = listed
+        .iter()
+        .find(|k| k.kid == kid)
+        .unwrap_or_else(|| panic!("keys list hides the newer key"));
+    assert_eq!(
+        (shown.alg.as_str(), shown.state.as_str()),
+        ("ES512", "standby")
+    );
+
+    let new = MasterKey::generate();
+    let actor = crate::audit::Actor::cli();
+    let done = rotate_master_key(f.store.as_ref(), &f.master(), &new, f.clock.now(), &actor)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.reencrypted.iter().any(|k| k == kid), "{done:?}");
+    let row = f
+        .records()
+        .await
+        .into_iter()
+        .find(|r| r.kid == kid)
+        .unwrap_or_else(|| panic!("the row was lost by the rotation"));
+    let plain = new
+        .decrypt(&row.encrypted_private_key, kid.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain, pkcs8);
+}

@@ -83,6 +83,15 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The oldest stored key in `state`.
+    async fn first_in(&self, state: KeyState) -> SigningKeyRecord {
+        self.records()
+            .await
+            .into_iter()
+            .find(|r| r.state == state)
+            .unwrap_or_else(|| panic!("no {state} key"))
+    }
+
     /// The private key of a stored row, decrypted as an attacker with the master key would.
     fn private_key(&self, record: &SigningKeyRecord) -> RsaKey {
         let pkcs8 = self
@@ -96,7 +105,7 @@ impl Fixture {
         let records = self.records().await;
         let record = records
             .iter()
-            .find(|r| r.state == "current")
+            .find(|r| r.state == KeyState::Current)
             .unwrap_or_else(|| panic!("no current key"));
         (record.kid.clone(), self.private_key(record))
     }
@@ -227,6 +236,11 @@ async fn retired_record(ring: &KeyRing, f: &Fixture) -> SigningKeyRecord {
 }
 
 /// The single outcome of rotating a ring that signs RS256 only.
+fn current_kid(ring: &KeyRing) -> String {
+    ring.current_kid()
+        .unwrap_or_else(|| panic!("no current key"))
+}
+
 fn one(outcomes: Vec<RotationOutcome>) -> RotationOutcome {
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     outcomes
@@ -235,7 +249,7 @@ fn one(outcomes: Vec<RotationOutcome>) -> RotationOutcome {
         .unwrap_or_else(|| panic!("no outcome"))
 }
 
-fn count(records: &[SigningKeyRecord], state: &str) -> usize {
+fn count(records: &[SigningKeyRecord], state: KeyState) -> usize {
     records.iter().filter(|r| r.state == state).count()
 }
 
@@ -267,7 +281,7 @@ impl Fixture {
         self.records()
             .await
             .into_iter()
-            .find(|r| r.state == "current" && r.alg == alg.as_str())
+            .find(|r| r.state == KeyState::Current && r.alg == alg)
             .unwrap_or_else(|| panic!("no current {alg} key"))
     }
 }
@@ -287,6 +301,6 @@ fn header_for(alg: Algorithm, kid: &str) -> Header {
     header(alg, Some(kid), Some("at+jwt"))
 }
 
-fn count_refs(records: &[&SigningKeyRecord], state: &str) -> usize {
+fn count_refs(records: &[&SigningKeyRecord], state: KeyState) -> usize {
     records.iter().filter(|r| r.state == state).count()
 }

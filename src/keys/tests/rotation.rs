@@ -7,16 +7,8 @@ use super::*;
 async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let old = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
-    let next = f
-        .records()
-        .await
-        .into_iter()
-        .find(|r| r.state == "next")
-        .unwrap_or_else(|| panic!("no next key"))
-        .kid;
+    let old = current_kid(&ring);
+    let next = f.first_in(KeyState::Next).await.kid;
     f.clock.advance(Span::hours(1));
     let outcome = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     let RotationOutcome::Rotated {
@@ -37,9 +29,9 @@ async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
     let records = f.records().await;
     assert_eq!(
         (
-            count(&records, "current"),
-            count(&records, "next"),
-            count(&records, "retired")
+            count(&records, KeyState::Current),
+            count(&records, KeyState::Next),
+            count(&records, KeyState::Retired)
         ),
         (1, 1, 1)
     );
@@ -55,13 +47,13 @@ async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
     assert_eq!(r.remove_after, Some(remove_after));
     assert_eq!(remove_after, f.clock.now() + Span::minutes(11));
     assert_eq!(by_kid(&next).activated_at, Some(f.clock.now()));
-    assert_eq!(by_kid(&new_next).state, "next");
+    assert_eq!(by_kid(&new_next).state, KeyState::Next);
 
     // The ring reloaded after its own rotation, so it can rotate again.
     let again = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     assert!(matches!(again, RotationOutcome::Rotated { ref retired, .. } if *retired == next));
     // The first retired key is still within its window.
-    assert_eq!(count(&f.records().await, "retired"), 2);
+    assert_eq!(count(&f.records().await, KeyState::Retired), 2);
     f.clock.advance(Span::minutes(12));
     ring.rotate().await.unwrap_or_else(|e| panic!("{e}"));
     let records = f.records().await;
@@ -75,24 +67,16 @@ async fn rotation_promotes_next_and_retires_current_for_the_retention_window() {
 async fn without_a_next_key_rotation_promotes_a_fresh_one_and_creates_a_next() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let next = f
-        .records()
-        .await
-        .into_iter()
-        .find(|r| r.state == "next")
-        .unwrap_or_else(|| panic!("no next key"))
-        .kid;
+    let next = f.first_in(KeyState::Next).await.kid;
     let retired = ring
         .retire(&next, &crate::audit::Actor::cli())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(retired, RetireOutcome::Retired { ref previous_state, promoted: None, .. } if previous_state == "next")
+        matches!(retired, RetireOutcome::Retired { ref previous_state, promoted: None, .. } if *previous_state == KeyState::Next)
     );
     assert!(!String::from_utf8_lossy(&ring.jwks_json()).contains(&next));
-    let old = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
+    let old = current_kid(&ring);
     let outcome = one(ring.rotate().await.unwrap_or_else(|e| panic!("{e}")));
     let RotationOutcome::Rotated {
         current,
@@ -106,7 +90,10 @@ async fn without_a_next_key_rotation_promotes_a_fresh_one_and_creates_a_next() {
     assert_ne!(current, new_next);
     let records = f.records().await;
     assert_eq!(
-        (count(&records, "current"), count(&records, "next")),
+        (
+            count(&records, KeyState::Current),
+            count(&records, KeyState::Next)
+        ),
         (1, 1)
     );
 }
@@ -115,9 +102,7 @@ async fn without_a_next_key_rotation_promotes_a_fresh_one_and_creates_a_next() {
 async fn an_emergency_retirement_stops_verification_at_once() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let old = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
+    let old = current_kid(&ring);
     let token = ring
         .sign("at+jwt", &f.claims())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -146,7 +131,7 @@ async fn an_emergency_retirement_stops_verification_at_once() {
         reason(other.verify::<Claims>(&token, &at_jwt(Some("client-1")))),
         "unknown key"
     );
-    assert_eq!(count(&f.records().await, "current"), 1);
+    assert_eq!(count(&f.records().await, KeyState::Current), 1);
     let missing = ring
         .retire("no-such-kid", &crate::audit::Actor::cli())
         .await
@@ -209,9 +194,9 @@ async fn a_ring_with_a_stale_view_loses_the_race_and_catches_up() {
     let records = f.records().await;
     assert_eq!(
         (
-            count(&records, "current"),
-            count(&records, "next"),
-            count(&records, "retired")
+            count(&records, KeyState::Current),
+            count(&records, KeyState::Next),
+            count(&records, KeyState::Retired)
         ),
         (1, 1, 1)
     );
@@ -241,13 +226,12 @@ async fn rotation_covers_every_configured_algorithm_in_its_own_lifecycle() {
         assert_eq!(Some(retired), old.as_ref());
         assert_eq!(ring.current_kid_for(*alg).as_ref(), Some(current));
         let records = f.records().await;
-        let of_alg: Vec<&SigningKeyRecord> =
-            records.iter().filter(|r| r.alg == alg.as_str()).collect();
+        let of_alg: Vec<&SigningKeyRecord> = records.iter().filter(|r| r.alg == *alg).collect();
         assert_eq!(
             (
-                count_refs(&of_alg, "current"),
-                count_refs(&of_alg, "next"),
-                count_refs(&of_alg, "retired")
+                count_refs(&of_alg, KeyState::Current),
+                count_refs(&of_alg, KeyState::Next),
+                count_refs(&of_alg, KeyState::Retired)
             ),
             (1, 1, 1),
             "{alg}"
@@ -266,8 +250,20 @@ async fn rotation_covers_every_configured_algorithm_in_its_own_lifecycle() {
         }
     ));
     let records = f.records().await;
-    assert_eq!(records.iter().filter(|r| r.alg == "ES256").count(), 4);
-    assert_eq!(records.iter().filter(|r| r.alg == "RS256").count(), 3);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.alg == SigningAlg::ES256)
+            .count(),
+        4
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.alg == SigningAlg::RS256)
+            .count(),
+        3
+    );
     // Scheduled rotation is per algorithm too.
     let day = Duration::from_secs(86_400);
     f.clock.advance(Span::days(30));
@@ -296,12 +292,7 @@ async fn rotation_covers_every_configured_algorithm_in_its_own_lifecycle() {
 async fn instances_creating_a_next_key_at_once_keep_one() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let next = f
-        .records()
-        .await
-        .into_iter()
-        .find(|r| r.state == "next")
-        .unwrap_or_else(|| panic!("no next"));
+    let next = f.first_in(KeyState::Next).await;
     let rings = [f.ring().await, f.ring().await, f.ring().await];
     // Without a next key (say, an algorithm enabled again after its keys were retired
     // while it was dropped: nothing replaced them), three instances add one at the same
@@ -316,7 +307,7 @@ async fn instances_creating_a_next_key_at_once_keep_one() {
         .unwrap_or_else(|e| panic!("{e}"));
     db.close().await;
     ring.reload().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(count(&f.records().await, "next"), 0);
+    assert_eq!(count(&f.records().await, KeyState::Next), 0);
     for r in &rings {
         r.reload().await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -328,7 +319,7 @@ async fn instances_creating_a_next_key_at_once_keep_one() {
     for result in [a, b, c] {
         result.unwrap_or_else(|e| panic!("a losing instance failed: {e}"));
     }
-    assert_eq!(count(&f.records().await, "next"), 1);
+    assert_eq!(count(&f.records().await, KeyState::Next), 1);
     // Every ring ended up with the winner's key.
     let kids: BTreeSet<Vec<u8>> = rings.iter().map(|r| r.jwks_json().to_vec()).collect();
     assert_eq!(kids.len(), 1);
@@ -359,9 +350,7 @@ async fn housekeeping_deletes_keys_past_remove_after_and_reloads() {
 async fn an_algorithm_left_without_a_current_key_gets_one_from_the_scheduler() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let current = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
+    let current = current_kid(&ring);
     // As a `keys retire` run by a command whose configuration lacked the algorithm could
     // once leave it: no current key at all.
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/k.db", f._dir.path().display()))
@@ -383,8 +372,8 @@ async fn an_algorithm_left_without_a_current_key_gets_one_from_the_scheduler() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let records = f.records().await;
-    assert_eq!(count(&records, "current"), 1);
-    assert_eq!(count(&records, "next"), 1);
+    assert_eq!(count(&records, KeyState::Current), 1);
+    assert_eq!(count(&records, KeyState::Next), 1);
     assert!(ring.current_kid().is_some_and(|k| k != current));
     assert_eq!(
         ring.rotation_due(SigningAlg::RS256, 30 * day, day),
@@ -396,9 +385,7 @@ async fn an_algorithm_left_without_a_current_key_gets_one_from_the_scheduler() {
 async fn retiring_without_a_successor_is_only_for_algorithms_not_configured() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let current = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
+    let current = current_kid(&ring);
     let refused = ring
         .retire_with(&current, Successor::None, &crate::audit::Actor::cli())
         .await;
@@ -407,5 +394,5 @@ async fn retiring_without_a_successor_is_only_for_algorithms_not_configured() {
         "{refused:?}"
     );
     assert_eq!(ring.current_kid(), Some(current));
-    assert_eq!(count(&f.records().await, "retired"), 0);
+    assert_eq!(count(&f.records().await, KeyState::Retired), 0);
 }

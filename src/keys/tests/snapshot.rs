@@ -9,15 +9,18 @@ async fn load_or_init_creates_exactly_one_current_key_and_a_next_key() {
     let ring = f.ring().await;
     let records = f.records().await;
     assert_eq!(records.len(), 2);
-    let next: Vec<_> = records.iter().filter(|r| r.state == "next").collect();
+    let next: Vec<_> = records
+        .iter()
+        .filter(|r| r.state == KeyState::Next)
+        .collect();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].activated_at, None);
     let record = records
         .iter()
-        .find(|r| r.state == "current")
+        .find(|r| r.state == KeyState::Current)
         .unwrap_or_else(|| panic!("no current key"));
-    assert_eq!(record.state, "current");
-    assert_eq!(record.alg, "RS256");
+    assert_eq!(record.state, KeyState::Current);
+    assert_eq!(record.alg, SigningAlg::RS256);
     assert_eq!(record.activated_at, Some(f.clock.now()));
     assert_eq!(record.created_at, f.clock.now());
     assert_eq!(record.retired_at, None);
@@ -60,7 +63,13 @@ async fn instances_starting_together_agree_on_one_key() {
         .collect();
     assert_eq!(kids.len(), 1);
     let records = f.records().await;
-    assert_eq!(records.iter().filter(|r| r.state == "current").count(), 1);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.state == KeyState::Current)
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -173,24 +182,11 @@ async fn jwks_has_exactly_the_public_parameters() {
 async fn next_and_retired_keys_are_published_and_verify_but_do_not_sign() {
     let f = Fixture::new().await;
     let ring = f.ring().await;
-    let current = ring
-        .current_kid()
-        .unwrap_or_else(|| panic!("no current key"));
-    let first_next = f
-        .records()
-        .await
-        .into_iter()
-        .find(|r| r.state == "next")
-        .unwrap_or_else(|| panic!("no next key"))
-        .kid;
+    let current = current_kid(&ring);
+    let first_next = f.first_in(KeyState::Next).await.kid;
 
     let now = f.clock.now();
-    let next = f
-        .records()
-        .await
-        .into_iter()
-        .find(|r| r.state == "next")
-        .unwrap_or_else(|| panic!("no next key"));
+    let next = f.first_in(KeyState::Next).await;
     assert_eq!(next.activated_at, None);
     // One next key per algorithm: a second one is refused.
     let second_next = ring
@@ -328,7 +324,7 @@ async fn every_configured_algorithm_gets_a_current_and_a_next_key() {
     for alg in SigningAlg::ALL {
         let states: Vec<&str> = records
             .iter()
-            .filter(|r| r.alg == alg.as_str())
+            .filter(|r| r.alg == alg)
             .map(|r| r.state.as_str())
             .collect();
         assert_eq!(states.len(), 2, "{alg}: {states:?}");

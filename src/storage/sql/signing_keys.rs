@@ -5,6 +5,7 @@ macro_rules! sql_signing_keys {
         use sqlx::types::Json;
 
         use crate::audit::AuditEvent;
+        use crate::domain::signing_key::{KeyState, Stored};
         use crate::storage::{
             KeyRetirement, ReencryptedKey, Retired, SigningKeyRecord, SigningKeyStore, StoreError,
         };
@@ -27,21 +28,21 @@ macro_rules! sql_signing_keys {
         async fn insert_key<'c, E>(
             executor: E,
             k: &SigningKeyRecord,
-            state: &str,
+            state: KeyState,
             activated_at: Option<time::OffsetDateTime>,
         ) -> Result<bool, StoreError>
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
-            let skip = if state == "next" { " on conflict do nothing" } else { "" };
+            let skip = if state == KeyState::Next { " on conflict do nothing" } else { "" };
             Ok(sqlx::query(&format!(
                 "insert into signing_keys (kid, alg, state, encrypted_private_key, \
                  public_jwk, created_at, activated_at, retired_at, remove_after) \
                  values ($1, $2, $3, $4, $5, $6, $7, null, null){skip}"
             ))
             .bind(&k.kid)
-            .bind(&k.alg)
-            .bind(state)
+            .bind(k.alg.as_str())
+            .bind(state.as_str())
             .bind(&k.encrypted_private_key)
             .bind(Json(&k.public_jwk))
             .bind(ts(k.created_at))
@@ -95,8 +96,8 @@ macro_rules! sql_signing_keys {
                     .into_iter()
                     .map(|r| SigningKeyRecord {
                         kid: r.kid,
-                        alg: r.alg,
-                        state: r.state,
+                        alg: Stored::parse(&r.alg),
+                        state: Stored::parse(&r.state),
                         encrypted_private_key: r.encrypted_private_key,
                         public_jwk: r.public_jwk.0,
                         created_at: from_ts(r.created_at),
@@ -115,8 +116,8 @@ macro_rules! sql_signing_keys {
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&k.kid)
-                .bind(&k.alg)
-                .bind(&k.state)
+                .bind(k.alg.as_str())
+                .bind(k.state.as_str())
                 .bind(&k.encrypted_private_key)
                 .bind(Json(&k.public_jwk))
                 .bind(ts(k.created_at))
@@ -145,14 +146,15 @@ macro_rules! sql_signing_keys {
                 .bind(r.kid)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((previous_state, alg, stored_private_key)) = found else {
+                let Some((stored_state, alg, stored_private_key)) = found else {
                     return Ok(if r.only_if_current {
                         Retired::LostRace
                     } else {
                         Retired::NotFound
                     });
                 };
-                let was_current = previous_state == "current";
+                let previous_state = Stored::<KeyState>::parse(&stored_state);
+                let was_current = previous_state == KeyState::Current;
                 if r.only_if_current && !was_current {
                     return Ok(Retired::LostRace);
                 }
@@ -192,20 +194,20 @@ macro_rules! sql_signing_keys {
                     .await?;
                     if promoted.is_none() {
                         if let Some(k) = fresh.next() {
-                            insert_key(&mut *tx, k, "current", Some(r.now)).await?;
+                            insert_key(&mut *tx, k, KeyState::Current, Some(r.now)).await?;
                             promoted = Some(k.kid.clone());
                         }
                     }
                     if let Some(k) = fresh.next() {
-                        if insert_key(&mut *tx, k, "next", None).await? {
+                        if insert_key(&mut *tx, k, KeyState::Next, None).await? {
                             next = Some(k.kid.clone());
                         }
                     }
-                } else if previous_state == "next" {
+                } else if previous_state == KeyState::Next {
                     // A compromised next key is replaced at once: the algorithm keeps a
                     // pre-published successor for its next rotation.
                     if let Some(k) = r.fresh.first() {
-                        if insert_key(&mut *tx, k, "next", None).await? {
+                        if insert_key(&mut *tx, k, KeyState::Next, None).await? {
                             next = Some(k.kid.clone());
                         }
                     }
@@ -222,7 +224,7 @@ macro_rules! sql_signing_keys {
                 if let serde_json::Value::Object(map) = &mut audit.details {
                     map.insert("kid".into(), r.kid.into());
                     map.insert("alg".into(), alg.clone().into());
-                    map.insert("previous_state".into(), previous_state.clone().into());
+                    map.insert("previous_state".into(), previous_state.as_str().into());
                     map.insert("promoted".into(), promoted.clone().into());
                     map.insert("next".into(), next.clone().into());
                     map.insert("deleted".into(), deleted.into());
