@@ -80,6 +80,18 @@ pub enum AuditKind {
     MasterKeyRotated,
     #[serde(rename = "admin.denied")]
     AdminDenied,
+    #[serde(rename = "factor.enrolled")]
+    FactorEnrolled,
+    #[serde(rename = "factor.removed")]
+    FactorRemoved,
+    #[serde(rename = "factor.reset")]
+    FactorsReset,
+    #[serde(rename = "recovery_codes.generated")]
+    RecoveryCodesGenerated,
+    #[serde(rename = "recovery_code.used")]
+    RecoveryCodeUsed,
+    #[serde(rename = "second_factor.failure")]
+    SecondFactorFailure,
 }
 
 impl AuditKind {
@@ -118,6 +130,12 @@ impl AuditKind {
             Self::UserDeleted => "user.deleted",
             Self::MasterKeyRotated => "key.master_rotated",
             Self::AdminDenied => "admin.denied",
+            Self::FactorEnrolled => "factor.enrolled",
+            Self::FactorRemoved => "factor.removed",
+            Self::FactorsReset => "factor.reset",
+            Self::RecoveryCodesGenerated => "recovery_codes.generated",
+            Self::RecoveryCodeUsed => "recovery_code.used",
+            Self::SecondFactorFailure => "second_factor.failure",
         }
     }
 }

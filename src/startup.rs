@@ -60,6 +60,7 @@ impl Application {
         let throttle_keys = master
             .throttle_keys()
             .context("deriving the throttle key")?;
+        let factor_master = master.duplicate();
         let keys =
             KeyRing::load_or_init_for(Arc::clone(&store), master, Arc::clone(&clock), &settings)
                 .await
@@ -86,6 +87,7 @@ impl Application {
             Arc::clone(&clock),
             hasher,
             throttle_keys,
+            factor_master,
         );
         let provider = Provider::new(&settings, auth.clone(), keys.clone());
         let draining = Draining::default();

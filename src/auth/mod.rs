@@ -1,12 +1,17 @@
 //! Browser authentication: sign-in forms, password checks with throttling, and the
 //! server-side sessions behind the login cookie. No HTTP types here.
 
+mod factors;
 mod ip_limit;
 mod login;
 mod session;
 
 use std::sync::Arc;
 
+pub use factors::{
+    CodeProblem, DEFAULT_TOTP_NAME, FactorError, FactorView, Factors, SecondFactorUsed, TotpSetup,
+    factor_name,
+};
 pub use ip_limit::IpLimiter;
 pub use login::{
     Browser, DEFAULT_RETURN_TO, LiveForm, LoginError, LoginFailure, LoginOutcome, MissingFields,
@@ -35,6 +40,10 @@ pub struct Authenticator {
     /// Sign-in forms opened per client IP (each one is a database row).
     pub form_limiter: Arc<IpLimiter>,
     pub transaction_lifetime: time::Duration,
+    /// Second factors: enrollment, recovery codes, and the check at sign-in.
+    pub factors: Factors,
+    /// Every user must sign in with a second factor (`login.require_mfa`).
+    pub require_mfa: bool,
 }
 
 impl Authenticator {
@@ -44,10 +53,11 @@ impl Authenticator {
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
         throttle_keys: ThrottleKeys,
+        master: crate::keys::MasterKey,
     ) -> Self {
         let d = |s: std::time::Duration| time::Duration::try_from(s).unwrap_or(time::Duration::MAX);
         Self {
-            store,
+            store: Arc::clone(&store),
             clock,
             hasher,
             sessions: settings.session.policy(),
@@ -64,6 +74,8 @@ impl Authenticator {
                 time::Duration::minutes(1),
             )),
             transaction_lifetime: d(settings.login.transaction_lifetime),
+            factors: Factors::new(Arc::clone(&store), master, &settings.issuer),
+            require_mfa: settings.login.require_mfa,
         }
     }
 

@@ -24,6 +24,10 @@ pub struct LoginSettings {
     #[serde(with = "humantime_serde")]
     pub ip_window: Duration,
     pub forms_per_ip_per_minute: u32,
+    /// Every user signs in with a second factor; one without any is sent to set one up
+    /// at their next sign-in and cannot use an application until they have.
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 impl LoginSettings {

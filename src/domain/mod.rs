@@ -4,6 +4,7 @@ pub mod claims;
 pub mod client;
 pub mod client_kind;
 pub mod jws;
+pub mod mfa;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod refresh;

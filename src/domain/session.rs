@@ -9,7 +9,7 @@ use super::user::UserId;
 
 /// The public identifier of a browser session (later the `sid` claim). Not a secret: the
 /// cookie holds a separate 256-bit value of which only the hash is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(pub Uuid);
 

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 

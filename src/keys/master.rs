@@ -102,6 +102,12 @@ impl MasterKey {
 
     /// AES-256-GCM under a random 96-bit nonce: `nonce || ciphertext || tag`. `aad` binds
     /// the blob to its row (the kid), so a blob copied to another row does not decrypt.
+    /// A second handle on the same key (the key ring owns one; sign-in seals second-factor
+    /// secrets with another).
+    pub fn duplicate(&self) -> Self {
+        Self(SecretBox::new(Box::new(*self.0.expose_secret())))
+    }
+
     pub fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
         let key = self.aead_key()?;
         let mut nonce = [0u8; NONCE_LEN];

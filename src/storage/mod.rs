@@ -6,6 +6,7 @@
 
 mod audit;
 mod clients;
+mod factors;
 mod grants;
 mod housekeeping;
 mod postgres;
@@ -21,6 +22,9 @@ use crate::config::DatabaseSettings;
 
 pub use audit::AuditStore;
 pub use clients::ClientStore;
+pub use factors::{
+    FactorConfirmation, FactorKind, FactorRecord, FactorStore, RecoveryCodes, ReencryptedSecret,
+};
 pub use grants::{
     AuthorizationCodeRecord, CodeBinding, CodeRedemption, GrantStore, IssueCode, NewRefreshFamily,
     Redemption, RefreshRotation, RefreshTokenRecord,
@@ -38,6 +42,7 @@ pub trait Store:
     UserStore
     + SessionStore
     + ClientStore
+    + FactorStore
     + GrantStore
     + SigningKeyStore
     + AuditStore
@@ -50,6 +55,7 @@ impl<T> Store for T where
     T: UserStore
         + SessionStore
         + ClientStore
+        + FactorStore
         + GrantStore
         + SigningKeyStore
         + AuditStore

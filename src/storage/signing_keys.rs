@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{KeyChangeListener, StoreError};
+use super::{KeyChangeListener, ReencryptedSecret, StoreError};
 use crate::audit::AuditEvent;
 use crate::domain::jws::SigningAlg;
 use crate::domain::signing_key::{KeyState, Stored};
@@ -82,12 +82,14 @@ pub trait SigningKeyStore: Send + Sync {
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// Rotation and emergency retirement, in one transaction (see `KeyRetirement`).
     async fn retire_signing_key(&self, r: &KeyRetirement<'_>) -> Result<Retired, StoreError>;
-    /// A master-key rotation: every private key re-encrypted in one transaction with its
-    /// audit row. `Conflict` when the set of keys or any stored blob is not what the caller
-    /// read (a rotation meanwhile); nothing is written then.
+    /// A master-key rotation: every private key and every sealed second-factor secret
+    /// re-encrypted in one transaction with its audit row. `Conflict` when the set of keys
+    /// or factors, or any stored blob, is not what the caller read (a rotation or an
+    /// enrollment meanwhile); nothing is written then.
     async fn reencrypt_signing_keys(
         &self,
         keys: &[ReencryptedKey],
+        secrets: &[ReencryptedSecret],
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
     /// Deletes retired keys whose `remove_after` has passed; returns how many.

@@ -11,6 +11,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod clients;
+pub(crate) mod factors;
 pub(crate) mod grants;
 pub(crate) mod housekeeping;
 pub(crate) mod sessions;
@@ -34,6 +35,10 @@ macro_rules! sql_store {
         mod clients {
             use super::*;
             $crate::storage::sql::clients::sql_clients!($store, $db);
+        }
+        mod factors {
+            use super::*;
+            $crate::storage::sql::factors::sql_factors!($store, $db);
         }
         mod grants {
             use super::*;

@@ -243,6 +243,7 @@ macro_rules! sql_signing_keys {
             async fn reencrypt_signing_keys(
                 &self,
                 keys: &[ReencryptedKey],
+                secrets: &[crate::storage::ReencryptedSecret],
                 audit: &AuditEvent,
             ) -> Result<(), StoreError> {
                 let mut tx = self.writer().begin().await?;
@@ -271,6 +272,32 @@ macro_rules! sql_signing_keys {
                     .rows_affected();
                     if changed != 1 {
                         return Err(StoreError::Conflict("a signing key changed meanwhile"));
+                    }
+                }
+                let mut sealed: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
+                    "select factor_id from user_factors order by factor_id{LOCK_ROW}"
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut given: Vec<uuid::Uuid> = secrets.iter().map(|s| s.factor).collect();
+                given.sort_unstable();
+                sealed.sort_unstable();
+                if sealed != given {
+                    return Err(StoreError::Conflict("a second factor enrolled or removed meanwhile"));
+                }
+                for s in secrets {
+                    let changed = sqlx::query(
+                        "update user_factors set encrypted_secret = $3 \
+                         where factor_id = $1 and encrypted_secret = $2",
+                    )
+                    .bind(s.factor)
+                    .bind(&s.old)
+                    .bind(&s.new)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if changed != 1 {
+                        return Err(StoreError::Conflict("a second factor changed meanwhile"));
                     }
                 }
                 insert_audit(&mut *tx, audit).await?;

@@ -1,0 +1,415 @@
+//! Second factors of an account: TOTP enrollment (by the user, confirmed by a first code,
+//! or by an administrator for provisioning), recovery codes, removal and reset, and the
+//! check of a code at sign-in. The account page, the CLI and the admin API call these same
+//! functions. Secrets are sealed under the master key; every change is audited in its
+//! transaction.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret as _, SecretSlice};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
+use crate::domain::mfa::{
+    self, CodeRejection, factor_secret_aad, generate_recovery_codes, generate_totp_secret,
+    normalize_recovery_code, recovery_code_hash,
+};
+use crate::domain::user::{User, UserId};
+use crate::keys::MasterKey;
+use crate::storage::{
+    FactorConfirmation, FactorKind, FactorRecord, RecoveryCodes, Store, StoreError,
+};
+
+/// Longest factor name kept (longer ones are cut).
+pub const MAX_FACTOR_NAME: usize = 64;
+/// The name of an authenticator whose owner gave none.
+pub const DEFAULT_TOTP_NAME: &str = "Authenticator app";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The master key cannot open a stored secret (or sealing failed).
+    #[error("second-factor secret: {0}")]
+    Crypto(String),
+    /// The pending enrollment is gone (confirmed elsewhere, replaced, or removed).
+    #[error("this setup has expired; start again")]
+    NoPendingEnrollment,
+    #[error("{0}")]
+    Code(CodeProblem),
+    /// Recovery codes only make sense with a second factor.
+    #[error("set up a second factor first")]
+    NoFactor,
+}
+
+/// What was wrong with a code typed during enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeProblem {
+    Malformed,
+    Wrong,
+}
+
+impl std::fmt::Display for CodeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "enter the 6-digit code from your authenticator app",
+            Self::Wrong => {
+                "that code is not right; check your device's clock and try the current code"
+            }
+        })
+    }
+}
+
+/// A TOTP authenticator being set up: shown once (the secret never leaves the server
+/// again).
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpSetup {
+    pub factor_id: Uuid,
+    /// RFC 4648 base32, for manual entry.
+    pub secret: String,
+    /// The `otpauth://totp/…` URI authenticator apps read from the QR code.
+    pub otpauth_uri: String,
+}
+
+impl TotpSetup {
+    /// The QR code of `otpauth_uri` as an inline SVG element (rendered here: no external
+    /// service sees the secret).
+    pub fn qr_svg(&self) -> Option<String> {
+        let code = qrcode::QrCode::new(self.otpauth_uri.as_bytes()).ok()?;
+        let svg = code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build();
+        // Drop the XML prolog: the element is embedded in an HTML page.
+        svg.find("<svg").map(|at| svg[at..].to_owned())
+    }
+}
+
+/// A factor as the account page, the CLI and the admin API show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FactorView {
+    pub factor_id: Uuid,
+    /// `totp`.
+    pub kind: String,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl From<&FactorRecord> for FactorView {
+    fn from(f: &FactorRecord) -> Self {
+        Self {
+            factor_id: f.id,
+            kind: f.kind.as_str().to_owned(),
+            name: f.name.clone(),
+            created_at: f.created_at,
+            last_used_at: f.last_used_at,
+        }
+    }
+}
+
+/// A code accepted at sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorUsed {
+    Totp { factor: Uuid },
+    RecoveryCode { remaining: u32 },
+}
+
+/// The second factors of accounts, over the store and the master key.
+#[derive(Clone)]
+pub struct Factors {
+    pub store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    /// The issuer's name in authenticator apps (the issuer's host).
+    issuer_label: String,
+}
+
+impl Factors {
+    pub fn new(store: Arc<dyn Store>, master: MasterKey, issuer: &str) -> Self {
+        let issuer_label = url::Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "Portcullis".to_owned());
+        Self {
+            store,
+            master: Arc::new(master),
+            issuer_label,
+        }
+    }
+
+    fn seal(&self, factor: Uuid, secret: &[u8]) -> Result<Vec<u8>, FactorError> {
+        self.master
+            .encrypt(secret, factor_secret_aad(factor).as_bytes())
+            .map_err(|e| FactorError::Crypto(e.to_string()))
+    }
+
+    fn open(&self, f: &FactorRecord) -> Result<SecretSlice<u8>, FactorError> {
+        self.master
+            .decrypt(&f.encrypted_secret, factor_secret_aad(f.id).as_bytes())
+            .map(SecretSlice::from)
+            .map_err(|e| FactorError::Crypto(e.to_string()))
+    }
+
+    fn setup(&self, factor: Uuid, secret: &[u8], user: &User) -> Result<TotpSetup, FactorError> {
+        let totp = mfa::totp(secret, &self.issuer_label, user.username.as_str())
+            .map_err(FactorError::Crypto)?;
+        Ok(TotpSetup {
+            factor_id: factor,
+            secret: totp.secret().to_base32(),
+            otpauth_uri: totp
+                .to_url()
+                .map_err(|e| FactorError::Crypto(e.to_string()))?,
+        })
+    }
+
+    /// The user's confirmed factors.
+    pub async fn list(&self, user: UserId) -> Result<Vec<FactorRecord>, StoreError> {
+        Ok(self
+            .store
+            .list_factors(user)
+            .await?
+            .into_iter()
+            .filter(|f| f.confirmed)
+            .collect())
+    }
+
+    pub async fn has_any(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(!self.list(user).await?.is_empty())
+    }
+
+    /// Starts a TOTP enrollment: a pending factor (replacing an earlier pending one) that
+    /// signs nothing in until `confirm_totp`.
+    pub async fn begin_totp(
+        &self,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<TotpSetup, FactorError> {
+        let id = Uuid::new_v4();
+        let secret = SecretSlice::from(generate_totp_secret());
+        let setup = self.setup(id, secret.expose_secret(), user)?;
+        let record = FactorRecord {
+            id,
+            user_id: user.id,
+            kind: FactorKind::Totp,
+            name: DEFAULT_TOTP_NAME.to_owned(),
+            encrypted_secret: self.seal(id, secret.expose_secret())?,
+            confirmed: false,
+            last_used_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        self.store.insert_factor(&record, None, None).await?;
+        Ok(setup)
+    }
+
+    /// Confirms a pending TOTP factor with its first code. Returns the new recovery codes
+    /// (shown once) when this is the user's first factor.
+    pub async fn confirm_totp(
+        &self,
+        user: &User,
+        factor: Uuid,
+        typed_code: &str,
+        name: &str,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<Option<Vec<String>>, FactorError> {
+        let factors = self.store.list_factors(user.id).await?;
+        let pending = factors
+            .iter()
+            .find(|f| f.id == factor && !f.confirmed)
+            .ok_or(FactorError::NoPendingEnrollment)?;
+        let secret = self.open(pending)?;
+        let step =
+            mfa::check_totp(secret.expose_secret(), typed_code, now, None).map_err(
+                |r| match r {
+                    CodeRejection::Malformed => FactorError::Code(CodeProblem::Malformed),
+                    CodeRejection::Wrong | CodeRejection::Replayed => {
+                        FactorError::Code(CodeProblem::Wrong)
+                    }
+                },
+            )?;
+        let first = !factors.iter().any(|f| f.confirmed);
+        let codes = first.then(generate_recovery_codes);
+        let hashes = codes.as_ref().map(|c| hash_codes(user.id, c));
+        let name = factor_name(name);
+        let audit = AuditEvent::new(now, AuditKind::FactorEnrolled, Outcome::Success, actor)
+            .user(user.id)
+            .detail("factor_id", factor.to_string())
+            .detail("kind", FactorKind::Totp.as_str())
+            .detail("recovery_codes_generated", first);
+        let confirmed = self
+            .store
+            .confirm_factor(&FactorConfirmation {
+                user: user.id,
+                factor,
+                step,
+                name: &name,
+                now,
+                recovery_codes: hashes.as_deref(),
+                audit: &audit,
+            })
+            .await?;
+        if !confirmed {
+            return Err(FactorError::NoPendingEnrollment);
+        }
+        Ok(codes)
+    }
+
+    /// An administrator enrolls a TOTP factor for the user (provisioning): confirmed at
+    /// once; the secret is returned to be handed over. Recovery codes are generated when
+    /// it is the user's first factor, and returned too.
+    pub async fn enroll_totp_for(
+        &self,
+        user: &User,
+        name: Option<&str>,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<(TotpSetup, Option<Vec<String>>), FactorError> {
+        let id = Uuid::new_v4();
+        let secret = SecretSlice::from(generate_totp_secret());
+        let setup = self.setup(id, secret.expose_secret(), user)?;
+        let first = !self.has_any(user.id).await?;
+        let codes = first.then(generate_recovery_codes);
+        let hashes = codes.as_ref().map(|c| hash_codes(user.id, c));
+        let record = FactorRecord {
+            id,
+            user_id: user.id,
+            kind: FactorKind::Totp,
+            name: factor_name(name.unwrap_or(DEFAULT_TOTP_NAME)),
+            encrypted_secret: self.seal(id, secret.expose_secret())?,
+            confirmed: true,
+            last_used_step: None,
+            created_at: now,
+            last_used_at: None,
+        };
+        let audit = AuditEvent::new(now, AuditKind::FactorEnrolled, Outcome::Success, actor)
+            .user(user.id)
+            .detail("factor_id", id.to_string())
+            .detail("kind", FactorKind::Totp.as_str())
+            .detail("by_administrator", true)
+            .detail("recovery_codes_generated", first);
+        self.store
+            .insert_factor(&record, hashes.as_deref(), Some(&audit))
+            .await?;
+        Ok((setup, codes))
+    }
+
+    /// Removes one factor; false when the user has no such factor.
+    pub async fn remove(
+        &self,
+        user: UserId,
+        factor: Uuid,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let audit = AuditEvent::new(now, AuditKind::FactorRemoved, Outcome::Success, actor)
+            .user(user)
+            .detail("factor_id", factor.to_string());
+        self.store.delete_factor(user, factor, &audit).await
+    }
+
+    /// Removes every factor and recovery code (a lost phone); returns how many factors.
+    pub async fn reset(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<u64, StoreError> {
+        let audit =
+            AuditEvent::new(now, AuditKind::FactorsReset, Outcome::Success, actor).user(user);
+        self.store.delete_factors(user, &audit).await
+    }
+
+    /// A new set of recovery codes, replacing the old one; shown once.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<Vec<String>, FactorError> {
+        if !self.has_any(user).await? {
+            return Err(FactorError::NoFactor);
+        }
+        let codes = generate_recovery_codes();
+        let audit = AuditEvent::new(
+            now,
+            AuditKind::RecoveryCodesGenerated,
+            Outcome::Success,
+            actor,
+        )
+        .user(user);
+        self.store
+            .replace_recovery_codes(user, &hash_codes(user, &codes), now, &audit)
+            .await?;
+        Ok(codes)
+    }
+
+    pub async fn recovery_codes(&self, user: UserId) -> Result<RecoveryCodes, StoreError> {
+        self.store.recovery_codes(user).await
+    }
+
+    /// Checks a code typed at sign-in: a TOTP code of any confirmed factor (each step
+    /// once), or an unused recovery code (spent here).
+    pub async fn check(
+        &self,
+        user: UserId,
+        typed: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<SecondFactorUsed, CodeRejection>, FactorError> {
+        if let Some(code) = normalize_recovery_code(typed) {
+            let hash = recovery_code_hash(user, &code);
+            if self.store.use_recovery_code(user, &hash, now).await? {
+                let remaining = self.store.recovery_codes(user).await?.remaining;
+                return Ok(Ok(SecondFactorUsed::RecoveryCode { remaining }));
+            }
+            return Ok(Err(CodeRejection::Wrong));
+        }
+        if mfa::normalize_totp_code(typed).is_none() {
+            return Ok(Err(CodeRejection::Malformed));
+        }
+        let mut outcome = Err(CodeRejection::Wrong);
+        for factor in self.list(user).await? {
+            let secret = self.open(&factor)?;
+            match mfa::check_totp(secret.expose_secret(), typed, now, factor.last_used_step) {
+                Ok(step) => {
+                    if self.store.use_totp_step(factor.id, step, now).await? {
+                        return Ok(Ok(SecondFactorUsed::Totp { factor: factor.id }));
+                    }
+                    outcome = Err(CodeRejection::Replayed);
+                }
+                Err(CodeRejection::Replayed) => outcome = Err(CodeRejection::Replayed),
+                Err(_) => {}
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+fn hash_codes(user: UserId, codes: &[String]) -> Vec<Vec<u8>> {
+    codes
+        .iter()
+        .filter_map(|c| normalize_recovery_code(c))
+        .map(|c| recovery_code_hash(user, &c))
+        .collect()
+}
+
+/// A factor name as kept: trimmed, control characters dropped, at most
+/// `MAX_FACTOR_NAME` characters; the default when nothing is left.
+pub fn factor_name(typed: &str) -> String {
+    let name: String = typed
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_FACTOR_NAME)
+        .collect();
+    if name.is_empty() {
+        DEFAULT_TOTP_NAME.to_owned()
+    } else {
+        name
+    }
+}
