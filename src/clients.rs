@@ -37,6 +37,8 @@ pub struct Registration {
     /// May introspect other clients' access tokens (a resource server; RFC 7662 §4).
     /// Confidential clients only: see `Client::introspection`.
     pub introspection: bool,
+    /// Users must authenticate with a second factor: see `Client::require_mfa`.
+    pub require_mfa: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ impl Registration {
             id_token_signed_response_alg: None,
             require_pkce: true,
             introspection: false,
+            require_mfa: false,
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct ClientUpdate {
     pub first_party: Option<bool>,
     pub require_pkce: Option<bool>,
     pub introspection: Option<bool>,
+    pub require_mfa: Option<bool>,
     /// Suspend (true) or re-enable (false) the client: not a registration field, so it
     /// is applied and audited on its own (`client.disabled` / `client.enabled`) by
     /// `set_disabled`, without re-validating the registration.
@@ -112,6 +116,7 @@ impl ClientUpdate {
             ("first_party", self.first_party.is_some()),
             ("require_pkce", self.require_pkce.is_some()),
             ("introspection", self.introspection.is_some()),
+            ("require_mfa", self.require_mfa.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -144,6 +149,7 @@ struct Validated {
     id_token_signed_response_alg: SigningAlg,
     require_pkce: bool,
     introspection: bool,
+    require_mfa: bool,
 }
 
 impl Validated {
@@ -174,6 +180,7 @@ impl Validated {
             require_pkce: self.require_pkce,
             disabled: false,
             introspection: self.introspection,
+            require_mfa: self.require_mfa,
         }
     }
 }
@@ -329,6 +336,7 @@ fn validate(reg: &Registration) -> Result<Validated, ClientError> {
             .unwrap_or(SigningAlg::RS256),
         require_pkce: reg.require_pkce,
         introspection: reg.introspection,
+        require_mfa: reg.require_mfa,
     })
 }
 
@@ -421,6 +429,7 @@ pub async fn update(
         id_token_signed_response_alg: Some(current.id_token_signed_response_alg),
         require_pkce: change.require_pkce.unwrap_or(current.require_pkce),
         introspection: change.introspection.unwrap_or(current.introspection),
+        require_mfa: change.require_mfa.unwrap_or(current.require_mfa),
     };
     let client = Client {
         // Not registration fields: kept, and `disabled` set on its own below.

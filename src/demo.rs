@@ -107,6 +107,7 @@ pub async fn seed(
             id_token_signed_response_alg: None,
             require_pkce: true,
             introspection: false,
+            require_mfa: false,
         },
         now,
         &actor,

@@ -146,6 +146,7 @@ pub async fn register_client(
             // The service is the resource server that introspects users' tokens
             // (RFC 7662 §4: it needs the permission).
             introspection: !redirects,
+            require_mfa: false,
         },
         OffsetDateTime::now_utc(),
         &Actor::cli(),

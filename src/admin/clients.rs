@@ -48,6 +48,8 @@ pub struct ClientView {
     /// May introspect access tokens issued to other clients (a resource server, RFC 7662
     /// §4); every client may introspect its own.
     pub introspection: bool,
+    /// Its users must sign in with a second factor.
+    pub require_mfa: bool,
     /// `body` or `cookie` (spa clients on the provider's site).
     #[schema(example = "body")]
     pub refresh_token_delivery: String,
@@ -76,6 +78,7 @@ impl From<Client> for ClientView {
             require_pkce: c.require_pkce,
             disabled: c.disabled,
             introspection: c.introspection,
+            require_mfa: c.require_mfa,
             refresh_token_delivery: c.refresh_token_delivery.as_str().to_owned(),
             id_token_signed_response_alg: c.id_token_signed_response_alg.as_str().to_owned(),
             created_at: c.created_at,
@@ -158,6 +161,10 @@ pub struct NewClient {
     /// servers; RFC 7662 §4). Confidential clients only.
     #[serde(default)]
     pub introspection: bool,
+    /// Default false. Its users must sign in with a second factor (ID tokens carry the
+    /// multi-factor `acr`); a user without one is told to set one up.
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 fn required() -> bool {
@@ -180,6 +187,7 @@ pub struct ClientPatch {
     pub require_pkce: Option<bool>,
     /// Confidential clients only: may introspect other clients' access tokens.
     pub introspection: Option<bool>,
+    pub require_mfa: Option<bool>,
     /// true suspends the client (audited as `client.disabled`), false re-enables it
     /// (`client.enabled`); setting the state it already has changes nothing.
     pub disabled: Option<bool>,
@@ -205,6 +213,7 @@ impl From<NewClient> for Registration {
             refresh_token_delivery,
             require_pkce,
             introspection,
+            require_mfa,
         } = b;
         Self {
             client_id,
@@ -221,6 +230,7 @@ impl From<NewClient> for Registration {
             id_token_signed_response_alg,
             require_pkce,
             introspection,
+            require_mfa,
         }
     }
 }
@@ -238,6 +248,7 @@ impl From<ClientPatch> for ClientUpdate {
             first_party,
             require_pkce,
             introspection,
+            require_mfa,
             disabled,
         } = b;
         Self {
@@ -251,6 +262,7 @@ impl From<ClientPatch> for ClientUpdate {
             first_party,
             require_pkce,
             introspection,
+            require_mfa,
             disabled,
         }
     }

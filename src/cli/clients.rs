@@ -57,7 +57,7 @@ pub struct CreateArgs {
     #[arg(long, conflicts_with_all = [
         "kind", "redirect_uris", "post_logout_redirect_uris", "allowed_origins",
         "auth_method", "scopes", "grant_types", "first_party", "pkce_optional",
-        "introspection",
+        "introspection", "require_mfa",
     ])]
     pub admin: bool,
     /// confidential (server-side web app or service), spa (browser app) or native
@@ -107,6 +107,10 @@ pub struct CreateArgs {
     /// clients (a resource server, RFC 7662 §4). Every client may introspect its own.
     #[arg(long)]
     pub introspection: bool,
+    /// Its users must sign in with a second factor (ID tokens then carry the
+    /// multi-factor `acr`); a user without one is told to set one up.
+    #[arg(long)]
+    pub require_mfa: bool,
 }
 
 // `clients update` (no doc comment: it would replace the command's).
@@ -140,6 +144,10 @@ pub struct UpdateArgs {
     /// clients only); false: only its own.
     #[arg(long)]
     pub introspection: Option<bool>,
+    /// true: its users must sign in with a second factor; false: a password suffices
+    /// unless the request or the deployment asks for more.
+    #[arg(long)]
+    pub require_mfa: Option<bool>,
 }
 
 fn parse_kind(s: &str) -> Result<ClientKind, String> {
@@ -178,6 +186,7 @@ impl CreateArgs {
             id_token_signed_response_alg: self.id_token_alg,
             require_pkce: !self.pkce_optional,
             introspection: self.introspection,
+            require_mfa: self.require_mfa,
         })
     }
 }
@@ -196,6 +205,7 @@ impl UpdateArgs {
             first_party: self.first_party,
             require_pkce: self.require_pkce,
             introspection: self.introspection,
+            require_mfa: self.require_mfa,
             disabled: None,
         }
     }

@@ -203,6 +203,9 @@ pub struct Client {
     /// May introspect access tokens issued to other clients (RFC 7662 §4: the server
     /// decides who may introspect what). A client may always introspect its own tokens.
     pub introspection: bool,
+    /// Its users must authenticate with a second factor (`acr` multi-factor); one
+    /// without a usable factor is told to set one up, never given a weaker level.
+    pub require_mfa: bool,
 }
 
 impl Client {
@@ -259,6 +262,7 @@ impl Client {
             require_pkce: true,
             disabled: false,
             introspection: false,
+            require_mfa: false,
         }
     }
 }

@@ -35,6 +35,7 @@ pub fn service(client_id: &str, scopes: &[&str]) -> Registration {
         id_token_signed_response_alg: None,
         require_pkce: true,
         introspection: false,
+        require_mfa: false,
     }
 }
 
@@ -393,6 +394,7 @@ async fn the_authorization_endpoint_never_grants_the_admin_scope() {
         require_pkce: true,
         disabled: false,
         introspection: false,
+        require_mfa: false,
         created_at: now,
         updated_at: now,
     };

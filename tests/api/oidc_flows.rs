@@ -342,6 +342,7 @@ async fn cors_answers_only_registered_origins() {
         id_token_signed_response_alg: None,
         require_pkce: true,
         introspection: false,
+        require_mfa: false,
     })
     .await;
     for path in [
@@ -416,6 +417,7 @@ async fn a_native_app_signs_in_through_a_loopback_redirect_on_any_port() {
         id_token_signed_response_alg: None,
         require_pkce: true,
         introspection: false,
+        require_mfa: false,
     })
     .await;
     // The app listens on an ephemeral port (RFC 8252 §7.3).

@@ -299,37 +299,21 @@ pub(super) fn claims(
 mod tests {
     use std::collections::HashMap;
 
-    use time::OffsetDateTime;
-
     use super::*;
-    use crate::domain::client::{AuthMethod, ClientId, ClientKind, GrantTypes};
-    use crate::domain::jws::SigningAlg;
+    use crate::domain::client::ClientKind;
     use crate::domain::redirect_uri::RedirectUri;
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     fn client(scopes: &str, require_pkce: bool) -> Client {
         Client {
-            id: ClientId::parse("web-app").unwrap_or_else(|e| panic!("{e}")),
             name: "Web app".into(),
-            kind: ClientKind::Confidential,
-            auth_method: AuthMethod::ClientSecretBasic,
-            secret_hash: None,
             redirect_uris: vec![
                 RedirectUri::parse("https://app.example/cb").unwrap_or_else(|e| panic!("{e}")),
             ],
-            post_logout_redirect_uris: vec![],
-            allowed_origins: vec![],
-            grant_types: GrantTypes::from([GrantType::AuthorizationCode]),
             scopes: ScopeSet::parse(scopes).unwrap_or_else(|e| panic!("{e}")),
-            first_party: false,
-            refresh_token_delivery: TokenDelivery::Body,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            id_token_signed_response_alg: SigningAlg::RS256,
             require_pkce,
-            disabled: false,
-            introspection: false,
+            ..Client::fixture("web-app", ClientKind::Confidential)
         }
     }
 

@@ -18,7 +18,7 @@ macro_rules! sql_clients {
         const CLIENT_COLUMNS: &str = "client_id, name, kind, secret_hash, auth_method, \
              redirect_uris, post_logout_redirect_uris, allowed_origins, grant_types, scopes, \
              first_party, refresh_token_delivery, created_at, updated_at, \
-             id_token_signed_response_alg, require_pkce, disabled, introspection";
+             id_token_signed_response_alg, require_pkce, disabled, introspection, require_mfa";
 
         #[derive(sqlx::FromRow)]
         struct ClientRow {
@@ -40,6 +40,7 @@ macro_rules! sql_clients {
             require_pkce: bool,
             disabled: bool,
             introspection: bool,
+            require_mfa: bool,
         }
 
         impl ClientRow {
@@ -68,6 +69,7 @@ macro_rules! sql_clients {
                     require_pkce: self.require_pkce,
                     disabled: self.disabled,
                     introspection: self.introspection,
+                    require_mfa: self.require_mfa,
                 })
             }
         }
@@ -83,7 +85,7 @@ macro_rules! sql_clients {
                 sqlx::query(&format!(
                     "insert into clients ({CLIENT_COLUMNS}) \
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18)"
+                     $16, $17, $18, $19)"
                 ))
                 .bind(c.id.as_str())
                 .bind(&c.name)
@@ -103,6 +105,7 @@ macro_rules! sql_clients {
                 .bind(c.require_pkce)
                 .bind(c.disabled)
                 .bind(c.introspection)
+                .bind(c.require_mfa)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_or(e, "a client with this client_id"))?;
@@ -158,7 +161,7 @@ macro_rules! sql_clients {
                         "update clients set name = $2, auth_method = $3, redirect_uris = $4, \
                          post_logout_redirect_uris = $5, allowed_origins = $6, \
                          grant_types = $7, scopes = $8, first_party = $9, updated_at = $10, \
-                         require_pkce = $11, introspection = $12 \
+                         require_pkce = $11, introspection = $12, require_mfa = $13 \
                          where client_id = $1",
                     )
                     .bind(c.id.as_str())
@@ -172,7 +175,8 @@ macro_rules! sql_clients {
                     .bind(c.first_party)
                     .bind(ts(c.updated_at))
                     .bind(c.require_pkce)
-                    .bind(c.introspection),
+                    .bind(c.introspection)
+                    .bind(c.require_mfa),
                     audit,
                 )
                 .await

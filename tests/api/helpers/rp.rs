@@ -28,6 +28,7 @@ pub fn web_app(first_party: bool) -> Registration {
         id_token_signed_response_alg: None,
         require_pkce: true,
         introspection: false,
+        require_mfa: false,
     }
 }
 
