@@ -15,7 +15,7 @@ pub use factors::{
 pub use ip_limit::IpLimiter;
 pub use login::{
     Browser, DEFAULT_RETURN_TO, LiveForm, LoginError, LoginFailure, LoginOutcome, MissingFields,
-    SignInForm, SignInOutcome, SignInRequest,
+    SecondFactorForm, SecondFactorRequest, SignInForm, SignInOutcome, SignInRequest,
 };
 pub use session::CurrentSession;
 

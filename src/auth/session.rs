@@ -24,6 +24,11 @@ impl CurrentSession {
     pub fn csrf_token(&self) -> String {
         self.token.derive("session-csrf", "")
     }
+
+    /// The authentication level the session reached (from its `amr`).
+    pub fn level(&self) -> crate::domain::mfa::AuthLevel {
+        crate::domain::mfa::AuthLevel::of_amr(&self.session.amr)
+    }
 }
 
 impl Authenticator {

@@ -21,7 +21,8 @@ pub const ACR_MFA: &str = "http://schemas.openid.net/pape/policies/2007/06/multi
 
 /// The authentication context classes this provider asserts (`acr`, OIDC Core §2), lowest
 /// first; discovery lists them as `acr_values_supported`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthLevel {
     /// Something the user knows.
     Password,
@@ -114,6 +115,8 @@ pub struct SecondStep {
     pub verified_hash: Option<String>,
     /// When the password was verified (Unix seconds).
     pub password_at: i64,
+    /// The password's throttle key, cleared with the second factor's once both passed.
+    pub password_key: Option<String>,
     /// A step-up of this live session (no password asked again): the new session keeps
     /// its factors and adds the second one.
     pub step_up: Option<SessionId>,

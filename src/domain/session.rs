@@ -66,8 +66,10 @@ pub struct BrowserSession {
     pub user_id: UserId,
     #[serde(with = "time::serde::rfc3339")]
     pub auth_time: OffsetDateTime,
-    /// Authentication methods references (RFC 8176), e.g. `["pwd"]`.
+    /// Authentication methods references (RFC 8176), e.g. `["pwd"]`: `factors.amr()`.
     pub amr: Vec<String>,
+    /// The factors the user authenticated with and when (a step-up adds one).
+    pub factors: crate::domain::mfa::SessionFactors,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

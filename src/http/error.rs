@@ -63,6 +63,7 @@ impl From<LoginError> for PageError {
             LoginError::Busy => Self::TooManyRequests { retry_after: 5 },
             LoginError::Store(e) => e.into(),
             LoginError::Hash(m) => Self::Internal(m),
+            LoginError::Factor(e) => Self::Internal(e.to_string()),
         }
     }
 }

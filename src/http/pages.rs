@@ -36,6 +36,17 @@ pub struct LoginPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "second_factor.html")]
+pub struct SecondFactorPage<'a> {
+    pub css_href: &'a str,
+    pub tx: &'a str,
+    pub csrf_token: &'a str,
+    pub error: Option<&'a str>,
+    pub code_error: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+}
+
+#[derive(Template)]
 #[template(path = "account.html")]
 pub struct AccountPage<'a> {
     pub css_href: &'a str,

@@ -4,7 +4,7 @@ use actix_web::web;
 
 use super::handlers::{
     account, assets, authorize, consent, discovery, health, login, logout, method_not_allowed,
-    token, userinfo,
+    second_factor, token, userinfo,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/login")
                 .route(web::get().to(login::show))
                 .route(web::post().to(login::submit))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/login/second-factor")
+                .route(web::post().to(second_factor::submit))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Provider;
+use crate::domain::mfa::AuthLevel;
 
 /// Client authentication at the token and revocation endpoints (`authenticate_client`):
 /// public clients name themselves with `none`.
@@ -15,7 +16,7 @@ const INTROSPECTION_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_se
 
 /// Scopes Portcullis knows how to describe and release claims for.
 pub const SCOPES_SUPPORTED: [&str; 4] = ["openid", "profile", "email", "offline_access"];
-pub const CLAIMS_SUPPORTED: [&str; 14] = [
+pub const CLAIMS_SUPPORTED: [&str; 15] = [
     "iss",
     "sub",
     "aud",
@@ -26,6 +27,7 @@ pub const CLAIMS_SUPPORTED: [&str; 14] = [
     "nonce",
     "at_hash",
     "sid",
+    "acr",
     "amr",
     "name",
     "preferred_username",
@@ -44,6 +46,9 @@ impl Provider {
                 "claims_supported": CLAIMS_SUPPORTED.iter().chain(["email_verified", "updated_at"].iter()).collect::<Vec<_>>(),
                 // OpenID Connect Core §5.5, for the claims Portcullis holds.
                 "claims_parameter_supported": true,
+                // OpenID Connect Discovery §3: the levels of `domain::mfa::AuthLevel`,
+                // lowest first (docs/authentication.md).
+                "acr_values_supported": AuthLevel::ALL.map(AuthLevel::acr),
                 "request_parameter_supported": false,
                 "request_uri_parameter_supported": false,
                 "require_request_uri_registration": false,

@@ -31,7 +31,9 @@ pub use grants::{
 };
 pub use housekeeping::{Backend, HousekeepingStore, PoolStats, PurgeCutoffs, TABLES, TableSize};
 pub use postgres::{KeyChangeListener, PgStore};
-pub use sessions::{CompletedLogin, LoginTransaction, NewSession, Reservation, SessionStore};
+pub use sessions::{
+    CompletedLogin, CompletedStepUp, LoginTransaction, NewSession, Reservation, SessionStore,
+};
 pub use signing_keys::{KeyRetirement, ReencryptedKey, Retired, SigningKeyRecord, SigningKeyStore};
 pub use sqlite::SqliteStore;
 pub use users::{PasswordChange, UserStore};

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::audit::AuditEvent;
+use crate::domain::mfa::{SecondStep, SessionFactors};
 use crate::domain::secret::{TokenHash, kind};
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
@@ -23,6 +24,8 @@ pub struct LoginTransaction {
     pub expires_at: OffsetDateTime,
     /// The session a sign-in through this transaction created.
     pub session_id: Option<SessionId>,
+    /// Set once the password step is done and the second factor is asked for.
+    pub second_step: Option<SecondStep>,
 }
 
 /// A new browser session to insert (the cookie value is not part of it, only its hash).
@@ -58,6 +61,21 @@ pub struct CompletedLogin<'a> {
     /// The password hash that was verified: if it changed meanwhile (a reset) or the user
     /// was disabled, no session is created.
     pub verified_hash: &'a PasswordHash,
+    pub audit: &'a AuditEvent,
+    /// Another throttle counter cleared with it (the password's, when the attempt was
+    /// the second factor).
+    pub also_clear: Option<&'a str>,
+}
+
+/// A step-up of a live session: the second factor was given, so the session gains it.
+#[derive(Debug)]
+pub struct CompletedStepUp<'a> {
+    pub transaction: TokenHash<kind::LoginTransaction>,
+    pub session: SessionId,
+    pub factors: &'a SessionFactors,
+    pub auth_time: OffsetDateTime,
+    pub throttle_key: &'a str,
+    pub lease: LeaseId,
     pub audit: &'a AuditEvent,
 }
 
@@ -105,6 +123,22 @@ pub trait SessionStore: Send + Sync {
     async fn complete_login(
         &self,
         login: &CompletedLogin<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Records that the transaction's password step is done (compare and swap: only on an
+    /// unconsumed, unexpired transaction without one).
+    async fn set_second_step(
+        &self,
+        id_hash: &TokenHash<kind::LoginTransaction>,
+        step: &SecondStep,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Consumes the transaction (naming the session), adds the factor to the live session
+    /// (its amr and auth_time too), ends the lease, clears the counter and writes the audit
+    /// row, atomically. False when the transaction or the session is no longer live.
+    async fn complete_step_up(
+        &self,
+        step_up: &CompletedStepUp<'_>,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
     /// A live session (not revoked, not expired, user not disabled) and its user.

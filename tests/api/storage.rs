@@ -73,6 +73,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
             created_at: now,
             expires_at: now + time::Duration::minutes(5),
             session_id: None,
+            second_step: None,
         })
         .await
         .expect("transaction");
@@ -94,6 +95,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
                     user_id,
                     auth_time: now,
                     amr: vec!["pwd".into()],
+                    factors: portcullis::domain::mfa::SessionFactors::password(now),
                     created_at: now,
                     last_seen_at: now,
                     idle_expires_at: now + time::Duration::hours(1),
@@ -118,6 +120,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
                         replaces: None,
                         verified_hash: &hash,
                         audit: &audit,
+                        also_clear: None,
                     },
                     now,
                 )
@@ -268,6 +271,7 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
             created_at: now,
             expires_at: now + time::Duration::minutes(5),
             session_id: None,
+            second_step: None,
         })
         .await
         .expect("transaction");
@@ -280,6 +284,7 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
             user_id: user.id,
             auth_time: now,
             amr: vec!["pwd".into()],
+            factors: portcullis::domain::mfa::SessionFactors::password(now),
             created_at: now,
             last_seen_at: now,
             idle_expires_at: now + time::Duration::hours(1),
@@ -305,6 +310,7 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
                 replaces: None,
                 verified_hash: &stale,
                 audit: &audit,
+                also_clear: None,
             },
             now,
         )

@@ -5,6 +5,7 @@
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, Outcome};
+use crate::domain::mfa::SessionFactors;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
 use crate::domain::user::{Password, PasswordHash, User, UserId};
@@ -23,6 +24,12 @@ pub(super) struct Verified<'a> {
     pub hash: PasswordHash,
     /// The password again, when its stored hash should be upgraded.
     pub rehash: Option<Password>,
+    /// The factors the session is created with.
+    pub factors: SessionFactors,
+    /// The password's counter, when the attempt leased here was the second factor's.
+    pub also_clear: Option<&'a str>,
+    /// How the second factor was given (`totp`, `recovery_code`), if one was.
+    pub second_factor: Option<&'static str>,
 }
 
 impl Authenticator {
@@ -41,11 +48,15 @@ impl Authenticator {
             user,
             hash,
             rehash,
+            factors,
+            also_clear,
+            second_factor,
         } = verified;
         let cookie = OpaqueToken::generate();
+        let amr = factors.amr();
         let new_session = NewSession {
             id_hash: cookie.hash(),
-            session: self.new_session(&user, browser, now),
+            session: self.new_session(&user, browser, now, factors),
         };
         let audit = AuditEvent::new(
             now,
@@ -55,7 +66,11 @@ impl Authenticator {
         )
         .user(user.id)
         .session(new_session.session.id)
-        .detail("amr", "pwd");
+        .detail("amr", amr);
+        let audit = match second_factor {
+            Some(method) => audit.detail("second_factor", method),
+            None => audit,
+        };
         let completed = self
             .store
             .complete_login(
@@ -67,6 +82,7 @@ impl Authenticator {
                     replaces: browser.replaces,
                     verified_hash: &hash,
                     audit: &audit,
+                    also_clear,
                 },
                 now,
             )
@@ -86,19 +102,21 @@ impl Authenticator {
         })
     }
 
-    /// A password session (`amr: pwd`) for `user`, starting now.
+    /// A session for `user` authenticated with `factors`, starting now.
     fn new_session(
         &self,
         user: &User,
         browser: &Browser<'_>,
         now: OffsetDateTime,
+        factors: SessionFactors,
     ) -> BrowserSession {
         let (idle_expires_at, absolute_expires_at) = self.sessions.expiry_for_new(now);
         BrowserSession {
             id: SessionId::new(),
             user_id: user.id,
             auth_time: now,
-            amr: vec!["pwd".to_owned()],
+            amr: factors.amr(),
+            factors,
             created_at: now,
             last_seen_at: now,
             idle_expires_at,

@@ -12,7 +12,9 @@
 //!    (`checks.rs`).
 //! 7. The verdict: an unknown name, a disabled account or a wrong password is one
 //!    generic failure, counted towards the lockout and audited (`checks.rs`).
-//! 8. The session is created and the transaction consumed (`complete.rs`).
+//! 8. An account with a second factor is asked for it, whether or not the password was
+//!    right (`second_factor.rs`: its own throttle, then the code, then 9).
+//! 9. The session is created and the transaction consumed (`complete.rs`).
 //!
 //! The reply kinds are in `outcome.rs`. Every decision is audited.
 
@@ -21,13 +23,16 @@ mod complete;
 mod lease;
 mod outcome;
 mod request;
+mod second_factor;
 mod transaction;
 
 pub use outcome::{LiveForm, LoginError, LoginFailure, LoginOutcome, SignInOutcome};
 pub use request::{Browser, MissingFields, SignInForm, SignInRequest};
+pub use second_factor::{SecondFactorForm, SecondFactorRequest};
 pub use transaction::DEFAULT_RETURN_TO;
 
 use crate::audit::AuditEvent;
+use crate::domain::mfa::SessionFactors;
 use crate::domain::user::{Password, User, Username};
 use crate::storage::LoginTransaction;
 
@@ -37,12 +42,12 @@ use lease::Lease;
 use request::filled_in;
 
 /// One attempt on a live form, past the check that its fields are filled in.
-struct Attempt<'a> {
-    transaction: &'a LoginTransaction,
-    username: Option<&'a Username>,
+pub(super) struct Attempt<'a> {
+    pub(super) transaction: &'a LoginTransaction,
+    pub(super) username: Option<&'a Username>,
     /// The account's throttle key.
-    key: &'a str,
-    browser: &'a Browser<'a>,
+    pub(super) key: &'a str,
+    pub(super) browser: &'a Browser<'a>,
 }
 
 impl Authenticator {
@@ -124,17 +129,40 @@ impl Authenticator {
         let checked = self.verify_password(attempt.username, password).await?;
         // The lease may have waited and the check queued: decide at the time of the verdict.
         let now = self.clock.now();
+        // An account with a second factor is asked for it whatever the verdict on the
+        // password, so only someone who also has the factor learns whether it was right.
+        let with_factor = match &checked.user {
+            Some(user) => self.factors.has_any(user.id).await?,
+            None => false,
+        };
         match checked.verdict(attempt.username) {
             Err(failure) => {
-                self.record_failure(
-                    attempt.key,
-                    lease,
-                    failure,
-                    checked.user.as_ref(),
-                    attempt.browser,
-                    now,
-                )
-                .await
+                let outcome = self
+                    .record_failure(
+                        attempt.key,
+                        lease,
+                        failure,
+                        checked.user.as_ref(),
+                        attempt.browser,
+                        now,
+                    )
+                    .await?;
+                match (&checked.user, outcome) {
+                    (Some(user), LoginOutcome::Rejected(_)) if with_factor => {
+                        let step = self.password_step(attempt, user.id, None, now);
+                        self.ask_second_factor(attempt.transaction, &step, now)
+                            .await
+                    }
+                    (_, outcome) => Ok(outcome),
+                }
+            }
+            Ok((user, hash)) if with_factor => {
+                // Not a verdict on the account yet: the lease goes back uncounted.
+                lease.release().await;
+                self.refund_ip(attempt.browser.ip);
+                let step = self.password_step(attempt, user.id, Some(&hash), now);
+                self.ask_second_factor(attempt.transaction, &step, now)
+                    .await
             }
             Ok((user, hash)) => {
                 let verified = Verified {
@@ -145,6 +173,9 @@ impl Authenticator {
                         .verification
                         .needs_rehash
                         .then_some(checked.password),
+                    factors: SessionFactors::password(now),
+                    also_clear: None,
+                    second_factor: None,
                 };
                 self.create_session(verified, attempt.key, lease, attempt.browser, now)
                     .await
@@ -158,7 +189,7 @@ impl Authenticator {
 // SECURITY: people type passwords into the name field; a hash of it in the audit trail
 // (kept for `housekeeping.audit_retention`, served by the admin API) could be reversed by
 // a dictionary.
-fn name_user(audit: AuditEvent, user: Option<&User>) -> AuditEvent {
+pub(super) fn name_user(audit: AuditEvent, user: Option<&User>) -> AuditEvent {
     match user {
         Some(u) => audit.user(u.id).detail("username", u.username.as_str()),
         None => audit,

@@ -1,6 +1,7 @@
 //! What a sign-in comes to: the reply kinds the sign-in page renders, and the errors
 //! that end it without a verdict.
 
+use crate::domain::mfa::CodeRejection;
 use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::BrowserSession;
 use crate::storage::{LoginTransaction, StoreError};
@@ -44,6 +45,15 @@ pub enum LoginOutcome {
     Rejected(LoginFailure),
     /// Too many failures for this account or address.
     Throttled { retry_after: u64 },
+    /// The password step is done: ask for the second factor (on the same transaction).
+    SecondFactor,
+    /// The code was not accepted (the password may not have been right either: the page
+    /// says only that the code did not work).
+    CodeRejected(CodeRejection),
+    /// The code field was empty: shown next to it, not counted.
+    CodeMissing,
+    /// A step-up completed: the session (same cookie) now has the second factor.
+    SteppedUp { return_to: String },
 }
 
 /// Why a sign-in failed; only the audit trail sees the difference.
@@ -78,4 +88,6 @@ pub enum LoginError {
     Store(#[from] StoreError),
     #[error("password verification failed: {0}")]
     Hash(String),
+    #[error(transparent)]
+    Factor(#[from] crate::auth::FactorError),
 }

@@ -31,6 +31,7 @@ impl Authenticator {
                 created_at: now,
                 expires_at: now + self.transaction_lifetime,
                 session_id: None,
+                second_step: None,
             })
             .await?;
         Ok(id)

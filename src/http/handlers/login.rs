@@ -39,13 +39,15 @@ struct FormContext {
 }
 
 /// The authorization request a transaction carries, if any.
-fn pending_request(tx: &crate::storage::LoginTransaction) -> Option<AuthorizationRequest> {
+pub(super) fn pending_request(
+    tx: &crate::storage::LoginTransaction,
+) -> Option<AuthorizationRequest> {
     tx.request
         .clone()
         .and_then(|v| serde_json::from_value::<AuthorizationRequest>(v).ok())
 }
 
-async fn client_context(
+pub(super) async fn client_context(
     state: &AppState,
     request: Option<&AuthorizationRequest>,
 ) -> Result<Option<(String, Option<String>)>, PageError> {
@@ -97,6 +99,20 @@ pub async fn show(
     }
     let request = pending.as_ref().and_then(|(_, t)| pending_request(t));
     let client = client_context(&state, request.as_ref()).await?;
+    // A transaction past its password step (or a step-up) asks for the second factor.
+    if let Some((tx, t)) = &pending
+        && t.second_step.is_some()
+    {
+        return Ok(super::second_factor::render_form(
+            tx,
+            &binding,
+            client.as_ref(),
+            StatusCode::OK,
+            None,
+            None,
+            None,
+        ));
+    }
     let hint = request
         .as_ref()
         .and_then(|r| r.login_hint.clone())
@@ -172,6 +188,15 @@ async fn render_outcome(
     username: &str,
     outcome: LoginOutcome,
 ) -> Result<HttpResponse, PageError> {
+    if matches!(
+        outcome,
+        LoginOutcome::SecondFactor
+            | LoginOutcome::CodeMissing
+            | LoginOutcome::CodeRejected(_)
+            | LoginOutcome::SteppedUp { .. }
+    ) {
+        return super::second_factor::render_outcome(state, form, binding, outcome).await;
+    }
     let request = pending_request(&form.transaction);
     let throttled;
     let (status, messages, retry_after) = match outcome {
@@ -218,6 +243,11 @@ async fn render_outcome(
             };
             (StatusCode::TOO_MANY_REQUESTS, messages, Some(retry_after))
         }
+        // Sent to the code form above.
+        LoginOutcome::SecondFactor
+        | LoginOutcome::CodeMissing
+        | LoginOutcome::CodeRejected(_)
+        | LoginOutcome::SteppedUp { .. } => (StatusCode::OK, Messages::default(), None),
     };
     let ctx = FormContext {
         tx: form.tx,
@@ -229,7 +259,7 @@ async fn render_outcome(
 }
 
 /// 303 to `target` with the new session's cookie, which lives as long as the session may.
-fn signed_in(
+pub(super) fn signed_in(
     state: &AppState,
     cookie: &OpaqueToken<kind::SessionToken>,
     session: &BrowserSession,
@@ -246,7 +276,7 @@ fn signed_in(
 
 /// A post whose form is unknown, expired, used, served to another browser or missing its
 /// CSRF token: nothing happened except that a fresh form (`fresh`) was opened.
-fn expired_form(
+pub(super) fn expired_form(
     state: &AppState,
     fresh: Result<OpaqueToken<kind::LoginTransaction>, u64>,
     Binding {
@@ -311,7 +341,7 @@ fn render_form(
     builder.body(html)
 }
 
-fn describe_wait(secs: u64) -> String {
+pub(super) fn describe_wait(secs: u64) -> String {
     match secs {
         0..=60 => "a minute".to_owned(),
         _ => format!("{} minutes", secs.div_ceil(60)),

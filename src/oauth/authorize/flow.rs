@@ -55,6 +55,16 @@ impl Provider {
                 )
                 .await;
         }
+        // The level the request needs (acr_values, an essential acr, the client's or the
+        // deployment's policy): a session below it steps up, never issues at less.
+        if request
+            .min_level
+            .is_some_and(|needed| session.level() < needed)
+        {
+            return self
+                .step_up(client, &request, session, pending, binding, actor)
+                .await;
+        }
         if self.needs_consent(client, &request, session).await? {
             return self
                 .interact(&request, pending, binding, actor, Interaction::Consent)
@@ -63,6 +73,52 @@ impl Provider {
         let tx_hash = pending.as_ref().map(|(tx, _)| tx.hash());
         self.issue_code(client, &request, session, tx_hash.as_ref(), false, actor)
             .await
+    }
+
+    /// The session is below the level the request needs: ask for the missing factor
+    /// (only that: the password is not asked again), or, when the user has none, tell
+    /// them what to set up. With `prompt=none` the client gets `login_required`.
+    async fn step_up(
+        &self,
+        client: &Client,
+        request: &AuthorizationRequest,
+        session: &CurrentSession,
+        pending: Option<(OpaqueToken<kind::LoginTransaction>, LoginTransaction)>,
+        binding: &OpaqueToken<kind::BrowserBinding>,
+        actor: &Actor,
+    ) -> Result<AuthorizeOutcome, EndpointError> {
+        if request.prompt_none {
+            return self
+                .answer_error(
+                    request,
+                    pending.as_ref(),
+                    ErrorCode::LoginRequired,
+                    "the request needs multi-factor authentication",
+                    actor,
+                )
+                .await;
+        }
+        if !self.auth.factors.has_any(session.user.id).await? {
+            return Ok(AuthorizeOutcome::Refused(format!(
+                "{} requires two-step verification, and your account has no second factor \
+                 yet. Set up an authenticator app on your account page (/account), then \
+                 return to {} and sign in again.",
+                client.name, client.name
+            )));
+        }
+        let tx = self.pending_tx(request, pending, binding, actor).await?;
+        if !self
+            .auth
+            .begin_step_up(&tx.hash(), &session.session)
+            .await?
+        {
+            return Ok(AuthorizeOutcome::Refused(
+                "This sign-in request has expired. Please return to the application and start \
+                 again."
+                    .into(),
+            ));
+        }
+        Ok(AuthorizeOutcome::Login { tx })
     }
 
     /// OpenID Connect Core §3.1.2.1 and §3.1.2.4: prompt=consent asks even a first-party

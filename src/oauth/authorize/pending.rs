@@ -105,9 +105,14 @@ impl Provider {
         ) {
             return Some(format!("/login?tx={tx}"));
         }
-        // Someone else than the `claims` parameter's `sub` names signed in here: the
-        // authorization endpoint answers the client with the error.
-        if !pending.request.allows_subject(&session.user.id.to_string()) {
+        // Someone else than the `claims` parameter's `sub` names signed in here, or the
+        // session is below the level the request needs: the authorization endpoint
+        // answers (with the error, or a step-up).
+        let below = pending
+            .request
+            .min_level
+            .is_some_and(|needed| session.level() < needed);
+        if below || !pending.request.allows_subject(&session.user.id.to_string()) {
             return Some(format!("{RESUME_PATH}?tx={tx}"));
         }
         // A first-party client needs no consent page, unless the request asks for one

@@ -82,6 +82,11 @@ pub struct AuthorizationRequest {
     /// The subjects the `claims` parameter's `sub` value(s) allow (Core §5.5.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_sub: Option<BTreeSet<String>>,
+    /// The authentication level the session must reach: from `acr_values` (Core
+    /// §3.1.2.1), an essential `acr` claim (§5.5.1.1), the client's `require_mfa`, or
+    /// `login.require_mfa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<crate::domain::mfa::AuthLevel>,
 }
 
 impl AuthorizationRequest {
@@ -110,6 +115,7 @@ impl AuthorizationRequest {
             hint_sub: None,
             claims: RequestedClaims::default(),
             required_sub: None,
+            min_level: None,
         }
     }
 

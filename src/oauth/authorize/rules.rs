@@ -4,6 +4,7 @@
 use super::request::{AuthorizationRequest, MAX_STATE_LEN, Params, ResponseMode, is_vschar};
 use crate::domain::claims::ClaimsRequest;
 use crate::domain::client::{Client, GrantType, TokenDelivery};
+use crate::domain::mfa::AuthLevel;
 use crate::domain::pkce::{CodeChallenge, PkceError};
 use crate::domain::refresh::OFFLINE_ACCESS;
 use crate::domain::scope::{ADMIN_SCOPE, ScopeSet};
@@ -273,18 +274,24 @@ pub(super) fn claims(
         return Ok(());
     };
     let claims = ClaimsRequest::parse(raw).map_err(|error| invalid_request(&error.to_string()))?;
-    // OpenID Connect Core §5.5.1.1: an essential `acr` with values the
-    // authentication cannot meet is a failed authentication. Portcullis signs in
-    // with a password only and asserts no authentication context class (no `acr`
-    // claim, no acr_values_supported), so no requested value can ever be met.
-    // A voluntary `acr`, or an essential one without values, is ignored: Core
-    // §5.5.1 lets a claim the server does not return go unanswered.
-    if claims.essential_acr.is_some() {
-        return Err(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "the claims parameter asks for an essential acr this provider cannot meet \
-             (it asserts no acr values)",
-        ));
+    // OpenID Connect Core §5.5.1.1: an essential `acr` with values makes one of them a
+    // condition of the authentication; one this provider never asserts cannot be met,
+    // which is a failed authentication. Of several values, the lowest level listed
+    // satisfies the request. A voluntary `acr` (or an essential one without values)
+    // only asks for the claim, which every ID token carries.
+    if let Some(values) = &claims.essential_acr {
+        let level = values
+            .iter()
+            .filter_map(|v| v.as_str().and_then(AuthLevel::parse))
+            .min()
+            .ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "the claims parameter asks for an essential acr this provider cannot meet \
+                     (see acr_values_supported)",
+                )
+            })?;
+        request.min_level = request.min_level.max(Some(level));
     }
     // Claims are an OpenID Connect request's (Core §5.5); a claim of a scope the
     // client may not have is ignored, as such a scope is (Core §3.1.2.1).
@@ -293,6 +300,21 @@ pub(super) fn claims(
     }
     request.required_sub = claims.sub;
     Ok(())
+}
+
+/// The authentication level the request needs (OpenID Connect Core §3.1.2.1
+/// `acr_values`: voluntary, so values this provider does not assert are ignored, and the
+/// lowest level listed is enough), raised by the client's `require_mfa` and the
+/// deployment's `login.require_mfa`. A user who cannot reach it is never given less.
+pub(super) fn acr_values(
+    client: &Client,
+    params: Params<'_>,
+    require_mfa: bool,
+    request: &mut AuthorizationRequest,
+) {
+    let asked = params.get("acr_values").and_then(AuthLevel::requested);
+    let policy = (client.require_mfa || require_mfa).then_some(AuthLevel::MultiFactor);
+    request.min_level = request.min_level.max(asked).max(policy);
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ impl Provider {
         request.login_hint = rules::login_hint(params);
         request.hint_sub = self.id_token_hint(client, params)?;
         rules::claims(client, params, request)?;
+        rules::acr_values(client, params, self.auth.require_mfa, request);
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::claims::RequestedClaims;
 use crate::domain::client::Client;
+use crate::domain::mfa::AuthLevel;
 use crate::domain::scope::ScopeSet;
 use crate::domain::session::SessionId;
 use crate::domain::user::{User, UserId};
@@ -89,6 +90,7 @@ impl Provider {
                     nonce: m.nonce.clone(),
                     at_hash: Some(at_hash_for(id_alg, &access_token)),
                     sid,
+                    acr: Some(AuthLevel::of_amr(m.amr).acr().to_owned()),
                     amr: m.amr.to_vec(),
                     user: UserClaims::release(
                         m.user,

@@ -103,6 +103,7 @@ macro_rules! sql_grants {
             s_user_id: Option<Uuid>,
             s_auth_time: Option<Ts>,
             s_amr: Option<Json<Vec<String>>>,
+            s_factors: Option<Json<crate::domain::mfa::SessionFactors>>,
             s_created_at: Option<Ts>,
             s_last_seen_at: Option<Ts>,
             s_idle_expires_at: Option<Ts>,
@@ -122,6 +123,7 @@ macro_rules! sql_grants {
                     user_id: UserId(self.s_user_id.ok_or_else(|| corrupt("session"))?),
                     auth_time: ts_of(self.s_auth_time)?,
                     amr: self.s_amr.map(|a| a.0).unwrap_or_default(),
+                    factors: self.s_factors.map(|f| f.0).unwrap_or_default(),
                     created_at: ts_of(self.s_created_at)?,
                     last_seen_at: ts_of(self.s_last_seen_at)?,
                     idle_expires_at: ts_of(self.s_idle_expires_at)?,
@@ -441,7 +443,7 @@ macro_rules! sql_grants {
                      f.absolute_expires_at, t.rotated_at, f.revoked_at as family_revoked_at, \
                      t.successor_response, t.successor_until, \
                      s.session_id as s_session_id, s.user_id as s_user_id, \
-                     s.auth_time as s_auth_time, s.amr as s_amr, s.created_at as s_created_at, \
+                     s.auth_time as s_auth_time, s.amr as s_amr, s.factors as s_factors, s.created_at as s_created_at, \
                      s.last_seen_at as s_last_seen_at, s.idle_expires_at as s_idle_expires_at, \
                      s.absolute_expires_at as s_absolute_expires_at, s.ip as s_ip, \
                      s.user_agent as s_user_agent, u.disabled \

@@ -11,10 +11,13 @@ macro_rules! sql_sessions {
         use crate::domain::session::{BrowserSession, SessionId};
         use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};
         use crate::domain::user::{User, UserId};
-        use crate::storage::{CompletedLogin, LoginTransaction, Reservation, SessionStore, StoreError, UserStore};
+        use crate::storage::{
+            CompletedLogin, CompletedStepUp, LoginTransaction, Reservation, SessionStore,
+            StoreError, UserStore,
+        };
 
-        const SESSION_COLUMNS: &str = "session_id, user_id, auth_time, amr, created_at, \
-             last_seen_at, idle_expires_at, absolute_expires_at, ip, user_agent";
+        const SESSION_COLUMNS: &str = "session_id, user_id, auth_time, amr, factors, \
+             created_at, last_seen_at, idle_expires_at, absolute_expires_at, ip, user_agent";
 
         #[derive(sqlx::FromRow)]
         struct SessionRow {
@@ -22,6 +25,7 @@ macro_rules! sql_sessions {
             user_id: Uuid,
             auth_time: Ts,
             amr: Json<Vec<String>>,
+            factors: Json<crate::domain::mfa::SessionFactors>,
             created_at: Ts,
             last_seen_at: Ts,
             idle_expires_at: Ts,
@@ -37,6 +41,7 @@ macro_rules! sql_sessions {
                     user_id: UserId(r.user_id),
                     auth_time: from_ts(r.auth_time),
                     amr: r.amr.0,
+                    factors: r.factors.0,
                     created_at: from_ts(r.created_at),
                     last_seen_at: from_ts(r.last_seen_at),
                     idle_expires_at: from_ts(r.idle_expires_at),
@@ -56,10 +61,12 @@ macro_rules! sql_sessions {
             created_at: Ts,
             expires_at: Ts,
             session_id: Option<Uuid>,
+            second_step: Option<Json<crate::domain::mfa::SecondStep>>,
         }
 
         pub(super) const TRANSACTION_COLUMNS: &str =
-            "id_hash, binding_hash, return_to, request, created_at, expires_at, session_id";
+            "id_hash, binding_hash, return_to, request, created_at, expires_at, session_id, \
+             second_step";
 
         /// The unexpired login transaction `id_hash` that also meets `condition` (a fixed
         /// SQL predicate, never request data).
@@ -90,6 +97,7 @@ macro_rules! sql_sessions {
                     created_at: from_ts(self.created_at),
                     expires_at: from_ts(self.expires_at),
                     session_id: self.session_id.map(SessionId),
+                    second_step: self.second_step.map(|s| s.0),
                 })
             }
         }
@@ -298,8 +306,9 @@ macro_rules! sql_sessions {
                 let s = &login.session.session;
                 sqlx::query(
                     "insert into browser_sessions (session_id, id_hash, user_id, auth_time, amr, \
-                     created_at, last_seen_at, idle_expires_at, absolute_expires_at, ip, user_agent) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     created_at, last_seen_at, idle_expires_at, absolute_expires_at, ip, user_agent, \
+                     factors) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(s.id.0)
                 .bind(login.session.id_hash.as_bytes())
@@ -312,18 +321,87 @@ macro_rules! sql_sessions {
                 .bind(ts(s.absolute_expires_at))
                 .bind(s.ip.as_deref())
                 .bind(s.user_agent.as_deref())
+                .bind(Json(&s.factors))
                 .execute(&mut *tx)
                 .await?;
                 // The counter restarts; other attempts in flight keep their leases.
-                sqlx::query("delete from login_throttles where throttle_key = $1")
-                    .bind(login.throttle_key)
-                    .execute(&mut *tx)
-                    .await?;
+                for key in std::iter::once(login.throttle_key).chain(login.also_clear) {
+                    sqlx::query("delete from login_throttles where throttle_key = $1")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query("delete from login_attempt_leases where lease_id = $1")
                     .bind(login.lease.0)
                     .execute(&mut *tx)
                     .await?;
                 insert_audit(&mut *tx, login.audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn set_second_step(
+                &self,
+                id_hash: &TokenHash<kind::LoginTransaction>,
+                step: &crate::domain::mfa::SecondStep,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let changed = sqlx::query(
+                    "update login_transactions set second_step = $2 \
+                     where id_hash = $1 and consumed_at is null and expires_at > $3 \
+                     and second_step is null",
+                )
+                .bind(id_hash.as_bytes())
+                .bind(Json(step))
+                .bind(ts(now))
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            }
+
+            async fn complete_step_up(
+                &self,
+                s: &CompletedStepUp<'_>,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let consumed = sqlx::query(
+                    "update login_transactions set consumed_at = $2, session_id = $3 \
+                     where id_hash = $1 and consumed_at is null and expires_at > $2",
+                )
+                .bind(s.transaction.as_bytes())
+                .bind(ts(now))
+                .bind(s.session.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let stepped = sqlx::query(
+                    "update browser_sessions set factors = $2, amr = $3, auth_time = $4 \
+                     where session_id = $1 and revoked_at is null \
+                     and idle_expires_at > $5 and absolute_expires_at > $5",
+                )
+                .bind(s.session.0)
+                .bind(Json(s.factors))
+                .bind(Json(s.factors.amr()))
+                .bind(ts(s.auth_time))
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if consumed != 1 || stepped != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("delete from login_throttles where throttle_key = $1")
+                    .bind(s.throttle_key)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("delete from login_attempt_leases where lease_id = $1")
+                    .bind(s.lease.0)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_audit(&mut *tx, s.audit).await?;
                 tx.commit().await?;
                 Ok(true)
             }
