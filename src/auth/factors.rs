@@ -113,6 +113,15 @@ impl From<&FactorRecord> for FactorView {
     }
 }
 
+/// A user's second factors at a glance (the account page).
+#[derive(Debug, Clone)]
+pub struct FactorSummary {
+    /// Confirmed factors, oldest first.
+    pub factors: Vec<FactorRecord>,
+    /// Empty (the default) when there is no factor.
+    pub recovery_codes: RecoveryCodes,
+}
+
 /// A code accepted at sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondFactorUsed {
@@ -205,6 +214,32 @@ impl Factors {
         };
         self.store.insert_factor(&record, None, None).await?;
         Ok(setup)
+    }
+
+    /// The setup of the user's pending TOTP factor `factor`, shown again (its secret
+    /// opened) when the first code typed was not accepted.
+    pub async fn pending_totp(&self, user: &User, factor: Uuid) -> Result<TotpSetup, FactorError> {
+        let factors = self.store.list_factors(user.id).await?;
+        let pending = factors
+            .iter()
+            .find(|f| f.id == factor && !f.confirmed && f.kind == FactorKind::Totp)
+            .ok_or(FactorError::NoPendingEnrollment)?;
+        let secret = self.open(pending)?;
+        self.setup(pending.id, secret.expose_secret(), user)
+    }
+
+    /// What the account page shows: the confirmed factors and the recovery codes left.
+    pub async fn summary(&self, user: UserId) -> Result<FactorSummary, StoreError> {
+        let factors = self.list(user).await?;
+        let recovery_codes = if factors.is_empty() {
+            RecoveryCodes::default()
+        } else {
+            self.recovery_codes(user).await?
+        };
+        Ok(FactorSummary {
+            factors,
+            recovery_codes,
+        })
     }
 
     /// Confirms a pending TOTP factor with its first code. Returns the new recovery codes

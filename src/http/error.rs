@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
 use super::pages::{self, ErrorPage};
-use crate::auth::LoginError;
+use crate::auth::{FactorError, LoginError};
 use crate::oauth::error::{EndpointError, ErrorCode, OAuthError};
 use crate::storage::StoreError;
 use crate::telemetry::current_request_id;
@@ -66,6 +66,35 @@ impl From<LoginError> for PageError {
             LoginError::Factor(e) => Self::Internal(e.to_string()),
         }
     }
+}
+
+impl From<FactorError> for PageError {
+    fn from(e: FactorError) -> Self {
+        match e {
+            FactorError::Store(e) => e.into(),
+            FactorError::Crypto(m) => Self::Internal(m),
+            FactorError::NoPendingEnrollment => {
+                Self::BadRequest("This setup has expired; start again.".into())
+            }
+            FactorError::Code(p) => Self::BadRequest(sentence(&p.to_string())),
+            FactorError::NoFactor => Self::BadRequest(
+                "Set up an authenticator app first: recovery codes stand in for it.".into(),
+            ),
+        }
+    }
+}
+
+/// A message of the domain (lower-case, no full stop) as a sentence on a page.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.is_empty() && !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 impl PageError {

@@ -56,6 +56,80 @@ pub struct AccountPage<'a> {
     pub email: Option<&'a str>,
     pub sessions: &'a [SessionView],
     pub notice: Option<&'a str>,
+    pub security: &'a SecurityView,
+}
+
+/// The account page's two-step verification section.
+#[derive(Debug, Clone)]
+pub struct SecurityView {
+    pub factors: Vec<FactorRow>,
+    /// Unused recovery codes (shown only with a factor).
+    pub recovery_remaining: u32,
+    pub recovery_total: usize,
+    /// When a recovery code was last used, if one of the current set was.
+    pub recovery_code_used: Option<String>,
+}
+
+impl SecurityView {
+    /// Few enough recovery codes left to suggest a new set.
+    pub fn recovery_low(&self) -> bool {
+        self.recovery_remaining <= 3
+    }
+}
+
+/// One authenticator in the account page's list.
+#[derive(Debug, Clone)]
+pub struct FactorRow {
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: Option<String>,
+}
+
+/// Setting up an authenticator app: the QR code, the key for manual entry, and the form
+/// that confirms it with a first code. `setup` is `None` when the enrollment is gone.
+#[derive(Template)]
+#[template(path = "totp_setup.html")]
+pub struct TotpSetupPage<'a> {
+    pub css_href: &'a str,
+    pub csrf_token: &'a str,
+    pub setup: Option<TotpSetupView>,
+    /// The name typed (or the default).
+    pub name: &'a str,
+    pub name_max: usize,
+    /// Why the code typed was not accepted.
+    pub error: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TotpSetupView {
+    pub factor_id: String,
+    /// The base32 secret in groups of four, for typing.
+    pub secret_grouped: String,
+    /// The `otpauth://` URI (a link for authenticator apps on this device).
+    pub otpauth_uri: String,
+    /// An inline `<svg>` rendered by us from `otpauth_uri` (never user input).
+    pub qr_svg: Option<String>,
+}
+
+/// A new set of recovery codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage<'a> {
+    pub css_href: &'a str,
+    pub codes: &'a [String],
+    /// The codes came with a newly added (first) authenticator.
+    pub enrolled: bool,
+}
+
+/// `ABCD EFGH IJKL …`: a secret in groups of four characters.
+pub fn group_in_fours(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One row of the account page's session list.

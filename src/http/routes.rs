@@ -3,8 +3,8 @@
 use actix_web::web;
 
 use super::handlers::{
-    account, assets, authorize, consent, discovery, health, login, logout, method_not_allowed,
-    second_factor, token, userinfo,
+    account, account_factors, assets, authorize, consent, discovery, health, login, logout,
+    method_not_allowed, second_factor, token, userinfo,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -52,6 +52,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/account/sessions/{session_id}/revoke")
                 .route(web::post().to(account::revoke_one))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/totp")
+                .route(web::post().to(account_factors::begin_totp))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/totp/confirm")
+                .route(web::post().to(account_factors::confirm_totp))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/recovery-codes")
+                .route(web::post().to(account_factors::regenerate_recovery_codes))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/factors/{factor_id}/remove")
+                .route(web::post().to(account_factors::remove))
                 .default_service(web::to(method_not_allowed)),
         )
         .route("/", web::get().to(account::home))

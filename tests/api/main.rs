@@ -6,6 +6,7 @@
 )]
 
 mod account;
+mod account_mfa;
 mod admin;
 mod algorithms;
 mod bad_input;

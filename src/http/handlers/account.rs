@@ -1,4 +1,5 @@
-//! `/account`: who is signed in, their active sessions, and signing them out.
+//! `/account`: who is signed in, their two-step verification, their active sessions, and
+//! signing them out. The second factors' own forms are in `account_factors`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,26 +10,70 @@ use super::logout::signed_out;
 use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::CurrentSession;
+use crate::domain::mfa::RECOVERY_CODES;
 use crate::domain::secret::constant_time_eq;
 use crate::domain::session::{SessionId, describe_device};
 use crate::http::error::PageError;
 use crate::http::extract::{RequiredSession, SameOrigin};
 use crate::http::form::StrictForm;
-use crate::http::pages::{self, AccountPage, SessionView};
+use crate::http::pages::{self, AccountPage, FactorRow, SecurityView, SessionView};
+use crate::urlencoded::parse_pairs;
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
-    csrf_token: String,
+    pub csrf_token: String,
 }
 
 pub async fn home() -> HttpResponse {
     see_other("/account")
 }
 
+/// The confirmations `/account?notice=…` shows: fixed messages, never the query's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    TotpAdded,
+    FactorRemoved,
+}
+
+impl Notice {
+    const ALL: [Self; 2] = [Self::TotpAdded, Self::FactorRemoved];
+
+    pub fn param(self) -> &'static str {
+        match self {
+            Self::TotpAdded => "totp-added",
+            Self::FactorRemoved => "factor-removed",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::TotpAdded => {
+                "Your authenticator app was added. You will be asked for a code from it when \
+                 you sign in."
+            }
+            Self::FactorRemoved => "The authenticator app was removed from your account.",
+        }
+    }
+
+    /// The notice a query string names, if it names one of ours.
+    fn from_query(query: &str) -> Option<Self> {
+        let pairs = parse_pairs(query.as_bytes()).ok()?;
+        let wanted = pairs.get("notice")?;
+        Self::ALL.into_iter().find(|n| n.param() == wanted)
+    }
+
+    /// 303 to the account page showing this notice.
+    pub fn redirect(self) -> HttpResponse {
+        see_other(&format!("/account?notice={}", self.param()))
+    }
+}
+
 pub async fn show(
+    req: HttpRequest,
     state: web::Data<AppState>,
     RequiredSession(current): RequiredSession,
 ) -> Result<HttpResponse, PageError> {
+    let notice = Notice::from_query(req.query_string());
     let sessions: Vec<SessionView> = state
         .auth
         .sessions_of(&current)
@@ -43,6 +88,22 @@ pub async fn show(
             current: s.id == current.session.id,
         })
         .collect();
+    let summary = state.auth.factors.summary(current.user.id).await?;
+    let security = SecurityView {
+        factors: summary
+            .factors
+            .iter()
+            .map(|f| FactorRow {
+                id: f.id.to_string(),
+                name: f.name.clone(),
+                added: pages::format_time(f.created_at),
+                last_used: f.last_used_at.map(pages::format_time),
+            })
+            .collect(),
+        recovery_remaining: summary.recovery_codes.remaining,
+        recovery_total: RECOVERY_CODES,
+        recovery_code_used: summary.recovery_codes.last_used_at.map(pages::format_time),
+    };
     let csrf = current.csrf_token();
     let user = &current.user;
     let html = pages::render(&AccountPage {
@@ -52,7 +113,8 @@ pub async fn show(
         username: user.username.as_str(),
         email: user.email.as_deref(),
         sessions: &sessions,
-        notice: None,
+        notice: notice.map(Notice::message),
+        security: &security,
     });
     Ok(pages::html(StatusCode::OK, html))
 }
@@ -95,8 +157,12 @@ pub async fn revoke_all(
 
 /// Every account form carries the session's synchronizer token.
 fn check_csrf(current: &CurrentSession, form: &CsrfForm) -> Result<(), PageError> {
+    check_csrf_token(current, &form.csrf_token)
+}
+
+pub(super) fn check_csrf_token(current: &CurrentSession, token: &str) -> Result<(), PageError> {
     // SECURITY: synchronizer token bound to this session, compared in constant time.
-    if !constant_time_eq(&current.csrf_token(), &form.csrf_token) {
+    if !constant_time_eq(&current.csrf_token(), token) {
         return Err(PageError::Forbidden(
             "This request could not be verified. Please reload your account page and try again."
                 .into(),

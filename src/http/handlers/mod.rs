@@ -1,6 +1,7 @@
 //! Thin handlers: parse, call `auth::`, render.
 
 pub mod account;
+pub mod account_factors;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
