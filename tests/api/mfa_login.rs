@@ -603,8 +603,10 @@ async fn the_deployment_policy_requires_mfa_of_every_client() {
         .create_user_named("alice", Some("Alice Example"), PASSWORD)
         .await;
     app.register_client(web_app(true)).await;
-    // Without a factor: signed in, but no application until one is set up.
+    // Without a factor: signed in, asked to set one up, and no application until then.
     app.login_ok(&app.client, "alice", PASSWORD).await;
+    let account = app.get(&app.client, "/account").await.text().await.expect("body");
+    assert!(account.contains("Your organisation requires two-step verification"));
     let refused = app.get(&app.client, &authorize_path(&pkce(), &[])).await;
     assert!(!refused.status().is_redirection());
     assert!(

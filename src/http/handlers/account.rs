@@ -104,6 +104,12 @@ pub async fn show(
         recovery_total: RECOVERY_CODES,
         recovery_code_used: summary.recovery_codes.last_used_at.map(pages::format_time),
     };
+    // `login.require_mfa`: a user without a second factor is asked to set one up here,
+    // where every sign-in without one lands, and no application signs them in until then.
+    let required = (state.auth.require_mfa && summary.factors.is_empty()).then_some(
+        "Your organisation requires two-step verification. Set up an authenticator app \
+         below before you continue to an application.",
+    );
     let csrf = current.csrf_token();
     let user = &current.user;
     let html = pages::render(&AccountPage {
@@ -113,7 +119,7 @@ pub async fn show(
         username: user.username.as_str(),
         email: user.email.as_deref(),
         sessions: &sessions,
-        notice: notice.map(Notice::message),
+        notice: required.or(notice.map(Notice::message)),
         security: &security,
     });
     Ok(pages::html(StatusCode::OK, html))
