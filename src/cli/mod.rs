@@ -5,13 +5,15 @@
 //!
 //! One file a command group, each with its clap enum and a `run`: `serve.rs` (`serve`,
 //! `serve --demo`), `db.rs` (opening the database, `migrate`), `users.rs`, `sessions.rs`,
-//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs`; `prompt.rs` reads secrets.
+//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs` (`mfa.rs` is `users mfa …`); `prompt.rs`
+//! reads secrets.
 
 mod audit;
 mod clients;
 mod db;
 mod doctor;
 mod keys;
+mod mfa;
 mod prompt;
 mod serve;
 mod sessions;
@@ -25,6 +27,7 @@ use clap::{Parser, Subcommand};
 pub use audit::AuditCommand;
 pub use clients::ClientsCommand;
 pub use keys::KeysCommand;
+pub use mfa::MfaCommand;
 pub use sessions::SessionsCommand;
 pub use users::UsersCommand;
 
@@ -93,7 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => db::migrate(&settings, json).await,
         Command::Users(cmd) => {
             db::with_store(&settings, async |store| {
-                users::run(&settings, store.as_ref(), cmd, json).await
+                users::run(&settings, store, cmd, json).await
             })
             .await
         }
