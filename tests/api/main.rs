@@ -24,6 +24,7 @@ mod keys;
 mod login;
 mod logs;
 mod metrics;
+mod mfa_admin;
 mod native_example;
 mod oidc;
 mod oidc_flows;
