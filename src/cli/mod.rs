@@ -5,15 +5,14 @@
 //!
 //! One file a command group, each with its clap enum and a `run`: `serve.rs` (`serve`,
 //! `serve --demo`), `db.rs` (opening the database, `migrate`), `users.rs`, `sessions.rs`,
-//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs` (`mfa.rs` is `users mfa …`); `prompt.rs`
-//! reads secrets.
+//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs` (`users/mfa.rs`: `users mfa …`);
+//! `prompt.rs` reads secrets.
 
 mod audit;
 mod clients;
 mod db;
 mod doctor;
 mod keys;
-mod mfa;
 mod prompt;
 mod serve;
 mod sessions;
@@ -27,9 +26,8 @@ use clap::{Parser, Subcommand};
 pub use audit::AuditCommand;
 pub use clients::ClientsCommand;
 pub use keys::KeysCommand;
-pub use mfa::MfaCommand;
 pub use sessions::SessionsCommand;
-pub use users::UsersCommand;
+pub use users::{MfaCommand, UsersCommand};
 
 use crate::config::{Settings, Sources};
 

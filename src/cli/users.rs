@@ -1,5 +1,7 @@
 //! `users …`: accounts, through `crate::users` like `/admin/v1/users`; `users mfa …`
-//! (second factors) is in `mfa.rs`.
+//! (second factors) is in `users/mfa.rs`.
+
+mod mfa;
 
 use std::sync::Arc;
 
@@ -7,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::mfa::{self, MfaCommand};
 use super::prompt::read_new_password;
 use super::{emit, list};
 use crate::audit::Actor;
@@ -19,6 +20,8 @@ use crate::keys::{KeyError, MasterKey};
 use crate::password::PasswordHasher;
 use crate::storage::Store;
 use crate::users::{self, NewAccount, ProfileChange, UserError};
+
+pub use mfa::MfaCommand;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {

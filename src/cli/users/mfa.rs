@@ -8,10 +8,10 @@ use clap::Subcommand;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::emit;
-use super::users::{UserArg, find};
+use super::{UserArg, find};
 use crate::audit::Actor;
 use crate::auth::{FactorError, FactorList, Factors, ProvisionedTotp};
+use crate::cli::emit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::http::pages::format_time;
