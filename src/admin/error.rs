@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::FactorError;
 use crate::clients::{RegistrationError, UpdateError};
 use crate::domain::scope::ADMIN_SCOPE;
 use crate::keys::KeyError;
@@ -266,6 +267,22 @@ impl From<UserError> for ApiError {
             UserError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             UserError::Hash(e) => e.into(),
             UserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FactorError> for ApiError {
+    fn from(e: FactorError) -> Self {
+        match e {
+            FactorError::Store(e) => e.into(),
+            FactorError::NoFactor => {
+                Self::Conflict("the user has no second factor; enroll one first".into())
+            }
+            FactorError::NoPendingEnrollment => {
+                Self::Conflict("no pending enrollment of this factor".into())
+            }
+            FactorError::Code(problem) => Self::Invalid(problem.to_string()),
+            FactorError::Crypto(cause) => Self::Internal(cause),
         }
     }
 }

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod clients;
 mod error;
+mod factors;
 mod keys;
 mod users;
 
@@ -45,7 +46,8 @@ macro_rules! admin_api {
         #[openapi(
             info(
                 title = "Portcullis admin API",
-                description = "Manage clients, users, sessions, signing keys and read the audit trail. \
+                description = "Manage clients, users, their sessions and second factors, signing keys, \
+                    and read the audit trail. \
                     Authenticate with an access token carrying the portcullis:admin scope, obtained \
                     with the client_credentials grant at the token endpoint by an admin client \
                     (`portcullis clients create --admin`). Errors are RFC 9457 problem documents.",
@@ -56,6 +58,7 @@ macro_rules! admin_api {
                 (name = "clients", description = "OAuth clients"),
                 (name = "users", description = "User accounts"),
                 (name = "sessions", description = "Browser sessions of a user"),
+                (name = "factors", description = "Second factors and recovery codes of a user"),
                 (name = "keys", description = "Signing keys"),
                 (name = "audit", description = "The audit trail"),
                 (name = "meta", description = "This document"),
@@ -87,6 +90,11 @@ admin_api! {
     users::list_sessions,
     users::revoke_session,
     users::revoke_all_sessions,
+    factors::list_factors,
+    factors::enroll_totp,
+    factors::remove_factor,
+    factors::reset_factors,
+    factors::regenerate_recovery_codes,
     keys::list_keys,
     keys::rotate_keys,
     keys::retire_key,
@@ -117,25 +125,47 @@ async fn fallback(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// The methods a mounted route answers, by matching `path` against the document's path
-/// templates (`{name}` matches one non-empty segment).
+/// templates (`{name}` matches one non-empty segment). When several templates match, the
+/// ones with the most literal segments win: `/users/{user_id}/factors/totp` is that route,
+/// not a factor named `totp`.
 fn allowed_methods(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
-    let methods: Vec<String> = routes()
+    let matching: Vec<(usize, &str)> = routes()
         .iter()
-        .filter(|(template, _)| {
+        .filter_map(|(template, method)| {
             let t: Vec<&str> = template.split('/').collect();
-            t.len() == segments.len()
+            let mut literals = 0;
+            let matches = t.len() == segments.len()
                 && t.iter().zip(&segments).all(|(t, s)| {
                     if t.starts_with('{') && t.ends_with('}') {
                         !s.is_empty()
                     } else {
+                        literals += 1;
                         t == s
                     }
-                })
+                });
+            matches.then_some((literals, method.as_str()))
         })
+        .collect();
+    let most = matching.iter().map(|(literals, _)| *literals).max()?;
+    let methods: Vec<String> = matching
+        .iter()
+        .filter(|(literals, _)| *literals == most)
         .map(|(_, method)| method.to_ascii_uppercase())
         .collect();
-    (!methods.is_empty()).then(|| methods.join(", "))
+    Some(methods.join(", "))
+}
+
+/// The error for a path segment that is not a well-formed id of `what`: 404, unless the
+/// path is a more specific route (`DELETE /users/{user_id}/factors/totp` reaches the
+/// `{factor_id}` handler), which does not answer this method: 405.
+fn not_an_id(req: &HttpRequest, what: &str) -> ApiError {
+    match allowed_methods(req.path()) {
+        Some(allow) if !allow.split(", ").any(|m| m == req.method().as_str()) => {
+            ApiError::MethodNotAllowed { allow }
+        }
+        _ => ApiError::not_found(what),
+    }
 }
 
 /// Every `(path, method)` the admin API serves, from the generated document.
@@ -316,5 +346,20 @@ impl PageParams {
                 "limit must be between 1 and {MAX_PAGE}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_route_decides_the_allowed_methods() {
+        let allowed = |p: &str| allowed_methods(&format!("{PREFIX}{p}"));
+        // `totp` is the enrollment route, not a factor id.
+        assert_eq!(allowed("/users/u/factors/totp").as_deref(), Some("POST"));
+        assert_eq!(allowed("/users/u/factors/f").as_deref(), Some("DELETE"));
+        assert_eq!(allowed("/users/u/factors").as_deref(), Some("GET, DELETE"));
+        assert_eq!(allowed("/users/u/nothing"), None);
     }
 }

@@ -160,7 +160,8 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
         .map_err(|_| ApiError::not_found("user"))
 }
 
-async fn find(state: &AppState, raw: &str) -> Result<User, ApiError> {
+/// The user a path names; a malformed id is 404 like an unknown one.
+pub(super) async fn find(state: &AppState, raw: &str) -> Result<User, ApiError> {
     Ok(users::find(state.provider.store.as_ref(), user_id(raw)?).await?)
 }
 

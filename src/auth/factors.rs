@@ -122,6 +122,40 @@ pub struct FactorSummary {
     pub recovery_codes: RecoveryCodes,
 }
 
+/// A user's confirmed factors and what is left of their recovery codes, as
+/// `portcullis users mfa list` and `GET /admin/v1/users/{user_id}/factors` show them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FactorList {
+    pub factors: Vec<FactorView>,
+    /// Unused recovery codes (0 without a factor).
+    pub recovery_codes_remaining: u32,
+}
+
+/// A TOTP factor an administrator enrolled, as the CLI and the admin API hand it over:
+/// the secret and the recovery codes are shown this once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProvisionedTotp {
+    pub factor_id: Uuid,
+    /// RFC 4648 base32, for manual entry.
+    #[schema(example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
+    pub secret: String,
+    /// The `otpauth://totp/…` URI authenticator apps read from a QR code.
+    pub otpauth_uri: String,
+    /// A new set when this is the user's first factor, else `null` (the old set stays).
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+impl From<(TotpSetup, Option<Vec<String>>)> for ProvisionedTotp {
+    fn from((setup, recovery_codes): (TotpSetup, Option<Vec<String>>)) -> Self {
+        Self {
+            factor_id: setup.factor_id,
+            secret: setup.secret,
+            otpauth_uri: setup.otpauth_uri,
+            recovery_codes,
+        }
+    }
+}
+
 /// A code accepted at sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondFactorUsed {
@@ -185,6 +219,21 @@ impl Factors {
             .into_iter()
             .filter(|f| f.confirmed)
             .collect())
+    }
+
+    /// The user's confirmed factors with the count of unused recovery codes.
+    pub async fn overview(&self, user: UserId) -> Result<FactorList, StoreError> {
+        let factors = self
+            .list(user)
+            .await?
+            .iter()
+            .map(FactorView::from)
+            .collect();
+        let recovery_codes_remaining = self.store.recovery_codes(user).await?.remaining;
+        Ok(FactorList {
+            factors,
+            recovery_codes_remaining,
+        })
     }
 
     pub async fn has_any(&self, user: UserId) -> Result<bool, StoreError> {

@@ -9,8 +9,8 @@ mod session;
 use std::sync::Arc;
 
 pub use factors::{
-    CodeProblem, DEFAULT_TOTP_NAME, FactorError, FactorSummary, FactorView, Factors,
-    MAX_FACTOR_NAME, SecondFactorUsed, TotpSetup, factor_name,
+    CodeProblem, DEFAULT_TOTP_NAME, FactorError, FactorList, FactorSummary, FactorView, Factors,
+    MAX_FACTOR_NAME, ProvisionedTotp, SecondFactorUsed, TotpSetup, factor_name,
 };
 pub use ip_limit::IpLimiter;
 pub use login::{

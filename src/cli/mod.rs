@@ -5,7 +5,8 @@
 //!
 //! One file a command group, each with its clap enum and a `run`: `serve.rs` (`serve`,
 //! `serve --demo`), `db.rs` (opening the database, `migrate`), `users.rs`, `sessions.rs`,
-//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs`; `prompt.rs` reads secrets.
+//! `clients.rs`, `keys.rs`, `audit.rs`, `doctor.rs` (`users/mfa.rs`: `users mfa …`);
+//! `prompt.rs` reads secrets.
 
 mod audit;
 mod clients;
@@ -26,7 +27,7 @@ pub use audit::AuditCommand;
 pub use clients::ClientsCommand;
 pub use keys::KeysCommand;
 pub use sessions::SessionsCommand;
-pub use users::UsersCommand;
+pub use users::{MfaCommand, UsersCommand};
 
 use crate::config::{Settings, Sources};
 
@@ -93,7 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => db::migrate(&settings, json).await,
         Command::Users(cmd) => {
             db::with_store(&settings, async |store| {
-                users::run(&settings, store.as_ref(), cmd, json).await
+                users::run(&settings, store, cmd, json).await
             })
             .await
         }

@@ -1,4 +1,9 @@
-//! `users …`: accounts, through `crate::users` like `/admin/v1/users`.
+//! `users …`: accounts, through `crate::users` like `/admin/v1/users`; `users mfa …`
+//! (second factors) is in `users/mfa.rs`.
+
+mod mfa;
+
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -15,6 +20,8 @@ use crate::keys::{KeyError, MasterKey};
 use crate::password::PasswordHasher;
 use crate::storage::Store;
 use crate::users::{self, NewAccount, ProfileChange, UserError};
+
+pub use mfa::MfaCommand;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -58,6 +65,9 @@ pub enum UsersCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Manage a user's second factors: list, remove, reset, enroll-totp, recovery-codes.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
 }
 
 // The account a command is about (no doc comment: it would replace the command's).
@@ -69,11 +79,13 @@ pub struct UserArg {
 
 pub(super) async fn run(
     settings: &Settings,
-    store: &dyn Store,
+    shared: &Arc<dyn Store>,
     cmd: UsersCommand,
     json: bool,
 ) -> anyhow::Result<()> {
+    let store = shared.as_ref();
     match cmd {
+        UsersCommand::Mfa(cmd) => mfa::run(settings, shared, cmd, json).await,
         UsersCommand::Create {
             user,
             email,

@@ -22,14 +22,14 @@ use crate::helpers::{
 
 const ADMIN: &str = "ops";
 
-struct Admin {
-    app: TestApp,
+pub struct Admin {
+    pub app: TestApp,
     token: String,
     secret: String,
 }
 
 impl Admin {
-    async fn new() -> Self {
+    pub async fn new() -> Self {
         let app = spawn_app().await;
         let (_, secret) = app
             .register_client(Registration::admin("Ops".into(), Some(ADMIN.into())))
@@ -43,13 +43,13 @@ impl Admin {
         self.token = token_for(&self.app, ADMIN, &self.secret).await;
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         rp_http()
             .request(method, self.app.url(path))
             .bearer_auth(&self.token)
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
@@ -57,7 +57,7 @@ impl Admin {
         request.send().await.expect("admin request")
     }
 
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let response = self.send(method.clone(), path, body).await;
         let status = response.status();
         let text = response.text().await.expect("body");
@@ -69,7 +69,7 @@ impl Admin {
         }
     }
 
-    async fn status(&self, method: Method, path: &str, body: Option<Value>) -> StatusCode {
+    pub async fn status(&self, method: Method, path: &str, body: Option<Value>) -> StatusCode {
         self.send(method, path, body).await.status()
     }
 }
@@ -82,7 +82,7 @@ pub async fn token_for(app: &TestApp, client_id: &str, secret: &str) -> String {
 }
 
 /// Asserts an RFC 9457 problem document with this status and code; returns it.
-async fn problem(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
+pub async fn problem(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "{code}");
     assert_eq!(
         response.headers()["content-type"],
@@ -107,7 +107,7 @@ async fn problem(response: reqwest::Response, status: StatusCode, code: &str) ->
 }
 
 /// No key anywhere in `value` that would carry a secret or a hash.
-fn assert_no_secrets(value: &Value) {
+pub fn assert_no_secrets(value: &Value) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -128,7 +128,7 @@ fn assert_no_secrets(value: &Value) {
     }
 }
 
-async fn audit_by(app: &TestApp, kind: &str) -> Vec<portcullis::audit::AuditRecord> {
+pub async fn audit_by(app: &TestApp, kind: &str) -> Vec<portcullis::audit::AuditRecord> {
     app.store
         .search_audit(&AuditSearch {
             kind: Some(kind.into()),
@@ -1295,7 +1295,7 @@ async fn the_openapi_document_is_valid_and_matches_the_mounted_routes() {
         .collect();
     let served: BTreeSet<(String, String)> = portcullis::admin::routes().iter().cloned().collect();
     assert_eq!(ops, served);
-    assert_eq!(ops.len(), 22);
+    assert_eq!(ops.len(), 27);
 
     // Fixtures for every path parameter.
     let user = app.create_user("walker", PASSWORD).await;
@@ -1317,11 +1317,22 @@ async fn the_openapi_document_is_valid_and_matches_the_mounted_routes() {
         .find(|k| k.state == KeyState::Next)
         .expect("next key")
         .kid;
+    let (factor, _) = app
+        .factors()
+        .enroll_totp_for(
+            &user,
+            None,
+            time::OffsetDateTime::now_utc(),
+            &portcullis::audit::Actor::cli(),
+        )
+        .await
+        .expect("factor");
     let ids = BTreeMap::from([
         ("user_id", user.id.to_string()),
         ("session_id", session.to_string()),
         ("client_id", "web-app".to_owned()),
         ("kid", next_kid),
+        ("factor_id", factor.factor_id.to_string()),
     ]);
     let mut requests = operation_requests(&doc, &ids);
     // Reads first, then the session revocations, then changes, then deletions.
@@ -1452,11 +1463,15 @@ async fn the_openapi_document_is_valid_and_matches_the_mounted_routes() {
 }
 
 fn assert_no_secrets_except_new(value: &Value, path: &str) {
-    if path.ends_with("/rotate-secret") || path == "/admin/v1/clients" {
-        // The one place a new secret is shown; hashes never.
+    if path.ends_with("/rotate-secret")
+        || path == "/admin/v1/clients"
+        || path.ends_with("/factors/totp")
+    {
+        // The places a new secret is shown; hashes never.
         if let Some(map) = value.as_object() {
             let mut rest = map.clone();
             rest.remove("client_secret");
+            rest.remove("secret");
             assert_no_secrets(&Value::Object(rest));
         }
     } else if path != "/admin/v1/openapi.json" {
@@ -1542,12 +1557,13 @@ async fn requests_without_a_valid_admin_token_are_refused_and_change_nothing() {
         ("session_id", uuid::Uuid::new_v4().to_string()),
         ("client_id", "web-app".to_owned()),
         ("kid", "some-kid".to_owned()),
+        ("factor_id", uuid::Uuid::new_v4().to_string()),
     ]);
     let requests: Vec<_> = operation_requests(&doc, &ids)
         .into_iter()
         .filter(|(_, p, _)| p != "/admin/v1/openapi.json")
         .collect();
-    assert_eq!(requests.len(), 21);
+    assert_eq!(requests.len(), 26);
 
     let check =
         |label: &'static str, token: Option<String>, status: StatusCode, code: &'static str| {

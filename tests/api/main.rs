@@ -25,6 +25,7 @@ mod keys;
 mod login;
 mod logs;
 mod metrics;
+mod mfa_admin;
 mod mfa_login;
 mod native_example;
 mod oidc;

@@ -605,7 +605,12 @@ async fn the_deployment_policy_requires_mfa_of_every_client() {
     app.register_client(web_app(true)).await;
     // Without a factor: signed in, asked to set one up, and no application until then.
     app.login_ok(&app.client, "alice", PASSWORD).await;
-    let account = app.get(&app.client, "/account").await.text().await.expect("body");
+    let account = app
+        .get(&app.client, "/account")
+        .await
+        .text()
+        .await
+        .expect("body");
     assert!(account.contains("Your organisation requires two-step verification"));
     let refused = app.get(&app.client, &authorize_path(&pkce(), &[])).await;
     assert!(!refused.status().is_redirection());

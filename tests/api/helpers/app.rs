@@ -326,6 +326,15 @@ impl TestApp {
             .expect("audit rows")
     }
 
+    /// The second-factor service over this app's database and master key, as the server
+    /// has it.
+    pub fn factors(&self) -> portcullis::auth::Factors {
+        let key =
+            std::fs::read_to_string(&self.settings.keys.master_key_file).expect("master key file");
+        let master = portcullis::keys::MasterKey::from_base64(key.trim()).expect("master key");
+        portcullis::auth::Factors::new(Arc::clone(&self.store), master, &self.settings.issuer)
+    }
+
     pub async fn session_count(&self, user: &User) -> usize {
         self.store
             .list_sessions(user.id, portcullis::clock::Clock::now(&self.clock))
