@@ -191,7 +191,10 @@ async fn unknown_claims_and_members_are_ignored() {
     let t = tokens(&app, &secret, &[("scope", "openid"), ("claims", &claims)]).await;
     let id = id_token(&t);
     assert_eq!(id["email"], "alice@example.com");
-    absent(&id, &["shoe_size", "acr"]);
+    absent(&id, &["shoe_size"]);
+    // A voluntary acr with values this provider does not assert: the ID token states the
+    // level actually reached (every ID token carries `acr` since issue 12).
+    assert_eq!(id["acr"], portcullis::domain::mfa::ACR_PASSWORD);
     let info = userinfo(&app, t["access_token"].as_str().expect("access token")).await;
     absent(&info, &["phone_number", "https://example.com/claims/team"]);
 }
