@@ -445,8 +445,37 @@ impl Factors {
         typed: &str,
         now: OffsetDateTime,
     ) -> Result<Result<SecondFactorUsed, CodeRejection>, FactorError> {
+        self.check_and(user, typed, now, true).await
+    }
+
+    /// The same reads and cryptography as `check`, but nothing is spent and the answer is
+    /// always a refusal: for a code typed after a wrong password, so the time the answer
+    /// takes does not tell the two cases apart.
+    pub async fn check_without_effect(
+        &self,
+        user: UserId,
+        typed: &str,
+        now: OffsetDateTime,
+    ) -> Result<CodeRejection, FactorError> {
+        Ok(match self.check_and(user, typed, now, false).await? {
+            Err(CodeRejection::Malformed) => CodeRejection::Malformed,
+            _ => CodeRejection::Wrong,
+        })
+    }
+
+    async fn check_and(
+        &self,
+        user: UserId,
+        typed: &str,
+        now: OffsetDateTime,
+        spend: bool,
+    ) -> Result<Result<SecondFactorUsed, CodeRejection>, FactorError> {
         if let Some(code) = normalize_recovery_code(typed) {
             let hash = recovery_code_hash(user, &code);
+            if !spend {
+                self.store.recovery_codes(user).await?;
+                return Ok(Err(CodeRejection::Wrong));
+            }
             if self.store.use_recovery_code(user, &hash, now).await? {
                 let remaining = self.store.recovery_codes(user).await?.remaining;
                 return Ok(Ok(SecondFactorUsed::RecoveryCode { remaining }));
@@ -460,6 +489,7 @@ impl Factors {
         for factor in self.list(user).await? {
             let secret = self.open(&factor)?;
             match mfa::check_totp(secret.expose_secret(), typed, now, factor.last_used_step) {
+                Ok(_) if !spend => {}
                 Ok(step) => {
                     if self.store.use_totp_step(factor.id, step, now).await? {
                         return Ok(Ok(SecondFactorUsed::Totp { factor: factor.id }));

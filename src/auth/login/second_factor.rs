@@ -19,10 +19,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, Outcome};
 use crate::auth::SecondFactorUsed;
-use crate::domain::mfa::{
-    AMR_OTP, CodeRejection, SecondStep, SessionFactors, normalize_recovery_code,
-    normalize_totp_code,
-};
+use crate::domain::mfa::{AMR_OTP, CodeRejection, SecondStep, SessionFactors};
 use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::domain::session::BrowserSession;
 use crate::domain::user::{PasswordHash, UserId};
@@ -212,12 +209,16 @@ impl Authenticator {
         browser: &Browser<'_>,
     ) -> Result<LoginOutcome, LoginError> {
         let now = self.clock.now();
+        // SECURITY: after a wrong password the code goes through the same reads and
+        // cryptography (nothing spent, never accepted), so neither the answer nor its
+        // timing says which step failed.
         let checked = if step.password_ok {
             self.factors.check(step.user_id, code, now).await?
-        } else if normalize_totp_code(code).is_some() || normalize_recovery_code(code).is_some() {
-            Err(CodeRejection::Wrong)
         } else {
-            Err(CodeRejection::Malformed)
+            Err(self
+                .factors
+                .check_without_effect(step.user_id, code, now)
+                .await?)
         };
         match checked {
             Err(CodeRejection::Malformed) => {
