@@ -487,7 +487,15 @@ impl Factors {
         }
         let mut outcome = Err(CodeRejection::Wrong);
         for factor in self.list(user).await? {
-            let secret = self.open(&factor)?;
+            // A secret this master key cannot open (sealed by an instance still holding
+            // the old key during a rotation) fails only its own factor, not the others.
+            let secret = match self.open(&factor) {
+                Ok(secret) => secret,
+                Err(error) => {
+                    tracing::error!(factor = %factor.id, %error, "a second-factor secret cannot be opened");
+                    continue;
+                }
+            };
             match mfa::check_totp(secret.expose_secret(), typed, now, factor.last_used_step) {
                 Ok(_) if !spend => {}
                 Ok(step) => {

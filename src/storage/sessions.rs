@@ -65,6 +65,10 @@ pub struct CompletedLogin<'a> {
     /// Another throttle counter cleared with it (the password's, when the attempt was
     /// the second factor).
     pub also_clear: Option<&'a str>,
+    /// Whether this completes a second step: the transaction must then be waiting for
+    /// one, and otherwise must not be (a transaction parked for its second factor never
+    /// completes through the password path).
+    pub second_step: bool,
 }
 
 /// A step-up of a live session: the second factor was given, so the session gains it.

@@ -104,6 +104,47 @@ async fn enroll(app: &TestApp, csrf: &str, name: &str) -> (Setup, Response) {
     (setup, response)
 }
 
+/// Once the account has a factor, a password-only session changes its factors only after
+/// a step-up: a security form sends it to the code page, a code brings it back.
+async fn step_up(app: &TestApp, csrf: &str, secret: &[u8]) {
+    let response = app
+        .post_form(
+            &app.client,
+            "/account/recovery-codes",
+            &[("csrf_token", csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.starts_with("/login?tx="), "{location}");
+    assert!(app.audit("recovery_codes.generated").await.is_empty());
+    let html = account_page(app, &location).await;
+    assert!(html.contains("action=\"/login/second-factor\""), "{html}");
+    assert!(!html.contains("name=\"password\""));
+    // A later time step than the one the setup used.
+    app.clock.advance(Duration::seconds(30));
+    let code = code_now(app, secret);
+    let response = app
+        .post_form(
+            &app.client,
+            "/login/second-factor",
+            &[
+                ("tx", &hidden_field(&html, "tx").expect("tx")),
+                (
+                    "csrf_token",
+                    &hidden_field(&html, "csrf_token").expect("csrf"),
+                ),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/account");
+}
+
 #[tokio::test]
 async fn an_authenticator_app_is_set_up_end_to_end() {
     let app = spawn_app().await;
@@ -297,6 +338,7 @@ async fn a_stale_or_unknown_setup_says_it_has_expired() {
     let code = code_now(&app, &second.secret);
     let response = confirm(&app, &csrf, &second, &code, "").await;
     assert_eq!(response.status(), StatusCode::OK);
+    step_up(&app, &csrf, &second.secret).await;
     app.clock.advance(Duration::seconds(30));
     let code = code_now(&app, &second.secret);
     let response = confirm(&app, &csrf, &second, &code, "").await;
@@ -307,9 +349,10 @@ async fn a_stale_or_unknown_setup_says_it_has_expired() {
 async fn another_authenticator_is_added_without_new_recovery_codes() {
     let app = spawn_app().await;
     let (user, csrf) = signed_in(&app).await;
-    let (_, first) = enroll(&app, &csrf, "Phone").await;
+    let (phone, first) = enroll(&app, &csrf, "Phone").await;
     assert_eq!(first.status(), StatusCode::OK);
 
+    step_up(&app, &csrf, &phone.secret).await;
     let (_, second) = enroll(&app, &csrf, "   ").await;
     assert_eq!(second.status(), StatusCode::SEE_OTHER);
     assert_eq!(second.headers()["location"], "/account?notice=totp-added");
@@ -351,9 +394,10 @@ async fn new_recovery_codes_replace_the_old_ones_and_a_used_one_is_flagged() {
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
-    let (_, response) = enroll(&app, &csrf, "Phone").await;
+    let (phone, response) = enroll(&app, &csrf, "Phone").await;
     let old = recovery_codes(&response.text().await.expect("body"));
     assert_eq!(old.len(), 10);
+    step_up(&app, &csrf, &phone.secret).await;
 
     // A recovery code is used (as a sign-in would): the account page warns.
     let hash =
@@ -421,6 +465,7 @@ async fn removing_an_authenticator_needs_the_csrf_token() {
     let app = spawn_app().await;
     let (user, csrf) = signed_in(&app).await;
     let (setup, _) = enroll(&app, &csrf, "Phone").await;
+    step_up(&app, &csrf, &setup.secret).await;
     let path = format!("/account/factors/{}/remove", setup.factor_id);
 
     let no_token = app.post_form(&app.client, &path, &[]).await;

@@ -657,3 +657,86 @@ async fn the_factor_secret_is_stored_sealed() {
     );
     assert!(blob.len() > secret.len());
 }
+
+#[tokio::test]
+async fn a_right_and_a_wrong_password_count_alike_towards_the_lockout() {
+    let app = spawn_app_with(|s| s.login.max_failures = 3).await;
+    let alice = app
+        .create_user_named("alice", Some("Alice Example"), PASSWORD)
+        .await;
+    let (secret, _) = enroll(&app, &alice).await;
+    // Full sign-ins clear the count each time: never locked by use.
+    for _ in 0..4 {
+        app.clock.advance(time::Duration::seconds(30));
+        let browser = app.new_browser();
+        let form = password_step(&app, &browser, PASSWORD).await;
+        let ok = post_code(&app, &browser, &form, "code", &code_at(&app, &secret, 0)).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    }
+    // Without the code, a right guess counts like a wrong one, so the lockout answers both
+    // the same way and tells nothing about the password: the third guess, right or wrong,
+    // starts it.
+    password_step(&app, &app.new_browser(), "wrong guess").await;
+    password_step(&app, &app.new_browser(), PASSWORD).await;
+    for guess in [PASSWORD, "wrong guess"] {
+        let response = app.login(&app.new_browser(), "alice", guess).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{guess}");
+    }
+}
+
+#[tokio::test]
+async fn a_policy_switched_on_while_a_request_waits_applies_to_it() {
+    let app = spawn_app().await;
+    app.create_user_named("alice", Some("Alice Example"), PASSWORD)
+        .await;
+    let (client, _) = app.register_client(web_app(true)).await;
+    let start = app.get(&app.client, &authorize_path(&pkce(), &[])).await;
+    assert!(start.status().is_redirection());
+    let login = start.headers()["location"]
+        .to_str()
+        .expect("loc")
+        .to_owned();
+    portcullis::clients::update(
+        app.store.as_ref(),
+        &client.id,
+        portcullis::clients::ClientUpdate {
+            require_mfa: Some(true),
+            ..Default::default()
+        },
+        app.clock.now(),
+        &Actor::cli(),
+    )
+    .await
+    .expect("update");
+    let html = app
+        .get(&app.client, &login)
+        .await
+        .text()
+        .await
+        .expect("body");
+    let form = LoginForm {
+        tx: hidden_field(&html, "tx").expect("tx"),
+        csrf_token: hidden_field(&html, "csrf_token").expect("csrf"),
+    };
+    let posted = app
+        .submit_login(&app.client, &form, "alice", PASSWORD)
+        .await;
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let resume = posted.headers()["location"]
+        .to_str()
+        .expect("loc")
+        .to_owned();
+    let answer = app.get(&app.client, &resume).await;
+    assert!(
+        !answer.status().is_redirection(),
+        "no code at the password level"
+    );
+    assert!(
+        answer
+            .text()
+            .await
+            .expect("body")
+            .contains("two-step verification")
+    );
+    assert!(app.audit("code.issued").await.is_empty());
+}

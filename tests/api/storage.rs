@@ -121,6 +121,7 @@ async fn concurrent_submissions_of_one_sign_in_form_create_one_session() {
                         verified_hash: &hash,
                         audit: &audit,
                         also_clear: None,
+                        second_step: false,
                     },
                     now,
                 )
@@ -311,6 +312,7 @@ async fn a_sign_in_verified_against_a_replaced_password_creates_no_session() {
                 verified_hash: &stale,
                 audit: &audit,
                 also_clear: None,
+                second_step: false,
             },
             now,
         )

@@ -540,6 +540,7 @@ async function main() {
       assert.equal(await page.locator('#totp-secret').innerText(), keyBefore, 'the same key');
       await page.locator('.totp-qr svg').waitFor({ state: 'visible' });
     });
+    let recoveryCodes = [];
     await check('the code from the app turns it on and shows ten recovery codes once', async () => {
       await page.getByLabel('Name').fill('E2E phone');
       await page.getByLabel('6-digit code').fill(totp(totpSecret));
@@ -549,6 +550,7 @@ async function main() {
       const codes = await page.locator('ol.recovery-codes li').allInnerTexts();
       assert.equal(codes.length, 10, codes.join('\n'));
       for (const c of codes) assert.match(c.trim(), /^[a-z2-7]{4}(-[a-z2-7]{4}){3}$/, c);
+      recoveryCodes = codes.map((c) => c.trim());
     });
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'recovery-codes.png'), fullPage: true });
     await check('Done returns to /account, which lists the app and 10 of 10 codes left', async () => {
@@ -559,6 +561,24 @@ async function main() {
       assert.ok(text.includes('10 of 10 left'), text);
     });
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'account-two-step.png'), fullPage: true });
+    await check('Remove first asks this password-only session for the second factor', async () => {
+      await page.getByRole('button', { name: 'Remove authenticator app E2E phone' }).click();
+      await page.waitForURL((u) => u.pathname === '/login', { waitUntil: 'load' });
+      await page.getByRole('heading', { name: 'Two-step verification' }).waitFor({ state: 'visible' });
+      const code = page.getByLabel('Authentication code');
+      assert.equal(await code.getAttribute('autocomplete'), 'one-time-code');
+      assert.equal(await code.getAttribute('inputmode'), 'numeric');
+      assert.equal(await page.locator('input[name="password"]').count(), 0, 'no password asked');
+    });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'second-factor.png'), fullPage: true });
+    await check('a recovery code steps the session up and returns to /account', async () => {
+      await page.getByText('Use a recovery code instead').click();
+      await page.getByLabel('Recovery code').fill(recoveryCodes[0]);
+      await page.getByRole('button', { name: 'Use recovery code' }).click();
+      await page.waitForURL((u) => u.pathname === '/account', { waitUntil: 'load' });
+      const text = await page.locator('body').innerText();
+      assert.ok(text.includes('9 of 10 left'), text);
+    });
     await check('Remove takes the authenticator app off the account', async () => {
       await page.getByRole('button', { name: 'Remove authenticator app E2E phone' }).click();
       await page.waitForURL((u) => u.pathname === '/account', { waitUntil: 'load' });

@@ -83,6 +83,7 @@ impl Authenticator {
                     verified_hash: &hash,
                     audit: &audit,
                     also_clear,
+                    second_step: second_factor.is_some(),
                 },
                 now,
             )

@@ -157,9 +157,19 @@ impl Authenticator {
                 }
             }
             Ok((user, hash)) if with_factor => {
-                // Not a verdict on the account yet: the lease goes back uncounted.
-                lease.release().await;
-                self.refund_ip(attempt.browser.ip);
+                // SECURITY: counted like a wrong password (and the address not refunded),
+                // so the lockout and the per-address limit answer a right and a wrong guess
+                // alike; both factors passing clears the count (`also_clear`).
+                let state = self
+                    .store
+                    .record_login_failure(attempt.key, lease.id, now, &self.throttle)
+                    .await?;
+                lease.settled();
+                if let Some(until) = state.locked_until {
+                    return Ok(LoginOutcome::Throttled {
+                        retry_after: crate::domain::throttle::retry_after_secs(now, until),
+                    });
+                }
                 let step = self.password_step(attempt, user.id, Some(&hash), now);
                 self.ask_second_factor(attempt.transaction, &step, now)
                     .await

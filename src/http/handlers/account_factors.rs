@@ -11,11 +11,53 @@ use uuid::Uuid;
 use super::account::{CsrfForm, Notice, check_csrf_token};
 use super::{actor, request_ip};
 use crate::app::AppState;
-use crate::auth::{CurrentSession, DEFAULT_TOTP_NAME, FactorError, MAX_FACTOR_NAME, TotpSetup};
+use crate::auth::{
+    CurrentSession, DEFAULT_RETURN_TO, DEFAULT_TOTP_NAME, FactorError, MAX_FACTOR_NAME, TotpSetup,
+};
+use crate::domain::mfa::AuthLevel;
+use crate::http::cookies::binding_cookie;
 use crate::http::error::{PageError, sentence};
-use crate::http::extract::{RequiredSession, SameOrigin};
+use crate::http::extract::{Binding, RequiredSession, SameOrigin};
 use crate::http::form::StrictForm;
 use crate::http::pages::{self, RecoveryCodesPage, TotpSetupPage, TotpSetupView};
+
+/// SECURITY: once an account has a second factor, its factors and recovery codes change
+/// only from a session that used one: a password-only session (one that existed before
+/// the first factor was set up, say) is sent through a step-up first, and comes back to
+/// the account page.
+async fn step_up_first(
+    state: &AppState,
+    current: &CurrentSession,
+    binding: &Binding,
+) -> Result<Option<HttpResponse>, PageError> {
+    if current.level() >= AuthLevel::MultiFactor
+        || !state.auth.factors.has_any(current.user.id).await?
+    {
+        return Ok(None);
+    }
+    let tx = state
+        .auth
+        .start_login(&binding.token, DEFAULT_RETURN_TO, None)
+        .await?;
+    if !state
+        .auth
+        .begin_step_up(&tx.hash(), &current.session)
+        .await?
+    {
+        return Err(PageError::Forbidden(
+            "This request could not be completed. Please reload your account page.".into(),
+        ));
+    }
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((
+        actix_web::http::header::LOCATION,
+        format!("/login?tx={}", tx.expose()),
+    ));
+    if binding.is_new {
+        response.cookie(binding_cookie(&state.cookies, binding.token.expose()));
+    }
+    Ok(Some(response.finish()))
+}
 
 #[derive(Deserialize)]
 pub struct ConfirmTotpForm {
@@ -33,8 +75,12 @@ pub async fn begin_totp(
     StrictForm(form): StrictForm<CsrfForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(step_up) = step_up_first(&state, &current, &binding).await? {
+        return Ok(step_up);
+    }
     let setup = state
         .auth
         .factors
@@ -58,8 +104,12 @@ pub async fn confirm_totp(
     StrictForm(form): StrictForm<ConfirmTotpForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(step_up) = step_up_first(&state, &current, &binding).await? {
+        return Ok(step_up);
+    }
     let Ok(factor) = Uuid::parse_str(&form.factor_id) else {
         return Ok(expired_page(&current));
     };
@@ -103,8 +153,12 @@ pub async fn regenerate_recovery_codes(
     StrictForm(form): StrictForm<CsrfForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(step_up) = step_up_first(&state, &current, &binding).await? {
+        return Ok(step_up);
+    }
     let actor = actor(request_ip(&req, &state));
     let codes = state
         .auth
@@ -122,8 +176,12 @@ pub async fn remove(
     StrictForm(form): StrictForm<CsrfForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(step_up) = step_up_first(&state, &current, &binding).await? {
+        return Ok(step_up);
+    }
     let factor = Uuid::parse_str(&path.into_inner()).map_err(|_| PageError::NotFound)?;
     let actor = actor(request_ip(&req, &state));
     let removed = state

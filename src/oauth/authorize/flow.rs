@@ -7,6 +7,7 @@ use super::request::AuthorizationRequest;
 use crate::audit::{Actor, AuditEvent, AuditKind, Outcome};
 use crate::auth::CurrentSession;
 use crate::domain::client::Client;
+use crate::domain::mfa::AuthLevel;
 use crate::domain::pkce::CodeChallenge;
 use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::oauth::Provider;
@@ -57,8 +58,8 @@ impl Provider {
         }
         // The level the request needs (acr_values, an essential acr, the client's or the
         // deployment's policy): a session below it steps up, never issues at less.
-        if request
-            .min_level
+        if self
+            .needed_level(client, &request)
             .is_some_and(|needed| session.level() < needed)
         {
             return self
@@ -73,6 +74,19 @@ impl Provider {
         let tx_hash = pending.as_ref().map(|(tx, _)| tx.hash());
         self.issue_code(client, &request, session, tx_hash.as_ref(), false, actor)
             .await
+    }
+
+    /// The level a session must reach for this request: what the request asked for,
+    /// raised by the client's `require_mfa` and the deployment's `login.require_mfa` as
+    /// they are now. A user who cannot reach it is never given less.
+    pub(super) fn needed_level(
+        &self,
+        client: &Client,
+        request: &AuthorizationRequest,
+    ) -> Option<AuthLevel> {
+        let policy =
+            (client.require_mfa || self.auth.require_mfa).then_some(AuthLevel::MultiFactor);
+        request.min_level.max(policy)
     }
 
     /// The session is below the level the request needs: ask for the missing factor

@@ -108,9 +108,8 @@ impl Provider {
         // Someone else than the `claims` parameter's `sub` names signed in here, or the
         // session is below the level the request needs: the authorization endpoint
         // answers (with the error, or a step-up).
-        let below = pending
-            .request
-            .min_level
+        let below = self
+            .needed_level(&pending.client, &pending.request)
             .is_some_and(|needed| session.level() < needed);
         if below || !pending.request.allows_subject(&session.user.id.to_string()) {
             return Some(format!("{RESUME_PATH}?tx={tx}"));

@@ -302,19 +302,14 @@ pub(super) fn claims(
     Ok(())
 }
 
-/// The authentication level the request needs (OpenID Connect Core §3.1.2.1
+/// The authentication level the request asks for (OpenID Connect Core §3.1.2.1
 /// `acr_values`: voluntary, so values this provider does not assert are ignored, and the
-/// lowest level listed is enough), raised by the client's `require_mfa` and the
-/// deployment's `login.require_mfa`. A user who cannot reach it is never given less.
-pub(super) fn acr_values(
-    client: &Client,
-    params: Params<'_>,
-    require_mfa: bool,
-    request: &mut AuthorizationRequest,
-) {
+/// lowest level listed is enough). The client's and the deployment's policy are added
+/// when the request is decided (`Provider::needed_level`), so a policy switched on while
+/// a request waits applies to it.
+pub(super) fn acr_values(params: Params<'_>, request: &mut AuthorizationRequest) {
     let asked = params.get("acr_values").and_then(AuthLevel::requested);
-    let policy = (client.require_mfa || require_mfa).then_some(AuthLevel::MultiFactor);
-    request.min_level = request.min_level.max(asked).max(policy);
+    request.min_level = request.min_level.max(asked);
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl Provider {
         request.login_hint = rules::login_hint(params);
         request.hint_sub = self.id_token_hint(client, params)?;
         rules::claims(client, params, request)?;
-        rules::acr_values(client, params, self.auth.require_mfa, request);
+        rules::acr_values(params, request);
         Ok(())
     }
 

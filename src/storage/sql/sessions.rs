@@ -262,11 +262,13 @@ macro_rules! sql_sessions {
                 let consumed: Option<Vec<u8>> = sqlx::query_scalar(
                     "update login_transactions set consumed_at = $2, session_id = $3 \
                      where id_hash = $1 and consumed_at is null and expires_at > $2 \
+                     and (second_step is not null) = $4 \
                      returning id_hash",
                 )
                 .bind(login.transaction.as_bytes())
                 .bind(ts(now))
                 .bind(login.session.session.id.0)
+                .bind(login.second_step)
                 .fetch_optional(&mut *tx)
                 .await?;
                 // SECURITY: the password verified must still be the user's, and the user
