@@ -137,17 +137,9 @@ impl Authenticator {
         .detail("reason", failure.reason())
         .detail("failures", state.failures);
         let audit = name_user(audit, user);
-        let mut events = vec![audit.clone()];
-        if let Some(until) = state.locked_until {
-            let mut locked = audit;
-            locked.kind = AuditKind::LoginThrottled;
-            events.push(
-                locked
-                    .detail("reason", "account_locked")
-                    .detail("locked_seconds", (until - now).whole_seconds()),
-            );
-        }
-        self.store.record_audit(&events).await?;
+        self.store
+            .record_audit(&with_lock(audit, &state, "account_locked", now))
+            .await?;
         Ok(match state.locked_until {
             Some(until) => LoginOutcome::Throttled {
                 retry_after: retry_after_secs(now, until),
@@ -155,4 +147,25 @@ impl Authenticator {
             None => LoginOutcome::Rejected(failure),
         })
     }
+}
+
+/// A counted failure's audit row, and a `login.throttled` one (`reason`) when it started a
+/// lock.
+pub(super) fn with_lock(
+    audit: AuditEvent,
+    state: &crate::domain::throttle::ThrottleState,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Vec<AuditEvent> {
+    let mut events = vec![audit.clone()];
+    if let Some(until) = state.locked_until {
+        let mut locked = audit;
+        locked.kind = AuditKind::LoginThrottled;
+        events.push(
+            locked
+                .detail("reason", reason)
+                .detail("locked_seconds", (until - now).whole_seconds()),
+        );
+    }
+    events
 }

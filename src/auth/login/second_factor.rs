@@ -26,6 +26,7 @@ use crate::domain::user::{PasswordHash, UserId};
 use crate::storage::{CompletedStepUp, LoginTransaction, StoreError};
 
 use super::super::Authenticator;
+use super::checks::with_lock;
 use super::complete::Verified;
 use super::lease::Lease;
 use super::outcome::{LiveForm, LoginError, LoginOutcome, SignInOutcome};
@@ -269,17 +270,9 @@ impl Authenticator {
         .detail("reason", reason)
         .detail("failures", state.failures);
         let audit = name_user(audit, user.as_ref());
-        let mut events = vec![audit.clone()];
-        if let Some(until) = state.locked_until {
-            let mut locked = audit;
-            locked.kind = AuditKind::LoginThrottled;
-            events.push(
-                locked
-                    .detail("reason", "second_factor_locked")
-                    .detail("locked_seconds", (until - now).whole_seconds()),
-            );
-        }
-        self.store.record_audit(&events).await?;
+        self.store
+            .record_audit(&with_lock(audit, &state, "second_factor_locked", now))
+            .await?;
         Ok(match state.locked_until {
             Some(until) => LoginOutcome::Throttled {
                 retry_after: crate::domain::throttle::retry_after_secs(now, until),

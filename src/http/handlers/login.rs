@@ -156,20 +156,7 @@ pub async fn submit(
 ) -> Result<HttpResponse, PageError> {
     let ip = request_ip(&req, &state);
     let actor = actor(ip);
-    let request = SignInRequest::parse(
-        form,
-        Browser {
-            binding: &binding.token,
-            binding_is_new: binding.is_new,
-            ip,
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            actor: &actor,
-            replaces: login_cookie.token().map(|t| t.hash()),
-        },
-    );
+    let request = SignInRequest::parse(form, browser(&req, ip, &actor, &binding, &login_cookie));
     match state.auth.sign_in(request).await? {
         SignInOutcome::Expired(fresh) => expired_form(&state, fresh, binding),
         SignInOutcome::Checked {
@@ -177,6 +164,27 @@ pub async fn submit(
             username,
             outcome,
         } => render_outcome(&state, *form, binding.token, &username, outcome).await,
+    }
+}
+
+/// What a posted sign-in form (password or code) says about the browser.
+pub(super) fn browser<'a>(
+    req: &'a HttpRequest,
+    ip: Option<std::net::IpAddr>,
+    actor: &'a crate::audit::Actor,
+    binding: &'a Binding,
+    login_cookie: &SessionCookie,
+) -> Browser<'a> {
+    Browser {
+        binding: &binding.token,
+        binding_is_new: binding.is_new,
+        ip,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        actor,
+        replaces: login_cookie.token().map(|t| t.hash()),
     }
 }
 

@@ -6,12 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::login::{client_context, expired_form, pending_request, signed_in};
+use super::login::{browser, client_context, expired_form, pending_request, signed_in};
 use super::{actor, request_ip, see_other};
 use crate::app::AppState;
 use crate::auth::{
-    Authenticator, Browser, LiveForm, LoginOutcome, SecondFactorForm, SecondFactorRequest,
-    SignInOutcome,
+    Authenticator, LiveForm, LoginOutcome, SecondFactorForm, SecondFactorRequest, SignInOutcome,
 };
 use crate::domain::mfa::CodeRejection;
 use crate::domain::secret::{OpaqueToken, kind};
@@ -35,20 +34,8 @@ pub async fn submit(
 ) -> Result<HttpResponse, PageError> {
     let ip = request_ip(&req, &state);
     let actor = actor(ip);
-    let request = SecondFactorRequest::parse(
-        form,
-        Browser {
-            binding: &binding.token,
-            binding_is_new: binding.is_new,
-            ip,
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            actor: &actor,
-            replaces: login_cookie.token().map(|t| t.hash()),
-        },
-    );
+    let request =
+        SecondFactorRequest::parse(form, browser(&req, ip, &actor, &binding, &login_cookie));
     match state.auth.second_factor(request).await? {
         SignInOutcome::Expired(fresh) => expired_form(&state, fresh, binding),
         SignInOutcome::Checked { form, outcome, .. } => {
