@@ -439,13 +439,15 @@ impl Factors {
 
     /// Checks a code typed at sign-in: a TOTP code of any confirmed factor (each step
     /// once), or an unused recovery code (spent here).
+    /// The use of a recovery code is audited (as `actor`) with it.
     pub async fn check(
         &self,
         user: UserId,
         typed: &str,
         now: OffsetDateTime,
+        actor: &Actor,
     ) -> Result<Result<SecondFactorUsed, CodeRejection>, FactorError> {
-        self.check_and(user, typed, now, true).await
+        self.check_and(user, typed, now, Some(actor)).await
     }
 
     /// The same reads and cryptography as `check`, but nothing is spent and the answer is
@@ -457,7 +459,7 @@ impl Factors {
         typed: &str,
         now: OffsetDateTime,
     ) -> Result<CodeRejection, FactorError> {
-        Ok(match self.check_and(user, typed, now, false).await? {
+        Ok(match self.check_and(user, typed, now, None).await? {
             Err(CodeRejection::Malformed) => CodeRejection::Malformed,
             _ => CodeRejection::Wrong,
         })
@@ -468,19 +470,28 @@ impl Factors {
         user: UserId,
         typed: &str,
         now: OffsetDateTime,
-        spend: bool,
+        // `None`: nothing is spent (see `check_without_effect`).
+        spend_as: Option<&Actor>,
     ) -> Result<Result<SecondFactorUsed, CodeRejection>, FactorError> {
+        let spend = spend_as.is_some();
         if let Some(code) = normalize_recovery_code(typed) {
             let hash = recovery_code_hash(user, &code);
-            if !spend {
+            let Some(actor) = spend_as else {
                 self.store.recovery_codes(user).await?;
                 return Ok(Err(CodeRejection::Wrong));
-            }
-            if self.store.use_recovery_code(user, &hash, now).await? {
-                let remaining = self.store.recovery_codes(user).await?.remaining;
-                return Ok(Ok(SecondFactorUsed::RecoveryCode { remaining }));
-            }
-            return Ok(Err(CodeRejection::Wrong));
+            };
+            let audit = AuditEvent::new(now, AuditKind::RecoveryCodeUsed, Outcome::Success, actor)
+                .user(user);
+            return Ok(
+                match self
+                    .store
+                    .use_recovery_code(user, &hash, now, Some(&audit))
+                    .await?
+                {
+                    Some(remaining) => Ok(SecondFactorUsed::RecoveryCode { remaining }),
+                    None => Err(CodeRejection::Wrong),
+                },
+            );
         }
         if mfa::normalize_totp_code(typed).is_none() {
             return Ok(Err(CodeRejection::Malformed));

@@ -118,13 +118,16 @@ pub trait FactorStore: Send + Sync {
         now: OffsetDateTime,
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
-    /// Marks an unused code used; false when it is unknown or used (compare and swap).
+    /// Marks an unused code used (compare and swap) and writes `audit`, with the number of
+    /// codes left as `remaining`, in the same transaction. `Some(remaining)` when it was
+    /// spent; `None` when it is unknown or used.
     async fn use_recovery_code(
         &self,
         user: UserId,
         hash: &[u8],
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+        audit: Option<&AuditEvent>,
+    ) -> Result<Option<u32>, StoreError>;
     async fn recovery_codes(&self, user: UserId) -> Result<RecoveryCodes, StoreError>;
     /// Every sealed factor secret (for a master-key rotation).
     async fn list_factor_secrets(&self) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError>;

@@ -404,9 +404,10 @@ async fn new_recovery_codes_replace_the_old_ones_and_a_used_one_is_flagged() {
         |code: &str| recovery_code_hash(user.id, &normalize_recovery_code(code).expect("a code"));
     assert!(
         app.store
-            .use_recovery_code(user.id, &hash(&old[0]), app.clock.now())
+            .use_recovery_code(user.id, &hash(&old[0]), app.clock.now(), None)
             .await
             .expect("use")
+            .is_some()
     );
     let page = account_page(&app, "/account").await;
     assert!(page.contains("9 of 10 left"), "{page}");
@@ -443,17 +444,19 @@ async fn new_recovery_codes_replace_the_old_ones_and_a_used_one_is_flagged() {
     assert!(page.contains("10 of 10 left"), "{page}");
     assert!(!page.contains("security-alert"), "the new set is unused");
     assert!(
-        !app.store
-            .use_recovery_code(user.id, &hash(&old[1]), app.clock.now())
+        app.store
+            .use_recovery_code(user.id, &hash(&old[1]), app.clock.now(), None)
             .await
-            .expect("use"),
+            .expect("use")
+            .is_none(),
         "an old code no longer works"
     );
     assert!(
         app.store
-            .use_recovery_code(user.id, &hash(&new[1]), app.clock.now())
+            .use_recovery_code(user.id, &hash(&new[1]), app.clock.now(), None)
             .await
             .expect("use")
+            .is_some()
     );
     let audit = app.audit("recovery_codes.generated").await;
     assert_eq!(audit.len(), 1);

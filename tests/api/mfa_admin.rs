@@ -66,7 +66,12 @@ fn code_now(secret: &str) -> String {
 /// The sign-in check, as the server runs it.
 async fn check(app: &TestApp, user: &User, typed: &str) -> Result<SecondFactorUsed, CodeRejection> {
     app.factors()
-        .check(user.id, typed, OffsetDateTime::now_utc())
+        .check(
+            user.id,
+            typed,
+            OffsetDateTime::now_utc(),
+            &portcullis::audit::Actor::cli(),
+        )
         .await
         .expect("check")
 }

@@ -214,7 +214,9 @@ impl Authenticator {
         // cryptography (nothing spent, never accepted), so neither the answer nor its
         // timing says which step failed.
         let checked = if step.password_ok {
-            self.factors.check(step.user_id, code, now).await?
+            self.factors
+                .check(step.user_id, code, now, browser.actor)
+                .await?
         } else {
             Err(self
                 .factors
@@ -295,17 +297,6 @@ impl Authenticator {
     ) -> Result<LoginOutcome, LoginError> {
         let password_at = OffsetDateTime::from_unix_timestamp(step.password_at).unwrap_or(now);
         let factors = SessionFactors::password(password_at).with(AMR_OTP, now);
-        if let SecondFactorUsed::RecoveryCode { remaining } = used {
-            let audit = AuditEvent::new(
-                now,
-                AuditKind::RecoveryCodeUsed,
-                Outcome::Success,
-                browser.actor,
-            )
-            .user(step.user_id)
-            .detail("remaining", remaining);
-            self.store.record_audit(&[audit]).await?;
-        }
         let method = match used {
             SecondFactorUsed::Totp { .. } => "totp",
             SecondFactorUsed::RecoveryCode { .. } => "recovery_code",

@@ -254,7 +254,11 @@ macro_rules! sql_factors {
                 user: UserId,
                 hash: &[u8],
                 now: time::OffsetDateTime,
-            ) -> Result<bool, StoreError> {
+                audit: Option<&AuditEvent>,
+            ) -> Result<Option<u32>, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                // SECURITY: one conditional statement: a code is spent once, even by two
+                // requests at the same time.
                 let changed = sqlx::query(
                     "update recovery_codes set used_at = $3 \
                      where user_id = $1 and code_hash = $2 and used_at is null",
@@ -262,10 +266,28 @@ macro_rules! sql_factors {
                 .bind(user.0)
                 .bind(hash)
                 .bind(ts(now))
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                Ok(changed == 1)
+                if changed != 1 {
+                    return Ok(None);
+                }
+                let remaining: i64 = sqlx::query_scalar(
+                    "select count(*) from recovery_codes where user_id = $1 and used_at is null",
+                )
+                .bind(user.0)
+                .fetch_one(&mut *tx)
+                .await?;
+                let remaining = u32::try_from(remaining).unwrap_or(0);
+                if let Some(audit) = audit {
+                    let mut audit = audit.clone();
+                    if let serde_json::Value::Object(map) = &mut audit.details {
+                        map.insert("remaining".into(), remaining.into());
+                    }
+                    insert_audit(&mut *tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(Some(remaining))
             }
 
             async fn recovery_codes(&self, user: UserId) -> Result<RecoveryCodes, StoreError> {
