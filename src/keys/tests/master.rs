@@ -267,3 +267,81 @@ async fn a_key_written_by_a_newer_version_is_skipped_listed_and_reencrypted() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plain, pkcs8);
 }
+
+/// Second-factor secrets are sealed under the master key too: a rotation re-encrypts them
+/// with the signing keys, in the same transaction.
+#[tokio::test]
+async fn a_master_key_rotation_re_encrypts_second_factor_secrets() {
+    use crate::domain::mfa::factor_secret_aad;
+    use crate::domain::user::{NewUser, Username};
+    use crate::storage::{FactorKind, FactorRecord};
+
+    let f = Fixture::new().await;
+    let _ring = f.ring().await;
+    let user = f
+        .store
+        .create_user(
+            &NewUser {
+                username: Username::parse("alice").unwrap_or_else(|e| panic!("{e}")),
+                email: None,
+                name: None,
+                password_hash: None,
+            },
+            f.clock.now(),
+            &crate::audit::AuditEvent::new(
+                f.clock.now(),
+                crate::audit::AuditKind::UserCreated,
+                crate::audit::Outcome::Success,
+                &crate::audit::Actor::cli(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = uuid::Uuid::new_v4();
+    let secret = b"twenty bytes secret!".to_vec();
+    let aad = factor_secret_aad(id);
+    f.store
+        .insert_factor(
+            &FactorRecord {
+                id,
+                user_id: user.id,
+                kind: FactorKind::Totp,
+                name: "Phone".into(),
+                encrypted_secret: f
+                    .master()
+                    .encrypt(&secret, aad.as_bytes())
+                    .unwrap_or_else(|e| panic!("{e}")),
+                confirmed: true,
+                last_used_step: None,
+                created_at: f.clock.now(),
+                last_used_at: None,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let new = MasterKey::generate();
+    rotate_master_key(
+        f.store.as_ref(),
+        &f.master(),
+        &new,
+        f.clock.now(),
+        &crate::audit::Actor::cli(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stored = f
+        .store
+        .list_factors(user.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let blob = &stored[0].encrypted_secret;
+    assert!(f.master().decrypt(blob, aad.as_bytes()).is_err());
+    assert_eq!(
+        new.decrypt(blob, aad.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}")),
+        secret
+    );
+}
