@@ -16,7 +16,7 @@ use crate::domain::client::ClientId;
 use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::BrowserSession;
 use crate::http::cookies::{binding_cookie, session_cookie};
-use crate::http::error::PageError;
+use crate::http::error::{PageError, sentence};
 use crate::http::extract::{Binding, SameOrigin, SessionCookie};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
@@ -101,12 +101,14 @@ pub async fn show(
     let client = client_context(&state, request.as_ref()).await?;
     // A transaction past its password step (or a step-up) asks for the second factor.
     if let Some((tx, t)) = &pending
-        && t.second_step.is_some()
+        && let Some(step) = &t.second_step
     {
+        let passkey = super::second_factor::offers_passkey(&state, step).await?;
         return Ok(super::second_factor::render_form(
             tx,
             &binding,
             client.as_ref(),
+            passkey,
             StatusCode::OK,
             None,
             None,
@@ -181,24 +183,27 @@ pub async fn submit(
 }
 
 /// The answer to a form that was live: signed in, or the form again with a message.
-async fn render_outcome(
+pub(super) async fn render_outcome(
     state: &AppState,
     form: LiveForm,
     binding: OpaqueToken<kind::BrowserBinding>,
     username: &str,
     outcome: LoginOutcome,
 ) -> Result<HttpResponse, PageError> {
+    let second_step = form.transaction.second_step.is_some();
     if matches!(
         outcome,
         LoginOutcome::SecondFactor
             | LoginOutcome::CodeMissing
             | LoginOutcome::CodeRejected(_)
             | LoginOutcome::SteppedUp { .. }
-    ) {
+    ) || (second_step && !matches!(outcome, LoginOutcome::Success { .. }))
+    {
         return super::second_factor::render_outcome(state, form, binding, outcome).await;
     }
     let request = pending_request(&form.transaction);
     let throttled;
+    let passkey_error;
     let (status, messages, retry_after) = match outcome {
         LoginOutcome::Success {
             cookie,
@@ -231,6 +236,15 @@ async fn render_outcome(
             },
             None,
         ),
+        LoginOutcome::PasskeyRejected(problem) => {
+            passkey_error = sentence(&problem.to_string());
+            let messages = Messages {
+                username,
+                error: Some(&passkey_error),
+                ..Messages::default()
+            };
+            (StatusCode::BAD_REQUEST, messages, None)
+        }
         LoginOutcome::Throttled { retry_after } => {
             throttled = format!(
                 "Too many failed sign-in attempts. Please try again in {}.",
@@ -322,6 +336,7 @@ fn render_form(
         password_error: messages.password_error,
         notice: messages.notice,
         client_name: ctx.client.as_ref().map(|(name, _)| name.as_str()),
+        passkeys: state.auth.factors.passkeys_available(),
     });
     let mut builder = pages::html_builder(status);
     if let Some((_, target)) = &ctx.client {
