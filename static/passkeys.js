@@ -120,9 +120,10 @@
     }
   }
 
-  async function fetchOptions(url, fields) {
+  async function fetchOptions(url, fields, signal) {
     const response = await fetch(url, {
       method: 'POST',
+      signal,
       credentials: 'same-origin',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams(fields).toString(),
@@ -215,7 +216,7 @@
       const controller = new AbortController();
       conditional = controller;
       try {
-        const options = await fetchOptions('/login/passkey/options', fields);
+        const options = await fetchOptions('/login/passkey/options', fields, controller.signal);
         if (controller.signal.aborted) {
           return;
         }

@@ -248,6 +248,12 @@ pub fn csp_with_form_target(target: Option<&str>) -> String {
     }
 }
 
+/// `csp` allowing the page's script to fetch from its own origin (`connect-src 'self'`):
+/// the pages whose passkey buttons ask `/…/passkeys/options` for a ceremony.
+pub fn csp_with_fetch_self(csp: &str) -> String {
+    csp.replace("img-src 'self';", "img-src 'self'; connect-src 'self';")
+}
+
 /// A CSP source must not smuggle in directives or extra sources.
 fn is_safe_csp_source(s: &str) -> bool {
     !s.is_empty()

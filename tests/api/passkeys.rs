@@ -310,12 +310,18 @@ async fn a_passkey_registered_on_the_account_page_signs_in_without_a_password() 
 
     // The sign-in page offers the button and autofill.
     let client = app.new_browser();
-    let html = app
-        .get(&client, "/login")
-        .await
-        .text()
-        .await
-        .expect("login page");
+    let login_page = app.get(&client, "/login").await;
+    // The page's script may fetch its options from this origin, and nothing more.
+    let csp = login_page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("connect-src 'self';"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = login_page.text().await.expect("login page");
     assert!(html.contains("Sign in with a passkey"), "{html}");
     assert!(
         html.contains("autocomplete=\"username webauthn\""),

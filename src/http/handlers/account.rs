@@ -141,7 +141,15 @@ pub async fn show(
         notice: required.or(notice.map(Notice::message)),
         security: &security,
     });
-    Ok(pages::html(StatusCode::OK, html))
+    let mut builder = pages::html_builder(StatusCode::OK);
+    if security.passkeys_available {
+        // The "Add a passkey" script fetches its options from this origin.
+        builder.insert_header((
+            "Content-Security-Policy",
+            pages::csp_with_fetch_self(crate::http::middleware::PAGE_CSP),
+        ));
+    }
+    Ok(builder.body(html))
 }
 
 pub async fn revoke_one(

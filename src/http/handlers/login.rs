@@ -326,6 +326,7 @@ fn render_form(
     retry_after: Option<u64>,
 ) -> HttpResponse {
     let csrf = Authenticator::login_csrf_token(&ctx.tx, &ctx.binding);
+    let passkeys = state.auth.factors.passkeys_available();
     let html = pages::render(&LoginPage {
         css_href: pages::css_href(),
         tx: ctx.tx.expose(),
@@ -336,13 +337,17 @@ fn render_form(
         password_error: messages.password_error,
         notice: messages.notice,
         client_name: ctx.client.as_ref().map(|(name, _)| name.as_str()),
-        passkeys: state.auth.factors.passkeys_available(),
+        passkeys,
     });
     let mut builder = pages::html_builder(status);
-    if let Some((_, target)) = &ctx.client {
+    let target = ctx.client.as_ref().and_then(|(_, t)| t.as_deref());
+    if passkeys {
+        let csp = pages::csp_with_form_target(target);
+        builder.insert_header(("Content-Security-Policy", pages::csp_with_fetch_self(&csp)));
+    } else if ctx.client.is_some() {
         builder.insert_header((
             "Content-Security-Policy",
-            pages::csp_with_form_target(target.as_deref()),
+            pages::csp_with_form_target(target),
         ));
     }
     if ctx.set_binding {

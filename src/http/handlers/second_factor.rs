@@ -174,10 +174,14 @@ pub(super) fn render_form(
         passkey,
     });
     let mut builder = pages::html_builder(status);
-    if let Some((_, target)) = client {
+    let target = client.and_then(|(_, t)| t.as_deref());
+    if passkey {
+        let csp = pages::csp_with_form_target(target);
+        builder.insert_header(("Content-Security-Policy", pages::csp_with_fetch_self(&csp)));
+    } else if client.is_some() {
         builder.insert_header((
             "Content-Security-Policy",
-            pages::csp_with_form_target(target.as_deref()),
+            pages::csp_with_form_target(target),
         ));
     }
     if let Some(secs) = retry_after
