@@ -94,7 +94,7 @@ impl TotpSetup {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FactorView {
     pub factor_id: Uuid,
-    /// `totp`.
+    /// `totp` or `passkey`.
     pub kind: String,
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]

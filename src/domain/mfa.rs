@@ -275,6 +275,17 @@ pub fn recovery_code_hash(user: UserId, normalized: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_passkey_sign_in_is_multi_factor() {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let factors = super::SessionFactors::passkey(at);
+        assert_eq!(factors.amr(), ["hwk", "user", "mfa"]);
+        assert_eq!(factors.level(), super::AuthLevel::MultiFactor);
+        let second = super::SessionFactors::password(at).with(super::AMR_HWK, at);
+        assert_eq!(second.amr(), ["hwk", "pwd", "mfa"]);
+    }
+
     use super::*;
 
     fn at(unix: i64) -> OffsetDateTime {

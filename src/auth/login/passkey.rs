@@ -207,7 +207,8 @@ impl Authenticator {
             rehash: None,
             factors: SessionFactors::passkey(now),
             also_clear: None,
-            second_factor: Some("passkey"),
+            // Not a second factor: the `amr` (hwk, user) says it was a passkey.
+            second_factor: None,
         };
         self.create_session(verified, attempt.key, lease, attempt.browser, now)
             .await
