@@ -299,7 +299,9 @@ impl Factors {
                     return Ok(None);
                 }
                 // User verification "preferred" (§5.8.6): the password was the first
-                // factor; possession of the key is the second.
+                // factor; possession of the key is the second. (webauthn-rs still
+                // enforces UV for a credential registered with it, as every passkey
+                // here is: see `begin_passkey_registration`.)
                 let (mut options, state) = webauthn
                     .start_securitykey_authentication(&keys)
                     .map_err(|e| FactorError::Crypto(e.to_string()))?;

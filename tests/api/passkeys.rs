@@ -453,6 +453,28 @@ async fn a_passkey_is_a_second_factor_after_the_password() {
         .collect();
     // Newest first.
     assert_eq!(reasons, ["wrong_code", "bad_password"]);
+
+    // As the second factor the request asks for user verification "preferred", but a
+    // credential registered with user verification (every passkey here) must keep
+    // verifying its user (webauthn-rs enforces the registration's policy): an assertion
+    // without the UV flag is refused like a wrong passkey.
+    let client = app.new_browser();
+    let form = sign_in_form(&app, &client).await;
+    app.submit_login(
+        &client,
+        &crate::helpers::LoginForm {
+            tx: form.tx.clone(),
+            csrf_token: form.csrf.clone(),
+        },
+        "bob",
+        PASSWORD,
+    )
+    .await;
+    let options = json_of(login_options(&app, &client, &form).await).await;
+    let presence_only = authenticator.assert_with(&challenge_of(&options), None, 0x01);
+    let response = post_assertion(&app, &client, &form, &presence_only).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!app.is_signed_in(&client).await);
 }
 
 #[tokio::test]
