@@ -771,21 +771,50 @@ async fn passkeys_are_renamed_and_removed_and_survive_a_master_key_rotation() {
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
-    // keys rotate-master-key: the TOTP secret is re-encrypted, the passkey row skipped.
-    let current =
-        MasterKey::from_file(Path::new(&app.settings.keys.master_key_file)).expect("master key");
-    let new = MasterKey::generate();
-    portcullis::keys::rotate_master_key(
-        app.store.as_ref(),
-        &current,
-        &new,
-        app.clock.now(),
-        &Actor::cli(),
+    // `portcullis keys rotate-master-key`: the TOTP secret is re-encrypted, the passkey
+    // row (no sealed secret) skipped.
+    let new_file = app.keydir.path().join("new.key");
+    std::fs::write(
+        &new_file,
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
     )
-    .await
-    .expect("rotation with a passkey enrolled");
+    .expect("new key");
+    let new_file = new_file.display().to_string();
+    let out = crate::helpers::run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "keys",
+                "rotate-master-key",
+                "--new-key-file",
+                &new_file,
+                "--json",
+            ])
+            .env("PORTCULLIS__DATABASE__URL", &app.db.url)
+            .env(
+                "PORTCULLIS__KEYS__MASTER_KEY_FILE",
+                &app.settings.keys.master_key_file,
+            )
+            .env("PORTCULLIS__KEYS__GENERATE_MASTER_KEY", "false")
+            .env_remove("PORTCULLIS_ENV")
+            .env_remove("RUST_LOG"),
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "keys rotate-master-key with a passkey enrolled: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = MasterKey::from_file(Path::new(&new_file)).expect("new master key");
     let sealed = app.store.list_factor_secrets().await.expect("secrets");
     assert_eq!(sealed.len(), 1, "only the TOTP secret is sealed");
+    assert!(
+        new.decrypt(
+            &sealed[0].1,
+            portcullis::domain::mfa::factor_secret_aad(sealed[0].0).as_bytes()
+        )
+        .is_ok(),
+        "the TOTP secret is under the new key"
+    );
 
     // The passkey still signs in (it holds no sealed secret)…
     let client = app.new_browser();
