@@ -851,3 +851,123 @@ async fn passkeys_are_renamed_and_removed_and_survive_a_master_key_rotation() {
     .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+fn claims_of(id_token: &str) -> Value {
+    let payload = id_token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
+}
+
+fn location(response: &Response) -> String {
+    response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn passkeys_step_up_and_sign_in_within_an_authorization_request_with_the_multi_factor_acr() {
+    use crate::helpers::{WEB_REDIRECT, authorize_path, exchange_web, pkce, query, web_app};
+    use portcullis::domain::mfa::ACR_MFA;
+
+    let app = passkey_app().await;
+    let user = app.create_user("grace", PASSWORD).await;
+    let (_, secret) = app.register_client(web_app(true)).await;
+    let secret = secret.expect("secret");
+    let (account, mut authenticator) = enroll_passkey(&app, &user, "Key").await;
+
+    // A session signed in with the password only is stepped up with the passkey.
+    let p = pkce();
+    let response = app
+        .get(&account, &authorize_path(&p, &[("acr_values", ACR_MFA)]))
+        .await;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let step_up = location(&response);
+    let html = app
+        .get(&account, &step_up)
+        .await
+        .text()
+        .await
+        .expect("code page");
+    assert!(html.contains("Use your passkey"), "{html}");
+    let form = SignInForm {
+        tx: hidden_field(&html, "tx").expect("tx"),
+        csrf: hidden_field(&html, "csrf_token").expect("csrf"),
+    };
+    let options = json_of(login_options(&app, &account, &form).await).await;
+    let response = post_assertion(
+        &app,
+        &account,
+        &form,
+        &authenticator.assert(&challenge_of(&options)),
+    )
+    .await;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let response = app.get(&account, &location(&response)).await;
+    let back = url::Url::parse(&location(&response)).expect("redirect");
+    let tokens: Value = exchange_web(
+        &app,
+        &secret,
+        &query(&back, "code").expect("code"),
+        &p.verifier,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let claims = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(claims["acr"], ACR_MFA);
+    assert_eq!(claims["amr"], json!(["hwk", "pwd", "user", "mfa"]));
+    assert_eq!(
+        app.session_count(&user).await,
+        1,
+        "stepped up, not replaced"
+    );
+
+    // acr_values asks for multi-factor; a passkey alone gives it.
+    let client = app.new_browser();
+    let p = pkce();
+    let response = app
+        .get(&client, &authorize_path(&p, &[("acr_values", ACR_MFA)]))
+        .await;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let login = location(&response);
+    assert!(login.starts_with("/login?tx="), "{login}");
+    let html = app
+        .get(&client, &login)
+        .await
+        .text()
+        .await
+        .expect("login page");
+    let form = SignInForm {
+        tx: hidden_field(&html, "tx").expect("tx"),
+        csrf: hidden_field(&html, "csrf_token").expect("csrf"),
+    };
+    let options = json_of(login_options(&app, &client, &form).await).await;
+    let response = post_assertion(
+        &app,
+        &client,
+        &form,
+        &authenticator.assert(&challenge_of(&options)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let resume = location(&response);
+    assert!(resume.starts_with("/authorize/resume?tx="), "{resume}");
+    let response = app.get(&client, &resume).await;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let back = url::Url::parse(&location(&response)).expect("redirect");
+    assert!(back.as_str().starts_with(WEB_REDIRECT), "{back}");
+    let tokens: Value = exchange_web(
+        &app,
+        &secret,
+        &query(&back, "code").expect("code"),
+        &p.verifier,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let claims = claims_of(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(claims["acr"], ACR_MFA);
+    assert_eq!(claims["amr"], json!(["hwk", "user", "mfa"]));
+}
