@@ -505,6 +505,24 @@ async fn bad_registrations_get_clear_errors_and_store_nothing() {
         .await;
     assert!(response.status().is_redirection() || response.status().is_client_error());
     assert_ne!(response.status(), StatusCode::OK);
+    // A post from another origin is refused before anything else (`SameOrigin`).
+    let cross_site = crate::helpers::browser("https://evil.example");
+    let response = app
+        .post_form(
+            &cross_site,
+            "/account/passkeys/options",
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app
+        .post_form(
+            &cross_site,
+            "/login/passkey/options",
+            &[("tx", "x"), ("csrf_token", "x")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
     let options = || async {
         json_of(
