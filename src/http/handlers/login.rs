@@ -190,15 +190,13 @@ pub(super) async fn render_outcome(
     username: &str,
     outcome: LoginOutcome,
 ) -> Result<HttpResponse, PageError> {
-    let second_step = form.transaction.second_step.is_some();
     if matches!(
         outcome,
         LoginOutcome::SecondFactor
             | LoginOutcome::CodeMissing
             | LoginOutcome::CodeRejected(_)
             | LoginOutcome::SteppedUp { .. }
-    ) || (second_step && !matches!(outcome, LoginOutcome::Success { .. }))
-    {
+    ) {
         return super::second_factor::render_outcome(state, form, binding, outcome).await;
     }
     let request = pending_request(&form.transaction);

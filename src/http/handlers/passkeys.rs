@@ -111,6 +111,11 @@ pub async fn login(
     };
     match outcome {
         SignInOutcome::Expired(fresh) => expired_form(&state, fresh, binding),
+        // The second step answers on the code page, a sign-in without a password on
+        // the sign-in page.
+        SignInOutcome::Checked { form, outcome, .. } if form.transaction.second_step.is_some() => {
+            super::second_factor::render_outcome(&state, *form, binding.token, outcome).await
+        }
         SignInOutcome::Checked { form, outcome, .. } => {
             super::login::render_outcome(&state, *form, binding.token, "", outcome).await
         }
