@@ -84,6 +84,8 @@ pub enum AuditKind {
     FactorEnrolled,
     #[serde(rename = "factor.removed")]
     FactorRemoved,
+    #[serde(rename = "factor.renamed")]
+    FactorRenamed,
     #[serde(rename = "factor.reset")]
     FactorsReset,
     #[serde(rename = "recovery_codes.generated")]
@@ -132,6 +134,7 @@ impl AuditKind {
             Self::AdminDenied => "admin.denied",
             Self::FactorEnrolled => "factor.enrolled",
             Self::FactorRemoved => "factor.removed",
+            Self::FactorRenamed => "factor.renamed",
             Self::FactorsReset => "factor.reset",
             Self::RecoveryCodesGenerated => "recovery_codes.generated",
             Self::RecoveryCodeUsed => "recovery_code.used",

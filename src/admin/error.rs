@@ -282,6 +282,7 @@ impl From<FactorError> for ApiError {
                 Self::Conflict("no pending enrollment of this factor".into())
             }
             FactorError::Code(problem) => Self::Invalid(problem.to_string()),
+            FactorError::Passkey(problem) => Self::Invalid(problem.to_string()),
             FactorError::Crypto(cause) => Self::Internal(cause),
         }
     }

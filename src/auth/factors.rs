@@ -42,6 +42,8 @@ pub enum FactorError {
     /// Recovery codes only make sense with a second factor.
     #[error("set up a second factor first")]
     NoFactor,
+    #[error("{0}")]
+    Passkey(super::passkeys::PasskeyProblem),
 }
 
 /// What was wrong with a code typed during enrollment.
@@ -92,7 +94,7 @@ impl TotpSetup {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FactorView {
     pub factor_id: Uuid,
-    /// `totp`.
+    /// `totp` or `passkey`.
     pub kind: String,
     pub name: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -159,8 +161,17 @@ impl From<(TotpSetup, Option<Vec<String>>)> for ProvisionedTotp {
 /// A code accepted at sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondFactorUsed {
-    Totp { factor: Uuid },
-    RecoveryCode { remaining: u32 },
+    Totp {
+        factor: Uuid,
+    },
+    RecoveryCode {
+        remaining: u32,
+    },
+    /// A passkey's assertion (the second step), with its UV flag.
+    Passkey {
+        factor: Uuid,
+        user_verified: bool,
+    },
 }
 
 /// The second factors of accounts, over the store and the master key.
@@ -170,6 +181,9 @@ pub struct Factors {
     master: Arc<MasterKey>,
     /// The issuer's name in authenticator apps (the issuer's host).
     issuer_label: String,
+    /// The WebAuthn relying party (the issuer); `None` when the issuer's host is not a
+    /// domain name (WebAuthn Level 3 §5.1.3), and passkeys are then off.
+    pub(super) webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl Factors {
@@ -178,10 +192,18 @@ impl Factors {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| "Portcullis".to_owned());
+        let webauthn = match super::passkeys::relying_party(issuer) {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(reason) => {
+                tracing::info!(%reason, "passkeys are off");
+                None
+            }
+        };
         Self {
             store,
             master: Arc::new(master),
             issuer_label,
+            webauthn,
         }
     }
 
@@ -497,7 +519,8 @@ impl Factors {
             return Ok(Err(CodeRejection::Malformed));
         }
         let mut outcome = Err(CodeRejection::Wrong);
-        for factor in self.list(user).await? {
+        let totps = self.list(user).await?.into_iter();
+        for factor in totps.filter(|f| f.kind == FactorKind::Totp) {
             // A secret this master key cannot open (sealed by an instance still holding
             // the old key during a rotation) fails only its own factor, not the others.
             let secret = match self.open(&factor) {
@@ -523,7 +546,7 @@ impl Factors {
     }
 }
 
-fn hash_codes(user: UserId, codes: &[String]) -> Vec<Vec<u8>> {
+pub(super) fn hash_codes(user: UserId, codes: &[String]) -> Vec<Vec<u8>> {
     codes
         .iter()
         .filter_map(|c| normalize_recovery_code(c))
@@ -534,6 +557,11 @@ fn hash_codes(user: UserId, codes: &[String]) -> Vec<Vec<u8>> {
 /// A factor name as kept: trimmed, control characters dropped, at most
 /// `MAX_FACTOR_NAME` characters; the default when nothing is left.
 pub fn factor_name(typed: &str) -> String {
+    factor_name_or(typed, DEFAULT_TOTP_NAME)
+}
+
+/// `factor_name` with another default.
+pub fn factor_name_or(typed: &str, default: &str) -> String {
     let name: String = typed
         .trim()
         .chars()
@@ -541,7 +569,7 @@ pub fn factor_name(typed: &str) -> String {
         .take(MAX_FACTOR_NAME)
         .collect();
     if name.is_empty() {
-        DEFAULT_TOTP_NAME.to_owned()
+        default.to_owned()
     } else {
         name
     }

@@ -4,6 +4,7 @@
 mod factors;
 mod ip_limit;
 mod login;
+mod passkeys;
 mod session;
 
 use std::sync::Arc;
@@ -15,7 +16,12 @@ pub use factors::{
 pub use ip_limit::IpLimiter;
 pub use login::{
     Browser, DEFAULT_RETURN_TO, LiveForm, LoginError, LoginFailure, LoginOutcome, MissingFields,
-    SecondFactorForm, SecondFactorRequest, SignInForm, SignInOutcome, SignInRequest,
+    PasskeyForm, PasskeyOptionsForm, SecondFactorForm, SecondFactorRequest, SignInForm,
+    SignInOutcome, SignInRequest,
+};
+pub use passkeys::{
+    CEREMONY_LIFETIME, CeremonyState, DEFAULT_PASSKEY_NAME, MAX_CREDENTIAL_JSON, PasskeyProblem,
+    PasskeyUse, parse_assertion, registration_owner, relying_party,
 };
 pub use session::CurrentSession;
 

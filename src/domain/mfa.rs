@@ -67,6 +67,13 @@ pub const AMR_PWD: &str = "pwd";
 pub const AMR_OTP: &str = "otp";
 /// RFC 8176 §2: multiple-factor authentication.
 pub const AMR_MFA: &str = "mfa";
+/// RFC 8176 §2: proof-of-possession of a hardware-secured key. A passkey's assertion
+/// does not say whether its key is hardware-bound or synced (attestation is not asked
+/// for), so every passkey is reported as `hwk`: `swk` would be no more accurate.
+pub const AMR_HWK: &str = "hwk";
+/// RFC 8176 §2: user presence test… here, user verification (PIN or biometric) done by
+/// the authenticator (WebAuthn Level 3 §6.1, the UV flag).
+pub const AMR_USER: &str = "user";
 
 /// The factors a browser session was authenticated with, and when (Unix seconds): the
 /// `amr` method of each, so a step-up asks only for what is missing and `max_age` is
@@ -78,6 +85,15 @@ pub struct SessionFactors(pub BTreeMap<String, i64>);
 impl SessionFactors {
     pub fn password(at: OffsetDateTime) -> Self {
         Self(BTreeMap::from([(AMR_PWD.to_owned(), at.unix_timestamp())]))
+    }
+
+    /// A passwordless sign-in with a passkey that verified its user: possession of the
+    /// key and the user verification are two factors (`hwk`, `user`, hence `mfa`).
+    pub fn passkey(at: OffsetDateTime) -> Self {
+        Self(BTreeMap::from([
+            (AMR_HWK.to_owned(), at.unix_timestamp()),
+            (AMR_USER.to_owned(), at.unix_timestamp()),
+        ]))
     }
 
     pub fn with(mut self, method: &str, at: OffsetDateTime) -> Self {
@@ -259,6 +275,17 @@ pub fn recovery_code_hash(user: UserId, normalized: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_passkey_sign_in_is_multi_factor() {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let factors = super::SessionFactors::passkey(at);
+        assert_eq!(factors.amr(), ["hwk", "user", "mfa"]);
+        assert_eq!(factors.level(), super::AuthLevel::MultiFactor);
+        let second = super::SessionFactors::password(at).with(super::AMR_HWK, at);
+        assert_eq!(second.amr(), ["hwk", "pwd", "mfa"]);
+    }
+
     use super::*;
 
     fn at(unix: i64) -> OffsetDateTime {

@@ -77,6 +77,7 @@ impl From<FactorError> for PageError {
                 Self::BadRequest("This setup has expired; start again.".into())
             }
             FactorError::Code(p) => Self::BadRequest(sentence(&p.to_string())),
+            FactorError::Passkey(p) => Self::BadRequest(sentence(&p.to_string())),
             FactorError::NoFactor => Self::BadRequest(
                 "Set up an authenticator app first: recovery codes stand in for it.".into(),
             ),

@@ -33,6 +33,8 @@ pub struct LoginPage<'a> {
     pub password_error: Option<&'a str>,
     pub notice: Option<&'a str>,
     pub client_name: Option<&'a str>,
+    /// Offer "Sign in with a passkey" (the relying party is configured).
+    pub passkeys: bool,
 }
 
 #[derive(Template)]
@@ -44,6 +46,8 @@ pub struct SecondFactorPage<'a> {
     pub error: Option<&'a str>,
     pub code_error: Option<&'a str>,
     pub client_name: Option<&'a str>,
+    /// The user has a passkey: offer "Use your passkey".
+    pub passkey: bool,
 }
 
 #[derive(Template)]
@@ -62,7 +66,13 @@ pub struct AccountPage<'a> {
 /// The account page's two-step verification section.
 #[derive(Debug, Clone)]
 pub struct SecurityView {
+    /// Authenticator apps.
     pub factors: Vec<FactorRow>,
+    pub passkeys: Vec<FactorRow>,
+    /// Registration is possible (the relying party is configured).
+    pub passkeys_available: bool,
+    /// Any second factor (an app or a passkey): recovery codes are shown.
+    pub any_factor: bool,
     /// Unused recovery codes (shown only with a factor).
     pub recovery_remaining: u32,
     pub recovery_total: usize,
@@ -236,6 +246,12 @@ pub fn csp_with_form_target(target: Option<&str>) -> String {
         }
         _ => base.to_owned(),
     }
+}
+
+/// `csp` allowing the page's script to fetch from its own origin (`connect-src 'self'`):
+/// the pages whose passkey buttons ask `/…/passkeys/options` for a ceremony.
+pub fn csp_with_fetch_self(csp: &str) -> String {
+    csp.replace("img-src 'self';", "img-src 'self'; connect-src 'self';")
 }
 
 /// A CSP source must not smuggle in directives or extra sources.

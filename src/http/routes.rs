@@ -4,7 +4,7 @@ use actix_web::web;
 
 use super::handlers::{
     account, account_factors, assets, authorize, consent, discovery, health, login, logout,
-    method_not_allowed, second_factor, token, userinfo,
+    method_not_allowed, passkeys, second_factor, token, userinfo,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -14,6 +14,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/static/form_post.js",
             web::get().to(assets::form_post_script),
+        )
+        .route(
+            "/static/passkeys.js",
+            web::get().to(assets::passkeys_script),
         )
         .route("/favicon.svg", web::get().to(assets::favicon))
         .route("/favicon.ico", web::get().to(assets::favicon))
@@ -26,6 +30,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/login/second-factor")
                 .route(web::post().to(second_factor::submit))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/login/passkey/options")
+                .route(web::post().to(passkeys::login_options))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/login/passkey")
+                .route(web::post().to(passkeys::login))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/passkeys/options")
+                .route(web::post().to(passkeys::register_options))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/passkeys")
+                .route(web::post().to(passkeys::register))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/account/factors/{factor_id}/rename")
+                .route(web::post().to(passkeys::rename))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

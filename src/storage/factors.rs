@@ -15,17 +15,25 @@ use crate::domain::user::UserId;
 pub enum FactorKind {
     /// An authenticator app (RFC 6238).
     Totp,
+    /// A WebAuthn credential (its public key in `PasskeyRecord::credential`; no sealed
+    /// secret).
+    Passkey,
 }
 
 impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Passkey => "passkey",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "totp").then_some(Self::Totp)
+        match s {
+            "totp" => Some(Self::Totp),
+            "passkey" => Some(Self::Passkey),
+            _ => None,
+        }
     }
 }
 
@@ -74,6 +82,29 @@ pub struct ReencryptedSecret {
     /// The blob as read: the update applies only if the row still holds it.
     pub old: Vec<u8>,
     pub new: Vec<u8>,
+}
+
+/// A passkey: its `user_factors` row (kind `passkey`, an empty `encrypted_secret`) and
+/// its WebAuthn credential.
+#[derive(Debug, Clone)]
+pub struct PasskeyRecord {
+    pub factor: FactorRecord,
+    /// The credential id (WebAuthn Level 3 §4, "Credential ID"), unique across accounts.
+    pub credential_id: Vec<u8>,
+    /// The credential as JSON (webauthn-rs `Passkey`: public key, counter, flags).
+    pub credential: String,
+}
+
+/// The server side of a WebAuthn ceremony in flight.
+#[derive(Debug, Clone)]
+pub struct Ceremony {
+    /// `register:<session id>` or `login:<transaction hash>`.
+    pub owner: String,
+    /// The account it is for, when known (registration, a second factor).
+    pub user: Option<UserId>,
+    /// The webauthn-rs state, as JSON.
+    pub state: String,
+    pub expires_at: OffsetDateTime,
 }
 
 #[async_trait]
@@ -129,6 +160,46 @@ pub trait FactorStore: Send + Sync {
         audit: Option<&AuditEvent>,
     ) -> Result<Option<u32>, StoreError>;
     async fn recovery_codes(&self, user: UserId) -> Result<RecoveryCodes, StoreError>;
-    /// Every sealed factor secret (for a master-key rotation).
+    /// Every sealed factor secret (for a master-key rotation); passkeys have none and
+    /// are not listed.
     async fn list_factor_secrets(&self) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError>;
+    /// Inserts a confirmed passkey with its audit row (and, for the user's first
+    /// factor, a recovery code set). `StoreError::Conflict` when the credential id is
+    /// registered already.
+    async fn insert_passkey(
+        &self,
+        passkey: &PasskeyRecord,
+        recovery_codes: Option<&[Vec<u8>]>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// The user's passkeys, oldest first.
+    async fn list_passkeys(&self, user: UserId) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// The passkey with this credential id, whoever's it is.
+    async fn find_passkey(&self, credential_id: &[u8])
+    -> Result<Option<PasskeyRecord>, StoreError>;
+    /// Records a use of the passkey: `last_used_at`, and the credential as updated by the
+    /// assertion (its counter and backup flags), when given.
+    async fn use_passkey(
+        &self,
+        factor: Uuid,
+        credential: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Renames one of the user's factors; false when there is no such factor.
+    async fn rename_factor(
+        &self,
+        user: UserId,
+        factor: Uuid,
+        name: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Stores a ceremony, replacing the owner's previous one.
+    async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError>;
+    /// Takes (deletes and returns) the owner's ceremony if it has not expired: a
+    /// ceremony state is used once.
+    async fn take_ceremony(
+        &self,
+        owner: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Ceremony>, StoreError>;
 }

@@ -23,7 +23,8 @@ use crate::config::DatabaseSettings;
 pub use audit::AuditStore;
 pub use clients::ClientStore;
 pub use factors::{
-    FactorConfirmation, FactorKind, FactorRecord, FactorStore, RecoveryCodes, ReencryptedSecret,
+    Ceremony, FactorConfirmation, FactorKind, FactorRecord, FactorStore, PasskeyRecord,
+    RecoveryCodes, ReencryptedSecret,
 };
 pub use grants::{
     AuthorizationCodeRecord, CodeBinding, CodeRedemption, GrantStore, IssueCode, NewRefreshFamily,
@@ -33,6 +34,7 @@ pub use housekeeping::{Backend, HousekeepingStore, PoolStats, PurgeCutoffs, TABL
 pub use postgres::{KeyChangeListener, PgStore};
 pub use sessions::{
     CompletedLogin, CompletedStepUp, LoginTransaction, NewSession, Reservation, SessionStore,
+    VerifiedCredential,
 };
 pub use signing_keys::{KeyRetirement, ReencryptedKey, Retired, SigningKeyRecord, SigningKeyStore};
 pub use sqlite::SqliteStore;

@@ -58,9 +58,9 @@ pub struct CompletedLogin<'a> {
     pub lease: LeaseId,
     /// The hash of a session cookie the browser already held: that session is replaced.
     pub replaces: Option<TokenHash<kind::SessionToken>>,
-    /// The password hash that was verified: if it changed meanwhile (a reset) or the user
-    /// was disabled, no session is created.
-    pub verified_hash: &'a PasswordHash,
+    /// What was verified: if it changed meanwhile (a password reset, the passkey removed)
+    /// or the user was disabled, no session is created.
+    pub verified: VerifiedCredential<'a>,
     pub audit: &'a AuditEvent,
     /// Another throttle counter cleared with it (the password's, when the attempt was
     /// the second factor).
@@ -69,6 +69,15 @@ pub struct CompletedLogin<'a> {
     /// one, and otherwise must not be (a transaction parked for its second factor never
     /// completes through the password path).
     pub second_step: bool,
+}
+
+/// The credential a sign-in was verified with.
+#[derive(Debug, Clone, Copy)]
+pub enum VerifiedCredential<'a> {
+    /// The password, by the hash it was checked against.
+    Password(&'a PasswordHash),
+    /// A passkey (its factor id), for a sign-in without a password.
+    Passkey(uuid::Uuid),
 }
 
 /// A step-up of a live session: the second factor was given, so the session gains it.

@@ -31,6 +31,7 @@ mod native_example;
 mod oidc;
 mod oidc_flows;
 mod outage;
+mod passkeys;
 mod refresh;
 mod revocation;
 mod rp_logout;

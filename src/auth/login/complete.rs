@@ -9,7 +9,9 @@ use crate::domain::mfa::SessionFactors;
 use crate::domain::secret::OpaqueToken;
 use crate::domain::session::{BrowserSession, MAX_USER_AGENT_LEN, SessionId};
 use crate::domain::user::{Password, PasswordHash, User, UserId};
-use crate::storage::{CompletedLogin, LoginTransaction, NewSession, PasswordChange};
+use crate::storage::{
+    CompletedLogin, LoginTransaction, NewSession, PasswordChange, VerifiedCredential,
+};
 
 use super::super::Authenticator;
 use super::lease::Lease;
@@ -17,11 +19,19 @@ use super::outcome::{LoginError, LoginOutcome};
 use super::request::Browser;
 use super::transaction::return_to;
 
+/// The credential a sign-in was verified with.
+pub(super) enum Credential {
+    Password(PasswordHash),
+    /// A passkey's factor id (a sign-in without a password).
+    Passkey(uuid::Uuid),
+}
+
 /// A verified attempt, ready to become a session.
 pub(super) struct Verified<'a> {
     pub transaction: &'a LoginTransaction,
     pub user: User,
-    pub hash: PasswordHash,
+    /// What was verified (a password by its hash, or a passkey).
+    pub credential: Credential,
     /// The password again, when its stored hash should be upgraded.
     pub rehash: Option<Password>,
     /// The factors the session is created with.
@@ -46,7 +56,7 @@ impl Authenticator {
         let Verified {
             transaction,
             user,
-            hash,
+            credential,
             rehash,
             factors,
             also_clear,
@@ -80,7 +90,10 @@ impl Authenticator {
                     throttle_key: key,
                     lease: lease.id,
                     replaces: browser.replaces,
-                    verified_hash: &hash,
+                    verified: match &credential {
+                        Credential::Password(hash) => VerifiedCredential::Password(hash),
+                        Credential::Passkey(factor) => VerifiedCredential::Passkey(*factor),
+                    },
                     audit: &audit,
                     also_clear,
                     second_step: second_factor.is_some(),
@@ -93,7 +106,7 @@ impl Authenticator {
         }
         lease.settled();
         self.refund_ip(browser.ip);
-        if let Some(password) = rehash {
+        if let (Some(password), Credential::Password(hash)) = (rehash, credential) {
             self.upgrade_hash_in_background(user.id, password, hash);
         }
         Ok(LoginOutcome::Success {

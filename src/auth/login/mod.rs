@@ -22,11 +22,13 @@ mod checks;
 mod complete;
 mod lease;
 mod outcome;
+mod passkey;
 mod request;
 mod second_factor;
 mod transaction;
 
 pub use outcome::{LiveForm, LoginError, LoginFailure, LoginOutcome, SignInOutcome};
+pub use passkey::{PasskeyForm, PasskeyOptionsForm};
 pub use request::{Browser, MissingFields, SignInForm, SignInRequest};
 pub use second_factor::{SecondFactorForm, SecondFactorRequest};
 pub use transaction::DEFAULT_RETURN_TO;
@@ -37,7 +39,7 @@ use crate::domain::user::{Password, User, Username};
 use crate::storage::LoginTransaction;
 
 use super::Authenticator;
-use complete::Verified;
+use complete::{Credential, Verified};
 use lease::Lease;
 use request::filled_in;
 
@@ -178,7 +180,7 @@ impl Authenticator {
                 let verified = Verified {
                     transaction: attempt.transaction,
                     user,
-                    hash,
+                    credential: Credential::Password(hash),
                     rehash: checked
                         .verification
                         .needs_rehash

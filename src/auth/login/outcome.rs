@@ -52,6 +52,9 @@ pub enum LoginOutcome {
     CodeRejected(CodeRejection),
     /// The code field was empty: shown next to it, not counted.
     CodeMissing,
+    /// A passkey response was not accepted (as the second step, also after a wrong
+    /// password: the page says only that the passkey did not work).
+    PasskeyRejected(crate::auth::PasskeyProblem),
     /// A step-up completed: the session (same cookie) now has the second factor.
     SteppedUp { return_to: String },
 }

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, Outcome};
 use crate::auth::SecondFactorUsed;
-use crate::domain::mfa::{AMR_OTP, CodeRejection, SecondStep, SessionFactors};
+use crate::domain::mfa::{AMR_HWK, AMR_OTP, AMR_USER, CodeRejection, SecondStep, SessionFactors};
 use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::domain::session::BrowserSession;
 use crate::domain::user::{PasswordHash, UserId};
@@ -27,7 +27,7 @@ use crate::storage::{CompletedStepUp, LoginTransaction, StoreError};
 
 use super::super::Authenticator;
 use super::checks::with_lock;
-use super::complete::Verified;
+use super::complete::{Credential, Verified};
 use super::lease::Lease;
 use super::outcome::{LiveForm, LoginError, LoginOutcome, SignInOutcome};
 use super::request::Browser;
@@ -195,7 +195,7 @@ impl Authenticator {
 
     /// The key of the account's second-factor counter (apart from the password's, which
     /// is keyed by the name typed).
-    fn second_factor_key(&self, user: UserId) -> String {
+    pub(super) fn second_factor_key(&self, user: UserId) -> String {
         self.throttle_keys
             .key(None, &format!("second-factor:{}", user.0))
     }
@@ -243,7 +243,7 @@ impl Authenticator {
 
     /// A wrong or replayed code (or any code after a wrong password): counted towards the
     /// account's lockout and audited.
-    async fn record_code_failure(
+    pub(super) async fn record_code_failure(
         &self,
         step: &SecondStep,
         rejection: CodeRejection,
@@ -285,7 +285,7 @@ impl Authenticator {
 
     /// Both factors passed: a new session, or the stepped-up one.
     #[allow(clippy::too_many_arguments)]
-    async fn complete_second_factor(
+    pub(super) async fn complete_second_factor(
         &self,
         form: &LiveForm,
         step: &SecondStep,
@@ -296,10 +296,22 @@ impl Authenticator {
         now: OffsetDateTime,
     ) -> Result<LoginOutcome, LoginError> {
         let password_at = OffsetDateTime::from_unix_timestamp(step.password_at).unwrap_or(now);
-        let factors = SessionFactors::password(password_at).with(AMR_OTP, now);
+        let factors = match used {
+            // A passkey is possession of a key; with user verification, also `user`.
+            SecondFactorUsed::Passkey { user_verified, .. } => {
+                let factors = SessionFactors::password(password_at).with(AMR_HWK, now);
+                if user_verified {
+                    factors.with(AMR_USER, now)
+                } else {
+                    factors
+                }
+            }
+            _ => SessionFactors::password(password_at).with(AMR_OTP, now),
+        };
         let method = match used {
             SecondFactorUsed::Totp { .. } => "totp",
             SecondFactorUsed::RecoveryCode { .. } => "recovery_code",
+            SecondFactorUsed::Passkey { .. } => "passkey",
         };
         if let Some(session) = step.step_up {
             let audit = AuditEvent::new(
@@ -346,7 +358,7 @@ impl Authenticator {
         let verified = Verified {
             transaction: &form.transaction,
             user,
-            hash: PasswordHash(hash),
+            credential: Credential::Password(PasswordHash(hash)),
             rehash: None,
             factors,
             also_clear: step.password_key.as_deref(),

@@ -17,6 +17,7 @@ use crate::http::error::PageError;
 use crate::http::extract::{RequiredSession, SameOrigin};
 use crate::http::form::StrictForm;
 use crate::http::pages::{self, AccountPage, FactorRow, SecurityView, SessionView};
+use crate::storage::FactorKind;
 use crate::urlencoded::parse_pairs;
 
 #[derive(Deserialize)]
@@ -33,15 +34,24 @@ pub async fn home() -> HttpResponse {
 pub enum Notice {
     TotpAdded,
     FactorRemoved,
+    PasskeyAdded,
+    FactorRenamed,
 }
 
 impl Notice {
-    const ALL: [Self; 2] = [Self::TotpAdded, Self::FactorRemoved];
+    const ALL: [Self; 4] = [
+        Self::TotpAdded,
+        Self::FactorRemoved,
+        Self::PasskeyAdded,
+        Self::FactorRenamed,
+    ];
 
     pub fn param(self) -> &'static str {
         match self {
             Self::TotpAdded => "totp-added",
             Self::FactorRemoved => "factor-removed",
+            Self::PasskeyAdded => "passkey-added",
+            Self::FactorRenamed => "factor-renamed",
         }
     }
 
@@ -52,6 +62,8 @@ impl Notice {
                  you sign in."
             }
             Self::FactorRemoved => "The authenticator app was removed from your account.",
+            Self::PasskeyAdded => "Your passkey was added. You can use it to sign in.",
+            Self::FactorRenamed => "The name was changed.",
         }
     }
 
@@ -89,17 +101,24 @@ pub async fn show(
         })
         .collect();
     let summary = state.auth.factors.summary(current.user.id).await?;
-    let security = SecurityView {
-        factors: summary
+    let rows = |kind: FactorKind| {
+        summary
             .factors
             .iter()
+            .filter(|f| f.kind == kind)
             .map(|f| FactorRow {
                 id: f.id.to_string(),
                 name: f.name.clone(),
                 added: pages::format_time(f.created_at),
                 last_used: f.last_used_at.map(pages::format_time),
             })
-            .collect(),
+            .collect()
+    };
+    let security = SecurityView {
+        factors: rows(FactorKind::Totp),
+        passkeys: rows(FactorKind::Passkey),
+        passkeys_available: state.auth.factors.passkeys_available(),
+        any_factor: !summary.factors.is_empty(),
         recovery_remaining: summary.recovery_codes.remaining,
         recovery_total: RECOVERY_CODES,
         recovery_code_used: summary.recovery_codes.last_used_at.map(pages::format_time),
@@ -122,7 +141,15 @@ pub async fn show(
         notice: required.or(notice.map(Notice::message)),
         security: &security,
     });
-    Ok(pages::html(StatusCode::OK, html))
+    let mut builder = pages::html_builder(StatusCode::OK);
+    if security.passkeys_available {
+        // The "Add a passkey" script fetches its options from this origin.
+        builder.insert_header((
+            "Content-Security-Policy",
+            pages::csp_with_fetch_self(crate::http::middleware::PAGE_CSP),
+        ));
+    }
+    Ok(builder.body(html))
 }
 
 pub async fn revoke_one(

@@ -7,6 +7,15 @@ use crate::http::pages::CSS;
 
 const FAVICON: &str = include_str!("../../../static/favicon.svg");
 const FORM_POST_JS: &str = include_str!("../../../static/form_post.js");
+const PASSKEYS_JS: &str = include_str!("../../../static/passkeys.js");
+
+/// The script of the passkey buttons (sign-in, second step, account page).
+pub async fn passkeys_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(PASSKEYS_JS)
+}
 
 /// The one script any page uses: it submits form_post responses.
 pub async fn form_post_script() -> HttpResponse {

@@ -16,7 +16,7 @@ use crate::domain::client::ClientId;
 use crate::domain::secret::{OpaqueToken, kind};
 use crate::domain::session::BrowserSession;
 use crate::http::cookies::{binding_cookie, session_cookie};
-use crate::http::error::PageError;
+use crate::http::error::{PageError, sentence};
 use crate::http::extract::{Binding, SameOrigin, SessionCookie};
 use crate::http::form::{StrictForm, StrictQuery};
 use crate::http::pages::{self, LoginPage};
@@ -101,12 +101,14 @@ pub async fn show(
     let client = client_context(&state, request.as_ref()).await?;
     // A transaction past its password step (or a step-up) asks for the second factor.
     if let Some((tx, t)) = &pending
-        && t.second_step.is_some()
+        && let Some(step) = &t.second_step
     {
+        let passkey = super::second_factor::offers_passkey(&state, step).await?;
         return Ok(super::second_factor::render_form(
             tx,
             &binding,
             client.as_ref(),
+            passkey,
             StatusCode::OK,
             None,
             None,
@@ -189,7 +191,7 @@ pub(super) fn browser<'a>(
 }
 
 /// The answer to a form that was live: signed in, or the form again with a message.
-async fn render_outcome(
+pub(super) async fn render_outcome(
     state: &AppState,
     form: LiveForm,
     binding: OpaqueToken<kind::BrowserBinding>,
@@ -207,6 +209,7 @@ async fn render_outcome(
     }
     let request = pending_request(&form.transaction);
     let throttled;
+    let passkey_error;
     let (status, messages, retry_after) = match outcome {
         LoginOutcome::Success {
             cookie,
@@ -239,6 +242,15 @@ async fn render_outcome(
             },
             None,
         ),
+        LoginOutcome::PasskeyRejected(problem) => {
+            passkey_error = sentence(&problem.to_string());
+            let messages = Messages {
+                username,
+                error: Some(&passkey_error),
+                ..Messages::default()
+            };
+            (StatusCode::BAD_REQUEST, messages, None)
+        }
         LoginOutcome::Throttled { retry_after } => {
             throttled = format!(
                 "Too many failed sign-in attempts. Please try again in {}.",
@@ -320,6 +332,7 @@ fn render_form(
     retry_after: Option<u64>,
 ) -> HttpResponse {
     let csrf = Authenticator::login_csrf_token(&ctx.tx, &ctx.binding);
+    let passkeys = state.auth.factors.passkeys_available();
     let html = pages::render(&LoginPage {
         css_href: pages::css_href(),
         tx: ctx.tx.expose(),
@@ -330,12 +343,17 @@ fn render_form(
         password_error: messages.password_error,
         notice: messages.notice,
         client_name: ctx.client.as_ref().map(|(name, _)| name.as_str()),
+        passkeys,
     });
     let mut builder = pages::html_builder(status);
-    if let Some((_, target)) = &ctx.client {
+    let target = ctx.client.as_ref().and_then(|(_, t)| t.as_deref());
+    if passkeys {
+        let csp = pages::csp_with_form_target(target);
+        builder.insert_header(("Content-Security-Policy", pages::csp_with_fetch_self(&csp)));
+    } else if ctx.client.is_some() {
         builder.insert_header((
             "Content-Security-Policy",
-            pages::csp_with_form_target(target.as_deref()),
+            pages::csp_with_form_target(target),
         ));
     }
     if ctx.set_binding {

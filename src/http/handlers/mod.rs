@@ -10,6 +10,7 @@ pub mod health;
 pub mod login;
 pub mod logout;
 pub mod metrics;
+pub mod passkeys;
 pub mod second_factor;
 pub mod token;
 pub mod userinfo;

@@ -14,7 +14,7 @@ use crate::auth::{
 };
 use crate::domain::mfa::CodeRejection;
 use crate::domain::secret::{OpaqueToken, kind};
-use crate::http::error::PageError;
+use crate::http::error::{PageError, sentence};
 use crate::http::extract::{Binding, SameOrigin, SessionCookie};
 use crate::http::form::StrictForm;
 use crate::http::pages::{self, SecondFactorPage};
@@ -94,13 +94,33 @@ pub(super) async fn render_outcome(
             None,
             Some(retry_after),
         ),
+        LoginOutcome::PasskeyRejected(problem) => (
+            StatusCode::BAD_REQUEST,
+            Some(sentence(&problem.to_string())),
+            None,
+            None,
+        ),
         LoginOutcome::Incomplete(_) => (StatusCode::OK, None, None, None),
     };
     let client = client_context(state, request.as_ref()).await?;
+    // The form was loaded before the password step parked it: read the step again.
+    let step = match &form.transaction.second_step {
+        Some(step) => Some(step.clone()),
+        None => state
+            .auth
+            .load_login(&form.tx, &binding)
+            .await?
+            .and_then(|t| t.second_step),
+    };
+    let passkey = match &step {
+        Some(step) => offers_passkey(state, step).await?,
+        None => false,
+    };
     Ok(render_form(
         &form.tx,
         &binding,
         client.as_ref(),
+        passkey,
         status,
         error.as_deref(),
         code_error.as_deref(),
@@ -108,11 +128,23 @@ pub(super) async fn render_outcome(
     ))
 }
 
+/// Whether the code form offers "Use your passkey": the user has one. It is offered
+/// whatever the verdict on the password (the page is the same either way).
+pub(super) async fn offers_passkey(
+    state: &AppState,
+    step: &crate::domain::mfa::SecondStep,
+) -> Result<bool, PageError> {
+    let factors = &state.auth.factors;
+    Ok(factors.passkeys_available() && !factors.passkeys(step.user_id).await?.is_empty())
+}
+
 /// The code form of transaction `tx`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn render_form(
     tx: &OpaqueToken<kind::LoginTransaction>,
     binding: &OpaqueToken<kind::BrowserBinding>,
     client: Option<&(String, Option<String>)>,
+    passkey: bool,
     status: StatusCode,
     error: Option<&str>,
     code_error: Option<&str>,
@@ -126,12 +158,17 @@ pub(super) fn render_form(
         error,
         code_error,
         client_name: client.map(|(name, _)| name.as_str()),
+        passkey,
     });
     let mut builder = pages::html_builder(status);
-    if let Some((_, target)) = client {
+    let target = client.and_then(|(_, t)| t.as_deref());
+    if passkey {
+        let csp = pages::csp_with_form_target(target);
+        builder.insert_header(("Content-Security-Policy", pages::csp_with_fetch_self(&csp)));
+    } else if client.is_some() {
         builder.insert_header((
             "Content-Security-Policy",
-            pages::csp_with_form_target(target.as_deref()),
+            pages::csp_with_form_target(target),
         ));
     }
     if let Some(secs) = retry_after

@@ -7,7 +7,8 @@ macro_rules! sql_factors {
         use crate::audit::AuditEvent;
         use crate::domain::user::UserId;
         use crate::storage::{
-            FactorConfirmation, FactorKind, FactorRecord, FactorStore, RecoveryCodes, StoreError,
+            Ceremony, FactorConfirmation, FactorKind, FactorRecord, FactorStore, PasskeyRecord,
+            RecoveryCodes, StoreError,
         };
 
         #[derive(sqlx::FromRow)]
@@ -38,6 +39,27 @@ macro_rules! sql_factors {
                 })
             }
         }
+
+        #[derive(sqlx::FromRow)]
+        struct PasskeyRow {
+            #[sqlx(flatten)]
+            factor: FactorRow,
+            credential_id: Option<Vec<u8>>,
+            credential: Option<String>,
+        }
+
+        impl PasskeyRow {
+            fn into_record(self) -> Result<PasskeyRecord, StoreError> {
+                Ok(PasskeyRecord {
+                    factor: self.factor.into_record()?,
+                    credential_id: self.credential_id.ok_or_else(|| corrupt("credential id"))?,
+                    credential: self.credential.ok_or_else(|| corrupt("passkey credential"))?,
+                })
+            }
+        }
+
+        const PASSKEY_COLUMNS: &str = "factor_id, user_id, kind, name, encrypted_secret, \
+             confirmed, last_used_step, created_at, last_used_at, credential_id, credential";
 
         fn step_param(step: u64) -> i64 {
             i64::try_from(step).unwrap_or(i64::MAX)
@@ -306,10 +328,173 @@ macro_rules! sql_factors {
 
             async fn list_factor_secrets(&self) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
                 Ok(sqlx::query_as(
-                    "select factor_id, encrypted_secret from user_factors order by factor_id",
+                    "select factor_id, encrypted_secret from user_factors \
+                     where kind <> 'passkey' order by factor_id",
                 )
                 .fetch_all(self.reader())
                 .await?)
+            }
+
+            async fn insert_passkey(
+                &self,
+                p: &PasskeyRecord,
+                recovery_codes: Option<&[Vec<u8>]>,
+                audit: &AuditEvent,
+            ) -> Result<(), StoreError> {
+                let f = &p.factor;
+                let mut tx = self.writer().begin().await?;
+                let taken: Option<Uuid> = sqlx::query_scalar(
+                    "select factor_id from user_factors where credential_id = $1",
+                )
+                .bind(&p.credential_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict("this passkey"));
+                }
+                sqlx::query(
+                    "insert into user_factors (factor_id, user_id, kind, name, \
+                     encrypted_secret, confirmed, last_used_step, created_at, last_used_at, \
+                     credential_id, credential) \
+                     values ($1, $2, $3, $4, $5, $6, null, $7, $8, $9, $10)",
+                )
+                .bind(f.id)
+                .bind(f.user_id.0)
+                .bind(FactorKind::Passkey.as_str())
+                .bind(&f.name)
+                .bind(&f.encrypted_secret)
+                .bind(f.confirmed)
+                .bind(ts(f.created_at))
+                .bind(f.last_used_at.map(ts))
+                .bind(&p.credential_id)
+                .bind(&p.credential)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(hashes) = recovery_codes {
+                    insert_recovery_codes(&mut tx, f.user_id, hashes, f.created_at).await?;
+                }
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_passkeys(
+                &self,
+                user: UserId,
+            ) -> Result<Vec<PasskeyRecord>, StoreError> {
+                let rows: Vec<PasskeyRow> = sqlx::query_as(&format!(
+                    "select {PASSKEY_COLUMNS} from user_factors \
+                     where user_id = $1 and kind = 'passkey' and confirmed = true \
+                     order by created_at, factor_id"
+                ))
+                .bind(user.0)
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter().map(PasskeyRow::into_record).collect()
+            }
+
+            async fn find_passkey(
+                &self,
+                credential_id: &[u8],
+            ) -> Result<Option<PasskeyRecord>, StoreError> {
+                let row: Option<PasskeyRow> = sqlx::query_as(&format!(
+                    "select {PASSKEY_COLUMNS} from user_factors \
+                     where credential_id = $1 and kind = 'passkey' and confirmed = true"
+                ))
+                .bind(credential_id)
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(PasskeyRow::into_record).transpose()
+            }
+
+            async fn use_passkey(
+                &self,
+                factor: Uuid,
+                credential: Option<&str>,
+                now: time::OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "update user_factors set last_used_at = $2, \
+                     credential = coalesce($3, credential) \
+                     where factor_id = $1 and kind = 'passkey'",
+                )
+                .bind(factor)
+                .bind(ts(now))
+                .bind(credential)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn rename_factor(
+                &self,
+                user: UserId,
+                factor: Uuid,
+                name: &str,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.writer().begin().await?;
+                let changed = sqlx::query(
+                    "update user_factors set name = $3 \
+                     where factor_id = $1 and user_id = $2 and confirmed = true",
+                )
+                .bind(factor)
+                .bind(user.0)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Ok(false);
+                }
+                insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn put_ceremony(&self, c: &Ceremony) -> Result<(), StoreError> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("delete from passkey_ceremonies where owner = $1")
+                    .bind(&c.owner)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "insert into passkey_ceremonies (owner, user_id, state, expires_at) \
+                     values ($1, $2, $3, $4)",
+                )
+                .bind(&c.owner)
+                .bind(c.user.map(|u| u.0))
+                .bind(&c.state)
+                .bind(ts(c.expires_at))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn take_ceremony(
+                &self,
+                owner: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<Option<Ceremony>, StoreError> {
+                // SECURITY: one statement takes the row, so a state serves one response
+                // even when two arrive at two instances at once.
+                let row: Option<(String, Option<Uuid>, String, Ts)> = sqlx::query_as(
+                    "delete from passkey_ceremonies where owner = $1 \
+                     returning owner, user_id, state, expires_at",
+                )
+                .bind(owner)
+                .fetch_optional(self.writer())
+                .await?;
+                Ok(row.and_then(|(owner, user, state, expires_at)| {
+                    let expires_at = from_ts(expires_at);
+                    (expires_at > now).then(|| Ceremony {
+                        owner,
+                        user: user.map(UserId),
+                        state,
+                        expires_at,
+                    })
+                }))
             }
         }
     };

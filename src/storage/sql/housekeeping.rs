@@ -157,6 +157,13 @@ macro_rules! sql_housekeeping {
                          and (locked_until is null or locked_until < $2)",
                         vec![c.throttle_before],
                     ),
+                    // Passkey ceremonies never finished.
+                    (
+                        "passkey_ceremonies",
+                        "owner",
+                        "select owner from passkey_ceremonies where expires_at <= $2",
+                        vec![c.now],
+                    ),
                     // Leases lost with a crashed or cancelled sign-in.
                     (
                         "login_attempt_leases",

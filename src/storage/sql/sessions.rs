@@ -13,7 +13,7 @@ macro_rules! sql_sessions {
         use crate::domain::user::{User, UserId};
         use crate::storage::{
             CompletedLogin, CompletedStepUp, LoginTransaction, Reservation, SessionStore,
-            StoreError, UserStore,
+            StoreError, UserStore, VerifiedCredential,
         };
 
         const SESSION_COLUMNS: &str = "session_id, user_id, auth_time, amr, factors, \
@@ -274,14 +274,32 @@ macro_rules! sql_sessions {
                 // SECURITY: the password verified must still be the user's, and the user
                 // still enabled: a reset or a disable that committed meanwhile wins. The
                 // row lock makes a concurrent reset wait for (and then revoke) this session.
-                let still_valid: Option<Uuid> = sqlx::query_scalar(&format!(
-                    "select user_id from users where user_id = $1 and password_hash = $2 \
-                     and not disabled{LOCK_ROW}"
-                ))
-                .bind(login.session.session.user_id.0)
-                .bind(login.verified_hash.0.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+                let user = login.session.session.user_id.0;
+                let still_valid: Option<Uuid> = match login.verified {
+                    VerifiedCredential::Password(hash) => {
+                        sqlx::query_scalar(&format!(
+                            "select user_id from users where user_id = $1 \
+                             and password_hash = $2 and not disabled{LOCK_ROW}"
+                        ))
+                        .bind(user)
+                        .bind(hash.0.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    // The passkey must still be the user's (not removed meanwhile).
+                    VerifiedCredential::Passkey(factor) => {
+                        sqlx::query_scalar(&format!(
+                            "select user_id from users where user_id = $1 and not disabled \
+                             and exists (select 1 from user_factors where factor_id = $2 \
+                             and user_id = $1 and kind = 'passkey' and confirmed = true)\
+                             {LOCK_ROW}"
+                        ))
+                        .bind(user)
+                        .bind(factor)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                };
                 if consumed.is_none() || still_valid.is_none() {
                     tx.rollback().await?;
                     return Ok(false);

@@ -275,7 +275,8 @@ macro_rules! sql_signing_keys {
                     }
                 }
                 let mut sealed: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
-                    "select factor_id from user_factors order by factor_id{LOCK_ROW}"
+                    "select factor_id from user_factors where kind <> 'passkey' \
+                     order by factor_id{LOCK_ROW}"
                 ))
                 .fetch_all(&mut *tx)
                 .await?;

@@ -200,7 +200,14 @@ async fn launch(
     } else {
         "http"
     };
-    settings.issuer = format!("{scheme}://127.0.0.1:{port}");
+    // A test that set the issuer to `localhost` keeps that name (WebAuthn needs a domain
+    // as the relying party id); the server is still reached at 127.0.0.1.
+    let host = if settings.issuer.contains("://localhost") {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    settings.issuer = format!("{scheme}://{host}:{port}");
     let settings = settings.validated().expect("valid test settings");
     let (handle, metrics_port) = run_on_own_thread(settings.clone(), clock.clone(), listener).await;
     let store = storage::connect(&settings.database)
@@ -210,7 +217,7 @@ async fn launch(
         keydir,
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: browser(&format!("{scheme}://127.0.0.1:{port}")),
+        client: browser(&format!("{scheme}://{host}:{port}")),
         clock,
         settings,
         store,
