@@ -134,6 +134,11 @@
     } catch (_) {
       body = null;
     }
+    if (body && typeof body.step_up === 'string' && body.step_up.startsWith('/login?tx=')) {
+      // This session must confirm the second factor first; it comes back here after.
+      window.location.assign(body.step_up);
+      throw new Error(body.error || 'Confirm it is you first.');
+    }
     if (!response.ok || !body || !body.publicKey) {
       const message = body && body.error ? body.error : 'Passkeys are not available right now. Reload the page and try again.';
       throw new Error(message);

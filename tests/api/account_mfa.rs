@@ -583,3 +583,28 @@ async fn the_security_forms_need_a_session_and_the_token() {
             .all(|f| !f.confirmed)
     );
 }
+
+#[tokio::test]
+async fn a_password_only_session_must_step_up_before_it_adds_a_passkey() {
+    let app = spawn_app().await;
+    let (user, csrf) = signed_in(&app).await;
+    enroll(&app, &csrf, "Phone").await;
+    let response = app
+        .post_form(
+            &app.client,
+            "/account/passkeys/options",
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(
+        body["step_up"]
+            .as_str()
+            .expect("step_up")
+            .starts_with("/login?tx="),
+        "{body}"
+    );
+    let factors = app.store.list_factors(user.id).await.expect("factors");
+    assert_eq!(factors.len(), 1, "nothing added");
+}

@@ -25,11 +25,35 @@ use crate::http::pages::{self, RecoveryCodesPage, TotpSetupPage, TotpSetupView};
 /// only from a session that used one: a password-only session (one that existed before
 /// the first factor was set up, say) is sent through a step-up first, and comes back to
 /// the account page.
-async fn step_up_first(
+pub(super) async fn step_up_first(
     state: &AppState,
     current: &CurrentSession,
     binding: &Binding,
 ) -> Result<Option<HttpResponse>, PageError> {
+    Ok(step_up_target(state, current, binding)
+        .await?
+        .map(|target| {
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((actix_web::http::header::LOCATION, target.location));
+            if let Some(cookie) = target.cookie {
+                response.cookie(cookie);
+            }
+            response.finish()
+        }))
+}
+
+/// Where a session must step up before it may change the account's factors, if it must.
+pub(super) struct StepUpTarget {
+    pub location: String,
+    /// The browser-binding cookie, when the browser had none.
+    pub cookie: Option<actix_web::cookie::Cookie<'static>>,
+}
+
+pub(super) async fn step_up_target(
+    state: &AppState,
+    current: &CurrentSession,
+    binding: &Binding,
+) -> Result<Option<StepUpTarget>, PageError> {
     if current.level() >= AuthLevel::MultiFactor
         || !state.auth.factors.has_any(current.user.id).await?
     {
@@ -48,15 +72,12 @@ async fn step_up_first(
             "This request could not be completed. Please reload your account page.".into(),
         ));
     }
-    let mut response = HttpResponse::SeeOther();
-    response.insert_header((
-        actix_web::http::header::LOCATION,
-        format!("/login?tx={}", tx.expose()),
-    ));
-    if binding.is_new {
-        response.cookie(binding_cookie(&state.cookies, binding.token.expose()));
-    }
-    Ok(Some(response.finish()))
+    Ok(Some(StepUpTarget {
+        location: format!("/login?tx={}", tx.expose()),
+        cookie: binding
+            .is_new
+            .then(|| binding_cookie(&state.cookies, binding.token.expose())),
+    }))
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::account::{CsrfForm, Notice, check_csrf_token};
+use super::account_factors::{step_up_first, step_up_target};
 use super::login::expired_form;
 use super::{actor, request_ip};
 use crate::app::AppState;
@@ -122,14 +123,36 @@ pub async fn login(
     }
 }
 
+/// A password-only session of an account with a factor must step up before it adds one:
+/// the page script follows `step_up`.
+#[derive(Serialize)]
+struct StepUpRequired<'a> {
+    error: &'a str,
+    step_up: &'a str,
+}
+
 /// POST /account/passkeys/options: the creation options of a new passkey.
 pub async fn register_options(
     state: web::Data<AppState>,
     StrictForm(form): StrictForm<CsrfForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(target) = step_up_target(&state, &current, &binding).await? {
+        let mut response = json(
+            StatusCode::FORBIDDEN,
+            &StepUpRequired {
+                error: "Confirm it is you with your second factor first.",
+                step_up: &target.location,
+            },
+        );
+        if let Some(cookie) = target.cookie {
+            response.add_cookie(&cookie).ok();
+        }
+        return Ok(response);
+    }
     let options = state
         .auth
         .factors
@@ -149,8 +172,12 @@ pub async fn register(
     StrictForm(form): StrictForm<RegisterForm>,
     _: SameOrigin,
     RequiredSession(current): RequiredSession,
+    binding: Binding,
 ) -> Result<HttpResponse, PageError> {
     check_csrf_token(&current, &form.csrf_token)?;
+    if let Some(step_up) = step_up_first(&state, &current, &binding).await? {
+        return Ok(step_up);
+    }
     let actor = actor(request_ip(&req, &state));
     let codes = state
         .auth
