@@ -325,13 +325,17 @@ impl Factors {
     }
 
     /// Verifies an assertion (§7.2) of `record` against the ceremony `state`; on success
-    /// records the use (and the updated signature counter, §7.2 step 22).
+    /// records the use (and the updated signature counter, §7.2 step 22). With `record_use`
+    /// false the verification runs the same way but its result is discarded: nothing is
+    /// recorded and the answer is `None` (a second step after a wrong password, so the
+    /// time taken says nothing about the password).
     pub async fn verify_passkey(
         &self,
         state: CeremonyState,
         record: &PasskeyRecord,
         response: &PublicKeyCredential,
         now: OffsetDateTime,
+        record_use: bool,
     ) -> Result<Option<PasskeyUse>, FactorError> {
         let webauthn = self.relying_party()?;
         let mut passkey = stored_passkey(record)?;
@@ -360,6 +364,9 @@ impl Factors {
             }
             CeremonyState::Register(_) => return Ok(None),
         };
+        if !record_use {
+            return Ok(None);
+        }
         let updated = match passkey.update_credential(&result) {
             Some(true) => serde_json::to_string(&passkey).ok(),
             _ => None,

@@ -180,7 +180,7 @@ impl Authenticator {
         let verified = match (attempt.record, &attempt.state) {
             (Some(record), CeremonyState::Discoverable(_)) if !account.disabled => {
                 self.factors
-                    .verify_passkey(attempt.state, record, attempt.response, now)
+                    .verify_passkey(attempt.state, record, attempt.response, now, true)
                     .await?
             }
             _ => None,
@@ -222,16 +222,22 @@ impl Authenticator {
         lease: &mut Lease,
         now: OffsetDateTime,
     ) -> Result<LoginOutcome, LoginError> {
-        // SECURITY: after a wrong password the assertion is never verified, and the
-        // failure is the one a wrong passkey gets.
+        // SECURITY: after a wrong password the assertion goes through the same
+        // verification with its result discarded (nothing recorded, never accepted), so
+        // neither the answer nor its timing tells a wrong passkey from a wrong password.
         let verified = match (attempt.record, &attempt.state) {
             (Some(record), CeremonyState::SecondFactor(_))
-                if step.password_ok
-                    && record.factor.user_id == step.user_id
+                if record.factor.user_id == step.user_id
                     && attempt.ceremony_user == Some(step.user_id) =>
             {
                 self.factors
-                    .verify_passkey(attempt.state, record, attempt.response, now)
+                    .verify_passkey(
+                        attempt.state,
+                        record,
+                        attempt.response,
+                        now,
+                        step.password_ok,
+                    )
                     .await?
             }
             _ => None,
