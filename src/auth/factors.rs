@@ -43,7 +43,7 @@ pub enum FactorError {
     #[error("set up a second factor first")]
     NoFactor,
     #[error("{0}")]
-    Passkey(super::passkeys::PasskeyProblem),
+    Passkey(super::relying_party::PasskeyProblem),
 }
 
 /// What was wrong with a code typed during enrollment.
@@ -192,7 +192,7 @@ impl Factors {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| "Portcullis".to_owned());
-        let webauthn = match super::passkeys::relying_party(issuer) {
+        let webauthn = match super::relying_party::relying_party(issuer) {
             Ok(rp) => Some(Arc::new(rp)),
             Err(reason) => {
                 tracing::info!(%reason, "passkeys are off");

@@ -5,6 +5,7 @@ mod factors;
 mod ip_limit;
 mod login;
 mod passkeys;
+mod relying_party;
 mod session;
 
 use std::sync::Arc;

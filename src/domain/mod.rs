@@ -9,6 +9,7 @@ pub mod pkce;
 pub mod redirect_uri;
 pub mod refresh;
 pub mod scope;
+pub mod second_step;
 pub mod secret;
 pub mod session;
 pub mod signing_key;

@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 
 use super::StoreError;
 use crate::audit::AuditEvent;
-use crate::domain::mfa::{SecondStep, SessionFactors};
+use crate::domain::mfa::SessionFactors;
+use crate::domain::second_step::SecondStep;
 use crate::domain::secret::{TokenHash, kind};
 use crate::domain::session::{BrowserSession, SessionId};
 use crate::domain::throttle::{LeaseId, ThrottlePolicy, ThrottleState};

@@ -218,7 +218,7 @@ impl Authenticator {
     async fn passkey_second_step(
         &self,
         attempt: PasskeyAttempt<'_>,
-        step: &crate::domain::mfa::SecondStep,
+        step: &crate::domain::second_step::SecondStep,
         lease: &mut Lease,
         now: OffsetDateTime,
     ) -> Result<LoginOutcome, LoginError> {

@@ -19,7 +19,8 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, Outcome};
 use crate::auth::SecondFactorUsed;
-use crate::domain::mfa::{AMR_HWK, AMR_OTP, AMR_USER, CodeRejection, SecondStep, SessionFactors};
+use crate::domain::mfa::{AMR_HWK, AMR_OTP, AMR_USER, CodeRejection, SessionFactors};
+use crate::domain::second_step::SecondStep;
 use crate::domain::secret::{OpaqueToken, TokenHash, kind};
 use crate::domain::session::BrowserSession;
 use crate::domain::user::{PasswordHash, UserId};

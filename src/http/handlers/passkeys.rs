@@ -115,7 +115,7 @@ pub async fn login(
         // The second step answers on the code page, a sign-in without a password on
         // the sign-in page.
         SignInOutcome::Checked { form, outcome, .. } if form.transaction.second_step.is_some() => {
-            super::second_factor::render_outcome(&state, *form, binding.token, outcome).await
+            super::login::render_code_outcome(&state, *form, binding.token, outcome).await
         }
         SignInOutcome::Checked { form, outcome, .. } => {
             super::login::render_outcome(&state, *form, binding.token, "", outcome).await

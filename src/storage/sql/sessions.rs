@@ -61,7 +61,7 @@ macro_rules! sql_sessions {
             created_at: Ts,
             expires_at: Ts,
             session_id: Option<Uuid>,
-            second_step: Option<Json<crate::domain::mfa::SecondStep>>,
+            second_step: Option<Json<crate::domain::second_step::SecondStep>>,
         }
 
         pub(super) const TRANSACTION_COLUMNS: &str =
@@ -363,7 +363,7 @@ macro_rules! sql_sessions {
             async fn set_second_step(
                 &self,
                 id_hash: &TokenHash<kind::LoginTransaction>,
-                step: &crate::domain::mfa::SecondStep,
+                step: &crate::domain::second_step::SecondStep,
                 now: OffsetDateTime,
             ) -> Result<bool, StoreError> {
                 let changed = sqlx::query(
